@@ -1,0 +1,41 @@
+//! Command-line definitions, nothing else: parsing is clap's job, acting on it is `app`'s.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+/// upkeep keeps a Flux repository's Helm charts, k3s, Flux and Longhorn up to date through pull
+/// requests, and verifies each merged update in the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "upkeep", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more: files passed over, timings (repeat for debug output).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find every versioned thing in a Flux repository and report it.
+    Scan(ScanArgs),
+}
+
+/// Arguments of `upkeep scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The repository (or a folder of it) to scan.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Output format; `table` on a terminal, `json` otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Skip files bigger than this many bytes.
+    #[arg(long, default_value_t = crate::extract::DEFAULT_MAX_FILE_SIZE)]
+    pub max_file_size: u64,
+}

@@ -1,0 +1,605 @@
+//! Flux `HelmRelease`s and the sources that say where their charts come from.
+//!
+//! What it reads (helm-controller `docs/spec/v2/helmreleases.md`, source-controller v1 specs):
+//!
+//! - `HelmRelease` (`helm.toolkit.fluxcd.io/v2`, `v2beta2`, `v2beta1`): either
+//!   `spec.chart.spec.{chart,version,sourceRef}` or `spec.chartRef{kind,name,namespace}`.
+//! - `HelmRepository`: `spec.url` (`https://` or `oci://`) and `spec.type` (`oci`).
+//! - `OCIRepository`: `spec.url` and `spec.ref.{tag,semver,digest}`; a chartRef target, or a
+//!   dependency of its own when no HelmRelease points at it (OCI artifacts for Kustomizations).
+//! - `HelmChart`: `spec.{chart,version,sourceRef}`; a chartRef target, or a dependency of its own.
+//!
+//! A `sourceRef` without a namespace means the HelmRelease's own namespace, which may be set by a
+//! parent kustomization ([`super::kustomize`]). When one side's namespace is unknown, a source is
+//! still linked if exactly one source of that kind has that name. The chart named `longhorn` is
+//! the Longhorn platform component. A HelmRelease with a chartRef gets the version location of
+//! the object it points at, so the edit lands where the version is.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Extractor, Findings, ManifestDoc, SourceFile, VersionValue};
+use crate::model::{Component, Datasource, Dependency, Kind, Manifest, Package, Skip, SkipReason};
+
+/// A source object (`HelmRepository`, `OCIRepository`, `HelmChart`) keyed by kind, namespace, name.
+#[derive(Debug, Clone)]
+struct Source {
+    namespace: Option<String>,
+    name: String,
+    file: String,
+    manifest: Manifest,
+    detail: SourceDetail,
+}
+
+#[derive(Debug, Clone)]
+enum SourceDetail {
+    HelmRepository { url: Option<String>, oci: bool },
+    OciRepository { url: Option<String>, version: VersionValue, field: &'static str },
+    HelmChart { chart: Option<String>, version: VersionValue, source: Option<SourceRef> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SourceRef {
+    kind: String,
+    name: String,
+    namespace: Option<String>,
+}
+
+/// How a release names its chart.
+#[derive(Debug, Clone)]
+enum ChartSource {
+    /// `spec.chart.spec`.
+    Spec { chart: Option<String>, version: VersionValue, source: Option<SourceRef> },
+    /// `spec.chartRef`.
+    Ref(SourceRef),
+    /// Neither: a patch of a release defined elsewhere.
+    None { version: VersionValue },
+}
+
+#[derive(Debug, Clone)]
+struct Release {
+    name: String,
+    namespace: Option<String>,
+    manifest: Manifest,
+    patched_by: Option<String>,
+    chart: ChartSource,
+    invalid: Option<String>,
+    unsupported_api: Option<String>,
+}
+
+/// The HelmRelease manager.
+#[derive(Debug, Default)]
+pub struct HelmReleases {
+    sources: HashMap<(&'static str, String), Vec<Source>>,
+    releases: Vec<Release>,
+    unparsable: Vec<Dependency>,
+}
+
+const HELM_REPOSITORY: &str = "HelmRepository";
+const OCI_REPOSITORY: &str = "OCIRepository";
+const HELM_CHART: &str = "HelmChart";
+
+impl Extractor for HelmReleases {
+    fn id(&self) -> &'static str {
+        "helmrelease"
+    }
+
+    fn file(&mut self, file: &SourceFile, _out: &mut Findings) {
+        let Some(error) = &file.stream.error else { return };
+        // The documents from the broken one on could not be read; account for the HelmReleases
+        // among them by their text, so none disappears from the report.
+        let from = file.stream.documents.last().map_or(0, |d| d.range.end);
+        let rest = file.text.get(from..).unwrap_or("");
+        let first_line = file.text[..from.min(file.text.len())].matches('\n').count() + 1;
+        for (offset, chunk) in split_documents(rest) {
+            if !chunk.lines().any(|l| l.trim_end() == "kind: HelmRelease") {
+                continue;
+            }
+            let name = metadata_field(chunk, "name").unwrap_or("<unnamed>").to_string();
+            let namespace = metadata_field(chunk, "namespace").map(str::to_string);
+            let line = first_line + offset;
+            self.unparsable.push(Dependency {
+                id: format!("helmrelease/{}/{}", namespace.as_deref().unwrap_or("-"), name),
+                kind: Kind::HelmRelease,
+                component: Component::App,
+                name,
+                namespace,
+                package: None,
+                current: None,
+                location: None,
+                skip: Some(Skip {
+                    reason: SkipReason::Unparsable,
+                    message: format!(
+                        "the YAML stream breaks at line {}, column {} ({}); fix it to have this release updated",
+                        error.line, error.column, error.message
+                    ),
+                }),
+                role: None,
+                manifest: Manifest { file: file.relative.clone(), line },
+            });
+        }
+    }
+
+    fn document(&mut self, doc: &ManifestDoc<'_>, _out: &mut Findings) {
+        let flux_source = doc.api_version.starts_with("source.toolkit.fluxcd.io/");
+        match doc.kind {
+            "HelmRelease"
+                if doc.api_version.starts_with("helm.toolkit.fluxcd.io/")
+                    || doc.api_version.starts_with("helm.fluxcd.io/") =>
+            {
+                self.releases.push(read_release(doc));
+            }
+            HELM_REPOSITORY if flux_source => self.add_source(HELM_REPOSITORY, doc, read_helm_repository(doc)),
+            OCI_REPOSITORY if flux_source => self.add_source(OCI_REPOSITORY, doc, read_oci_repository(doc)),
+            HELM_CHART if flux_source => self.add_source(HELM_CHART, doc, read_helm_chart(doc)),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut Findings) {
+        out.dependencies.append(&mut self.unparsable);
+        let mut referenced: HashSet<(&'static str, String, Option<String>, String)> = HashSet::new();
+        let versioned_patches = self.versioned_patches();
+        for release in &self.releases {
+            let dep = self.resolve_release(release, &versioned_patches, &mut referenced);
+            out.dependencies.push(dep);
+        }
+        // Sources no release points at are versioned things of their own.
+        for kind in [OCI_REPOSITORY, HELM_CHART] {
+            for sources in self.sources.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| v) {
+                for source in sources {
+                    let key = (kind, source.file.clone(), source.namespace.clone(), source.name.clone());
+                    if !referenced.contains(&key) {
+                        out.dependencies.push(self.standalone_source(source));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HelmReleases {
+    fn add_source(&mut self, kind: &'static str, doc: &ManifestDoc<'_>, detail: SourceDetail) {
+        let Some(name) = doc.name else { return };
+        self.sources.entry((kind, name.to_string())).or_default().push(Source {
+            namespace: doc.namespace.map(str::to_string),
+            name: name.to_string(),
+            file: doc.file.relative.clone(),
+            manifest: doc.manifest(),
+            detail,
+        });
+    }
+
+    /// Find a source by kind, name and namespace. Several candidates (the same repository
+    /// declared per cluster) resolve to the one nearest the referring file.
+    fn find(&self, kind: &'static str, name: &str, namespace: Option<&str>, from_file: &str) -> Option<&Source> {
+        let candidates = self.sources.get(&(kind, name.to_string()))?;
+        let exact: Vec<&Source> =
+            candidates.iter().filter(|s| namespace.is_some() && s.namespace.as_deref() == namespace).collect();
+        let pool: Vec<&Source> = if !exact.is_empty() {
+            exact
+        } else {
+            // Only when a namespace is unknown on one side may the name alone decide.
+            let loose: Vec<&Source> =
+                candidates.iter().filter(|s| namespace.is_none() || s.namespace.is_none()).collect();
+            let distinct: HashSet<Option<&str>> = loose.iter().map(|s| s.namespace.as_deref()).collect();
+            if distinct.len() != 1 {
+                return None;
+            }
+            loose
+        };
+        pool.into_iter().max_by_key(|s| (common_prefix(&s.file, from_file), std::cmp::Reverse(s.file.clone())))
+    }
+
+    /// Files of patches that set a version, by the release they patch.
+    fn versioned_patches(&self) -> HashMap<(Option<String>, String), Vec<String>> {
+        let mut map: HashMap<(Option<String>, String), Vec<String>> = HashMap::new();
+        for r in &self.releases {
+            if let ChartSource::None { version } | ChartSource::Spec { chart: None, version, .. } = &r.chart
+                && let Some(v) = version.value()
+            {
+                map.entry((r.namespace.clone(), r.name.clone()))
+                    .or_default()
+                    .push(format!("{} (`{v}`)", r.manifest.file));
+            }
+        }
+        map
+    }
+
+    /// The base release a versioned patch applies to: same name and namespace, has a chart.
+    fn base_of(&self, patch: &Release) -> Option<&Release> {
+        self.releases
+            .iter()
+            .filter(|r| r.name == patch.name && r.namespace == patch.namespace)
+            .filter(|r| matches!(r.chart, ChartSource::Spec { chart: Some(_), .. } | ChartSource::Ref(_)))
+            .max_by_key(|r| common_prefix(&r.manifest.file, &patch.manifest.file))
+    }
+
+    fn resolve_release(
+        &self,
+        release: &Release,
+        versioned_patches: &HashMap<(Option<String>, String), Vec<String>>,
+        referenced: &mut HashSet<(&'static str, String, Option<String>, String)>,
+    ) -> Dependency {
+        let mut dep = Dependency {
+            id: format!("helmrelease/{}/{}", release.namespace.as_deref().unwrap_or("-"), release.name),
+            kind: Kind::HelmRelease,
+            component: Component::App,
+            name: release.name.clone(),
+            namespace: release.namespace.clone(),
+            package: None,
+            current: None,
+            location: None,
+            skip: None,
+            role: None,
+            manifest: release.manifest.clone(),
+        };
+        if let Some(message) = &release.unsupported_api {
+            dep.skip = Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
+            return dep;
+        }
+        if let Some(message) = &release.invalid {
+            dep.skip = Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
+            return dep;
+        }
+        let (chart, version, source) = match &release.chart {
+            ChartSource::Ref(chart_ref) => return self.resolve_chart_ref(dep, release, chart_ref, referenced),
+            ChartSource::None { version } | ChartSource::Spec { chart: None, version, .. } => {
+                // A patch document. With a version it is where the version really lives: take the
+                // chart and source from the release it patches.
+                let base = match version {
+                    VersionValue::Missing => None,
+                    _ => self.base_of(release),
+                };
+                let Some(ChartSource::Spec { chart: Some(chart), source, .. }) = base.map(|b| &b.chart) else {
+                    let used_by =
+                        release.patched_by.as_deref().map(|k| format!(" (a patch in {k})")).unwrap_or_default();
+                    dep.skip = Some(Skip {
+                        reason: SkipReason::ValuesPatch,
+                        message: format!(
+                            "no chart of its own{used_by}: it patches HelmRelease {}/{} defined elsewhere",
+                            release.namespace.as_deref().unwrap_or("-"),
+                            release.name
+                        ),
+                    });
+                    dep.current = version.value().map(str::to_string);
+                    return dep;
+                };
+                (chart.clone(), version.clone(), source.clone())
+            }
+            ChartSource::Spec { chart: Some(chart), version, source } => {
+                (chart.clone(), version.clone(), source.clone())
+            }
+        };
+        dep.current = version.value().map(str::to_string);
+        dep.location = version.location().cloned();
+        if chart == "longhorn" {
+            dep.component = Component::Longhorn;
+        }
+        if chart.starts_with("./") || chart.starts_with("../") || chart.starts_with('/') {
+            dep.skip = Some(Skip {
+                reason: SkipReason::LocalChart,
+                message: format!(
+                    "chart `{chart}` is a path in its source; it changes with that source, not by version"
+                ),
+            });
+            return dep;
+        }
+        let Some(source) = source else {
+            dep.skip = Some(Skip {
+                reason: SkipReason::SourceNotFound,
+                message: "spec.chart.spec.sourceRef is missing".into(),
+            });
+            return dep;
+        };
+        if source.kind != HELM_REPOSITORY {
+            dep.skip = Some(Skip {
+                reason: SkipReason::UnsupportedSource,
+                message: format!(
+                    "chart `{chart}` comes from a {} ({}), which has no chart versions to follow",
+                    source.kind, source.name
+                ),
+            });
+            return dep;
+        }
+        if chart.contains("${") || source.name.contains("${") {
+            dep.skip = Some(Skip {
+                reason: SkipReason::Substitution,
+                message: "the chart or its source is named through Flux post-build substitution (`${...}`)".into(),
+            });
+            return dep;
+        }
+        let ns = source.namespace.as_deref().or(release.namespace.as_deref());
+        let found = self.find(HELM_REPOSITORY, &source.name, ns, &release.manifest.file);
+        if let Some(Source { detail: SourceDetail::HelmRepository { url: Some(url), oci }, .. }) = found {
+            dep.package = Some(Package {
+                datasource: if *oci { Datasource::Oci } else { Datasource::Helm },
+                registry: url.clone(),
+                name: chart.clone(),
+            });
+        }
+        if let Some(mut skip) = version.problem("spec.chart.spec.version") {
+            if version == VersionValue::Missing
+                && let Some(patches) = versioned_patches.get(&(release.namespace.clone(), release.name.clone()))
+            {
+                skip.message = format!("no version here; patches set it: {}", patches.join(", "));
+                skip.reason = SkipReason::NoVersion;
+            }
+            dep.skip = Some(skip);
+            return dep;
+        }
+        if dep.package.is_none() {
+            dep.skip = Some(not_found(HELM_REPOSITORY, &source.name, ns, found.is_some()));
+        }
+        dep
+    }
+
+    fn resolve_chart_ref(
+        &self,
+        mut dep: Dependency,
+        release: &Release,
+        chart_ref: &SourceRef,
+        referenced: &mut HashSet<(&'static str, String, Option<String>, String)>,
+    ) -> Dependency {
+        let kind = match chart_ref.kind.as_str() {
+            OCI_REPOSITORY => OCI_REPOSITORY,
+            HELM_CHART => HELM_CHART,
+            other => {
+                dep.skip = Some(Skip {
+                    reason: SkipReason::UnsupportedSource,
+                    message: format!("chartRef points at a {other}, which has no chart versions to follow"),
+                });
+                return dep;
+            }
+        };
+        if chart_ref.name.contains("${") {
+            dep.skip = Some(Skip {
+                reason: SkipReason::Substitution,
+                message: "chartRef is named through Flux post-build substitution (`${...}`)".into(),
+            });
+            return dep;
+        }
+        let ns = chart_ref.namespace.as_deref().or(release.namespace.as_deref());
+        let Some(source) = self.find(kind, &chart_ref.name, ns, &release.manifest.file) else {
+            dep.skip = Some(not_found(kind, &chart_ref.name, ns, false));
+            return dep;
+        };
+        referenced.insert((kind, source.file.clone(), source.namespace.clone(), source.name.clone()));
+        let linked = self.standalone_source(source);
+        dep.component = linked.component;
+        dep.package = linked.package;
+        dep.current = linked.current;
+        dep.location = linked.location;
+        dep.skip = linked.skip;
+        dep
+    }
+
+    /// A dependency for an `OCIRepository` or `HelmChart`, on its own or as a chartRef target.
+    fn standalone_source(&self, source: &Source) -> Dependency {
+        let mut dep = Dependency {
+            id: String::new(),
+            kind: Kind::OciRepository,
+            component: Component::App,
+            name: source.name.clone(),
+            namespace: source.namespace.clone(),
+            package: None,
+            current: None,
+            location: None,
+            skip: None,
+            role: None,
+            manifest: source.manifest.clone(),
+        };
+        match &source.detail {
+            SourceDetail::OciRepository { url, version, field } => {
+                dep.id = format!("ocirepository/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
+                dep.current = version.value().map(str::to_string);
+                dep.location = version.location().cloned();
+                let url = url.as_deref().unwrap_or("");
+                if let Some((registry, name)) =
+                    url.trim_end_matches('/').rsplit_once('/').filter(|_| url.starts_with("oci://"))
+                {
+                    if name == "longhorn" {
+                        dep.component = Component::Longhorn;
+                    }
+                    dep.package = Some(Package {
+                        datasource: Datasource::Oci,
+                        registry: registry.to_string(),
+                        name: name.to_string(),
+                    });
+                }
+                dep.skip = if url.contains("${") {
+                    Some(Skip {
+                        reason: SkipReason::Substitution,
+                        message: "spec.url uses Flux post-build substitution".into(),
+                    })
+                } else if dep.package.is_none() {
+                    Some(Skip {
+                        reason: SkipReason::Unparsable,
+                        message: format!("spec.url `{url}` is not an oci:// URL"),
+                    })
+                } else if *field == "spec.ref.digest" {
+                    Some(Skip {
+                        reason: SkipReason::DigestOnly,
+                        message: "pinned by spec.ref.digest only; upkeep follows tags".into(),
+                    })
+                } else if *version == VersionValue::Missing {
+                    Some(Skip {
+                        reason: SkipReason::FloatingVersion,
+                        message: "no spec.ref: Flux follows the `latest` tag; pin spec.ref.tag to get update PRs"
+                            .into(),
+                    })
+                } else {
+                    version.problem(field)
+                };
+            }
+            SourceDetail::HelmChart { chart, version, source: chart_source } => {
+                dep.id = format!("helmchart/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
+                dep.kind = Kind::HelmChart;
+                dep.current = version.value().map(str::to_string);
+                dep.location = version.location().cloned();
+                let chart = chart.clone().unwrap_or_default();
+                if chart == "longhorn" {
+                    dep.component = Component::Longhorn;
+                }
+                let repo = chart_source.as_ref().filter(|s| s.kind == HELM_REPOSITORY).and_then(|s| {
+                    let ns = s.namespace.as_deref().or(source.namespace.as_deref());
+                    self.find(HELM_REPOSITORY, &s.name, ns, &source.file)
+                });
+                if let Some(Source { detail: SourceDetail::HelmRepository { url: Some(url), oci }, .. }) = repo {
+                    dep.package = Some(Package {
+                        datasource: if *oci { Datasource::Oci } else { Datasource::Helm },
+                        registry: url.clone(),
+                        name: chart.clone(),
+                    });
+                }
+                dep.skip = version.problem("spec.version").or_else(|| match (&dep.package, chart_source) {
+                    (Some(_), _) => None,
+                    (None, Some(s)) if s.kind != HELM_REPOSITORY => Some(Skip {
+                        reason: SkipReason::UnsupportedSource,
+                        message: format!("chart comes from a {}, which has no chart versions to follow", s.kind),
+                    }),
+                    (None, s) => Some(not_found(
+                        HELM_REPOSITORY,
+                        s.as_ref().map_or("", |s| s.name.as_str()),
+                        s.as_ref().and_then(|s| s.namespace.as_deref()).or(source.namespace.as_deref()),
+                        false,
+                    )),
+                });
+            }
+            SourceDetail::HelmRepository { .. } => {}
+        }
+        dep
+    }
+}
+
+fn not_found(kind: &str, name: &str, namespace: Option<&str>, found_without_url: bool) -> Skip {
+    if found_without_url {
+        return Skip { reason: SkipReason::SourceNotFound, message: format!("{kind} {name} has no spec.url") };
+    }
+    let place = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_else(|| " (namespace unknown)".into());
+    Skip {
+        reason: SkipReason::SourceNotFound,
+        message: format!("{kind} {name}{place} is not in the scanned files; scan the folder that defines it too"),
+    }
+}
+
+fn read_source_ref(node: Option<&crate::yaml::Node>) -> Option<SourceRef> {
+    let node = node?;
+    Some(SourceRef {
+        kind: node.str_at(&["kind"]).unwrap_or(HELM_REPOSITORY).to_string(),
+        name: node.str_at(&["name"])?.to_string(),
+        namespace: node.str_at(&["namespace"]).map(str::to_string),
+    })
+}
+
+fn read_release(doc: &ManifestDoc<'_>) -> Release {
+    let root = doc.root();
+    let unsupported_api = doc
+        .api_version
+        .starts_with("helm.fluxcd.io/")
+        .then(|| format!("{} is Flux v1's Helm Operator; migrate to helm.toolkit.fluxcd.io/v2", doc.api_version));
+    let chart = if let Some(chart_ref) = root.path(&["spec", "chartRef"]) {
+        match read_source_ref(Some(chart_ref)) {
+            Some(r) => ChartSource::Ref(r),
+            None => ChartSource::None { version: VersionValue::Missing },
+        }
+    } else if root.path(&["spec", "chart", "spec", "chart"]).is_some() {
+        ChartSource::Spec {
+            chart: root.str_at(&["spec", "chart", "spec", "chart"]).map(str::to_string),
+            version: doc.version_at(&["spec", "chart", "spec", "version"]),
+            source: read_source_ref(root.path(&["spec", "chart", "spec", "sourceRef"])),
+        }
+    } else {
+        ChartSource::None { version: doc.version_at(&["spec", "chart", "spec", "version"]) }
+    };
+    Release {
+        name: doc.name_or_unnamed().to_string(),
+        namespace: doc.namespace.map(str::to_string),
+        manifest: doc.manifest(),
+        patched_by: doc.patched_by.map(str::to_string),
+        chart,
+        invalid: doc.invalid.map(str::to_string),
+        unsupported_api,
+    }
+}
+
+fn read_helm_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
+    let root = doc.root();
+    let url = root.str_at(&["spec", "url"]).map(str::to_string);
+    let oci = root.str_at(&["spec", "type"]) == Some("oci") || url.as_deref().is_some_and(|u| u.starts_with("oci://"));
+    SourceDetail::HelmRepository { url, oci }
+}
+
+fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
+    let root = doc.root();
+    let url = root.str_at(&["spec", "url"]).map(str::to_string);
+    // Flux's precedence: digest, then semver, then tag (source-controller ocirepositories.md).
+    // upkeep follows tags, so a tag next to a digest is the version; the digest is rewritten with it.
+    let (version, field) = if root.path(&["spec", "ref", "tag"]).is_some() {
+        (doc.version_at(&["spec", "ref", "tag"]), "spec.ref.tag")
+    } else if root.path(&["spec", "ref", "semver"]).is_some() {
+        (doc.version_at(&["spec", "ref", "semver"]), "spec.ref.semver")
+    } else if root.path(&["spec", "ref", "digest"]).is_some() {
+        (VersionValue::Missing, "spec.ref.digest")
+    } else {
+        (VersionValue::Missing, "spec.ref.tag")
+    };
+    SourceDetail::OciRepository { url, version, field }
+}
+
+fn read_helm_chart(doc: &ManifestDoc<'_>) -> SourceDetail {
+    let root = doc.root();
+    SourceDetail::HelmChart {
+        chart: root.str_at(&["spec", "chart"]).map(str::to_string),
+        version: doc.version_at(&["spec", "version"]),
+        source: read_source_ref(root.path(&["spec", "sourceRef"])),
+    }
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.split('/').zip(b.split('/')).take_while(|(x, y)| x == y).count()
+}
+
+/// Split text into documents at `---` lines; yields (line offset, chunk).
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut start_line = 0;
+    let mut pos = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.starts_with("---") && pos > start {
+            out.push((start_line, &text[start..pos]));
+            start = pos;
+            start_line = i;
+        }
+        pos += line.len();
+    }
+    if pos > start {
+        out.push((start_line, &text[start..pos]));
+    }
+    out
+}
+
+/// A `metadata.<field>` value read from raw text, for documents the parser could not read.
+fn metadata_field<'a>(chunk: &'a str, field: &str) -> Option<&'a str> {
+    let mut in_metadata = false;
+    for line in chunk.lines() {
+        if line.starts_with("metadata:") {
+            in_metadata = true;
+            continue;
+        }
+        if in_metadata {
+            if !line.starts_with([' ', '\t']) && !line.trim().is_empty() {
+                in_metadata = false;
+                continue;
+            }
+            let trimmed = line.trim();
+            if let Some(value) = trimmed.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
+                let value = value.split(" #").next().unwrap_or("").trim().trim_matches(['"', '\'']);
+                if !value.is_empty() {
+                    return Some(value);
+                }
+            }
+        }
+    }
+    None
+}

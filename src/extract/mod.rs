@@ -1,0 +1,475 @@
+//! Find every versioned thing in a Flux repository.
+//!
+//! The scan reads each YAML file once, parses every document with byte spans ([`crate::yaml`]),
+//! works out which namespace kustomize or Flux will give each file ([`kustomize`]), and hands
+//! every Kubernetes document to each [`Extractor`]. Extractors keep what they need and link
+//! across documents when the walk is done (a HelmRelease and the HelmRepository it names are
+//! usually in different files). Every HelmRelease ends up either as a dependency or with a
+//! [`Skip`] that says why: nothing is dropped silently.
+//!
+//! One manager per file: [`helmrelease`] (HelmRelease and its Flux sources), [`flux`] (Flux
+//! itself), [`k3s`] (system-upgrade-controller Plans). Adding one is a file, a type that
+//! implements [`Extractor`], and a line in [`extractors`].
+
+pub mod flux;
+pub mod helmrelease;
+pub mod k3s;
+pub mod kustomize;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::model::{Dependency, FileError, Location, Manifest, Skip, SkipReason};
+use crate::yaml::{Document, Node, NodeKind, Stream, parse_stream};
+
+pub use walk::{DEFAULT_MAX_FILE_SIZE, WalkError};
+
+/// Options of a scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Files bigger than this are skipped with a warning.
+    pub max_file_size: u64,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { max_file_size: DEFAULT_MAX_FILE_SIZE }
+    }
+}
+
+/// The result of a scan.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Everything found, sorted by file, line and id; ids are unique.
+    pub dependencies: Vec<Dependency>,
+    /// Problems a user should fix: broken Flux or Plan manifests, oversized files.
+    pub errors: Vec<FileError>,
+    /// Files passed over quietly (not Kubernetes YAML, chart templates): shown with `--verbose`.
+    pub passed_over: Vec<FileError>,
+    /// How many YAML files were read.
+    pub files_scanned: usize,
+}
+
+/// One YAML file, read and parsed.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Path relative to the scan root, `/`-separated.
+    pub relative: String,
+    /// Its text (UTF-8, BOM kept so byte offsets match the file).
+    pub text: String,
+    /// Its documents.
+    pub stream: Stream,
+}
+
+impl SourceFile {
+    /// Parse `text` as the file `relative`.
+    pub fn new(relative: impl Into<String>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let stream = parse_stream(&text);
+        SourceFile { relative: relative.into(), text, stream }
+    }
+
+    /// Does the text name a Flux or system-upgrade-controller API? Such files must parse;
+    /// other YAML (CI workflows, chart templates with `{{ }}`) may fail quietly.
+    pub fn looks_like_manifest(&self) -> bool {
+        mentions_managed_api(self.text.as_bytes())
+    }
+}
+
+fn mentions_managed_api(bytes: &[u8]) -> bool {
+    const NEEDLES: [&[u8]; 3] = [b"toolkit.fluxcd.io", b"upgrade.cattle.io", b"fluxcd.controlplane.io"];
+    NEEDLES.iter().any(|n| bytes.windows(n.len()).any(|w| w == *n))
+}
+
+/// A Kubernetes document, as extractors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestDoc<'a> {
+    /// The file it is in.
+    pub file: &'a SourceFile,
+    /// The document.
+    pub doc: &'a Document,
+    /// `apiVersion`.
+    pub api_version: &'a str,
+    /// `kind`.
+    pub kind: &'a str,
+    /// `metadata.name`.
+    pub name: Option<&'a str>,
+    /// The namespace it lands in: a parent's override, else `metadata.namespace`.
+    pub namespace: Option<&'a str>,
+    /// The kustomization that uses this file as a patch, if any.
+    pub patched_by: Option<&'a str>,
+    /// Why the document cannot be trusted (duplicate keys), if so.
+    pub invalid: Option<&'a str>,
+}
+
+impl<'a> ManifestDoc<'a> {
+    /// The document's root node.
+    pub fn root(&self) -> &'a Node {
+        &self.doc.root
+    }
+
+    /// `metadata.name`, or a placeholder that still makes a readable id.
+    pub fn name_or_unnamed(&self) -> &'a str {
+        self.name.unwrap_or("<unnamed>")
+    }
+
+    /// Where the document starts.
+    pub fn manifest(&self) -> Manifest {
+        Manifest { file: self.file.relative.clone(), line: self.doc.root.line }
+    }
+
+    /// Read the version scalar at `path` under the root.
+    pub fn version_at(&self, path: &[&str]) -> VersionValue {
+        version_value(self.file, self.doc.root.path(path))
+    }
+}
+
+/// What a version field holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionValue {
+    /// The field is absent, empty or null.
+    Missing,
+    /// A literal scalar and where it is.
+    Literal {
+        /// The value.
+        value: String,
+        /// Its exact place.
+        location: Location,
+    },
+    /// `*alias` of another scalar (resolved when possible).
+    Alias {
+        /// The aliased value, if it is a scalar in the same document.
+        value: Option<String>,
+        /// Line of the alias.
+        line: usize,
+    },
+    /// A mapping or sequence where a version should be.
+    NotScalar {
+        /// Line of the node.
+        line: usize,
+    },
+}
+
+impl VersionValue {
+    /// The textual value, when there is one.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            VersionValue::Literal { value, .. } => Some(value),
+            VersionValue::Alias { value, .. } => value.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The location, when the value is a literal.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            VersionValue::Literal { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
+    /// Why this value cannot be updated, if it cannot. `what` names the field for messages.
+    pub fn problem(&self, what: &str) -> Option<Skip> {
+        match self {
+            VersionValue::Missing => Some(Skip {
+                reason: SkipReason::FloatingVersion,
+                message: format!(
+                    "no {what}: Flux takes the newest version on every reconcile; pin one so updates go through PRs"
+                ),
+            }),
+            VersionValue::Alias { value, line } => Some(Skip {
+                reason: SkipReason::VersionAlias,
+                message: format!(
+                    "{what} at line {line} is a YAML alias{}; upkeep edits only literal values, so write the version there",
+                    value.as_deref().map(|v| format!(" of `{v}`")).unwrap_or_default()
+                ),
+            }),
+            VersionValue::NotScalar { line } => {
+                Some(Skip { reason: SkipReason::Unparsable, message: format!("{what} at line {line} is not a string") })
+            }
+            VersionValue::Literal { value, .. } => {
+                if value.contains("${") {
+                    Some(Skip {
+                        reason: SkipReason::Substitution,
+                        message: format!(
+                            "{what} `{value}` is filled in by Flux post-build substitution, which upkeep cannot follow; pin the version here, or update the variable by hand"
+                        ),
+                    })
+                } else {
+                    floating(value).map(|why| Skip {
+                        reason: SkipReason::FloatingVersion,
+                        message: format!(
+                            "{what} `{value}` is {why}: the cluster moves without a commit; pin an exact version to get update PRs"
+                        ),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Read a version node into a [`VersionValue`].
+pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
+    let Some(node) = node else { return VersionValue::Missing };
+    match &node.kind {
+        NodeKind::Scalar(s) if s.alias => VersionValue::Alias { value: Some(s.value.clone()), line: node.line },
+        NodeKind::Scalar(s) if s.is_null() || s.value.trim().is_empty() => VersionValue::Missing,
+        NodeKind::Scalar(s) => VersionValue::Literal {
+            value: s.value.clone(),
+            location: Location {
+                file: file.relative.clone(),
+                line: node.line,
+                column: node.column,
+                span: s.span.clone(),
+                verbatim: s.verbatim,
+            },
+        },
+        NodeKind::Alias(_) => VersionValue::Alias { value: None, line: node.line },
+        NodeKind::Seq(_) | NodeKind::Map(_) => VersionValue::NotScalar { line: node.line },
+    }
+}
+
+/// Why a version string is a range rather than one version, if it is.
+///
+/// Helm and Flux read `spec.chart.spec.version` and `ref.semver` as Masterminds semver
+/// constraints: `*`, `x` parts, `^`, `~`, comparisons and `||` all float.
+pub fn floating(version: &str) -> Option<&'static str> {
+    let v = version.trim();
+    if v.is_empty() {
+        return Some("empty");
+    }
+    if v.contains("||") || v.contains(',') || v.contains(" - ") {
+        return Some("a range");
+    }
+    if v.starts_with(['>', '<', '^', '~', '=', '!']) {
+        return Some("a constraint");
+    }
+    let core = v.trim_start_matches(['v', 'V']);
+    let core = core.split(['-', '+']).next().unwrap_or(core);
+    if core.split('.').any(|part| matches!(part, "*" | "x" | "X")) || v == "latest" {
+        return Some("a wildcard");
+    }
+    None
+}
+
+/// Where an extractor puts what it finds.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Dependencies, skipped ones included.
+    pub dependencies: Vec<Dependency>,
+    /// Problems to show the user.
+    pub errors: Vec<FileError>,
+}
+
+/// One manager: reads documents, and links what it read when the walk is done.
+pub trait Extractor {
+    /// Short name, for logs.
+    fn id(&self) -> &'static str;
+    /// Look at a whole file (for comment headers, or the text of documents that did not parse).
+    fn file(&mut self, _file: &SourceFile, _out: &mut Findings) {}
+    /// Look at one Kubernetes document; keep what is needed for [`Extractor::finish`].
+    fn document(&mut self, doc: &ManifestDoc<'_>, out: &mut Findings);
+    /// Called once after every file, to link across documents.
+    fn finish(&mut self, _out: &mut Findings) {}
+}
+
+/// The registry of managers, in the order they run.
+pub fn extractors() -> Vec<Box<dyn Extractor>> {
+    vec![Box::<helmrelease::HelmReleases>::default(), Box::<flux::Flux>::default(), Box::<k3s::Plans>::default()]
+}
+
+/// Scan the repository at `root`.
+pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
+    let listing = walk::list(root, options.max_file_size)?;
+    let mut scan = Scan { errors: listing.warnings, ..Scan::default() };
+    let loaded = load_all(&listing.files);
+    let mut files = Vec::with_capacity(loaded.len());
+    for result in loaded {
+        match result {
+            Ok(file) => files.push(file),
+            Err(Unreadable { error, quiet }) => {
+                if quiet {
+                    scan.passed_over.push(error)
+                } else {
+                    scan.errors.push(error)
+                }
+            }
+        }
+    }
+    scan.files_scanned = files.len();
+    let findings = extract_files(&files, &mut scan.passed_over);
+    scan.errors.extend(findings.errors);
+    scan.dependencies = findings.dependencies;
+    Ok(scan)
+}
+
+/// Run every extractor over already-loaded files.
+pub fn extract_files(files: &[SourceFile], passed_over: &mut Vec<FileError>) -> Findings {
+    let mut out = Findings::default();
+    let layout = kustomize::layout(files.iter().map(|f| (f.relative.as_str(), &f.stream)));
+    let mut managers = extractors();
+    for file in files {
+        if let Some(err) = &file.stream.error {
+            let error = FileError {
+                file: file.relative.clone(),
+                line: Some(err.line),
+                column: Some(err.column),
+                message: format!("YAML syntax error: {}", err.message),
+            };
+            if file.looks_like_manifest() { out.errors.push(error) } else { passed_over.push(error) }
+        }
+        for manager in managers.iter_mut() {
+            manager.file(file, &mut out);
+        }
+        for doc in &file.stream.documents {
+            visit_document(file, doc, &layout, &mut managers, &mut out);
+        }
+    }
+    for manager in managers.iter_mut() {
+        manager.finish(&mut out);
+    }
+    out.dependencies.sort_by(|a, b| (a.file(), a.line(), &a.id).cmp(&(b.file(), b.line(), &b.id)));
+    disambiguate_ids(&mut out.dependencies);
+    out
+}
+
+fn visit_document(
+    file: &SourceFile,
+    doc: &Document,
+    layout: &kustomize::Layout,
+    managers: &mut [Box<dyn Extractor>],
+    out: &mut Findings,
+) {
+    let root = &doc.root;
+    let (Some(api_version), Some(kind)) = (root.str_at(&["apiVersion"]), root.str_at(&["kind"])) else { return };
+    let invalid = (!doc.duplicate_keys.is_empty() && mentions_managed_api(api_version.as_bytes())).then(|| {
+        let d = &doc.duplicate_keys[0];
+        format!("duplicate key `{}` at line {} (first at line {}); Flux (kustomize, yaml.v3) refuses documents with duplicate keys; remove one", d.key, d.line, d.first_line)
+    });
+    if let Some(message) = &invalid {
+        let line = doc.duplicate_keys[0].line;
+        out.errors.push(FileError {
+            file: file.relative.clone(),
+            line: Some(line),
+            column: None,
+            message: message.clone(),
+        });
+    }
+    let namespace = layout.namespace_of(&file.relative).or_else(|| root.str_at(&["metadata", "namespace"]));
+    let manifest = ManifestDoc {
+        file,
+        doc,
+        api_version,
+        kind,
+        name: root.str_at(&["metadata", "name"]),
+        namespace,
+        patched_by: layout.patched_by(&file.relative),
+        invalid: invalid.as_deref(),
+    };
+    for manager in managers.iter_mut() {
+        manager.document(&manifest, out);
+    }
+}
+
+/// Ids are `<kind>/<namespace>/<name>`; when two dependencies share one (the same release in
+/// two clusters' folders), each gets `@<file>` appended, and `#<line>` if that is not enough.
+fn disambiguate_ids(deps: &mut [Dependency]) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for d in deps.iter() {
+        *counts.entry(d.id.clone()).or_default() += 1;
+    }
+    for d in deps.iter_mut() {
+        if counts[&d.id] > 1 {
+            d.id = format!("{}@{}", d.id, d.manifest.file);
+        }
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for d in deps.iter() {
+        *counts.entry(d.id.clone()).or_default() += 1;
+    }
+    for d in deps.iter_mut() {
+        if counts[&d.id] > 1 {
+            d.id = format!("{}#{}", d.id, d.manifest.line);
+        }
+    }
+}
+
+/// A file that could not be read as UTF-8 text.
+struct Unreadable {
+    error: FileError,
+    /// True when it does not look like a manifest upkeep manages.
+    quiet: bool,
+}
+
+/// Read and parse files on every core; order is kept.
+fn load_all(candidates: &[walk::Candidate]) -> Vec<Result<SourceFile, Unreadable>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads <= 1 || candidates.len() < 64 {
+        return candidates.iter().map(load).collect();
+    }
+    let chunk = candidates.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            candidates.chunks(chunk).map(|part| s.spawn(move || part.iter().map(load).collect::<Vec<_>>())).collect();
+        handles
+            .into_iter()
+            .zip(candidates.chunks(chunk))
+            .flat_map(|(h, part)| {
+                h.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|c| {
+                            Err(Unreadable {
+                                error: FileError {
+                                    file: c.relative.clone(),
+                                    line: None,
+                                    column: None,
+                                    message: "internal error while parsing this file; please report it".into(),
+                                },
+                                quiet: false,
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
+fn load(candidate: &walk::Candidate) -> Result<SourceFile, Unreadable> {
+    let fail = |message: String, quiet: bool| Unreadable {
+        error: FileError { file: candidate.relative.clone(), line: None, column: None, message },
+        quiet,
+    };
+    let bytes = std::fs::read(&candidate.path).map_err(|e| fail(format!("cannot read: {e}"), false))?;
+    let managed = mentions_managed_api(&bytes);
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err(fail("UTF-16 text is not supported; save the file as UTF-8".into(), false));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(candidate.relative.clone(), text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
+            let line = text.matches('\n').count() + 1;
+            let mut err = fail(format!("not UTF-8 (invalid byte at offset {at}); save the file as UTF-8"), !managed);
+            err.error.line = Some(line);
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floating_versions_are_recognised() {
+        for v in ["", "*", "6.5.*", "1.x", ">=1.0.0", "^1", "~1.2", "1.0 - 2.0", ">=1 <2", "1.2 || 1.3", "latest"] {
+            assert!(floating(v).is_some(), "{v:?} should float");
+        }
+        for v in ["1.2.3", "v1.30.4+k3s1", "2.0.0-rc.1", "1.2", "0.31.3"] {
+            assert_eq!(floating(v), None, "{v:?} is exact");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Which files of a repository are scanned.
+//!
+//! Inside a git work tree the files are the ones git tracks (what Flux would see after a clone),
+//! read from the index with git2; outside one, every file, honouring `.gitignore`/`.ignore`
+//! files the way ripgrep does. Either way symlinks are never followed, so a link cannot lead the
+//! scan out of the root, and files over the size cap are skipped with a warning.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::FileError;
+
+/// Default size cap: the biggest real manifest (Flux's gotk-components.yaml) is under 1 MiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// A file chosen for scanning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Absolute (or root-joined) path to read.
+    pub path: PathBuf,
+    /// Path relative to the root, `/`-separated: the name users see.
+    pub relative: String,
+}
+
+/// The files to scan, and the files passed over with a warning.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// YAML files to read, sorted by relative path.
+    pub files: Vec<Candidate>,
+    /// Oversized files and unreadable directory entries.
+    pub warnings: Vec<FileError>,
+}
+
+/// Why a root could not be listed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// The root does not exist or is not a directory.
+    #[error("cannot scan {path}: {source}")]
+    Root {
+        /// The root as given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Is this a file name upkeep reads?
+pub fn is_yaml(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
+}
+
+/// List the YAML files under `root`.
+pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
+    let meta =
+        std::fs::metadata(root).map_err(|source| WalkError::Root { path: root.display().to_string(), source })?;
+    if !meta.is_dir() {
+        return Err(WalkError::Root {
+            path: root.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"),
+        });
+    }
+    let mut listing = match tracked(root) {
+        Some(paths) => from_paths(root, paths, max_size),
+        None => walk(root, max_size),
+    };
+    listing.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    listing.warnings.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(listing)
+}
+
+/// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree.
+fn tracked(root: &Path) -> Option<Vec<String>> {
+    let repo = git2::Repository::discover(root).ok()?;
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let root = root.canonicalize().ok()?;
+    let prefix = root.strip_prefix(&workdir).ok()?;
+    let prefix = prefix.to_string_lossy().replace('\\', "/");
+    let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let index = repo.index().ok()?;
+    const LINK: u32 = 0o120000;
+    const GITLINK: u32 = 0o160000;
+    let paths = index
+        .iter()
+        .filter(|e| e.mode & 0o170000 != LINK && e.mode & 0o170000 != GITLINK)
+        .filter_map(|e| String::from_utf8(e.path).ok())
+        .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
+        .filter(|p| p.rsplit('/').next().is_some_and(is_yaml))
+        .collect();
+    Some(paths)
+}
+
+fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
+    let mut listing = Listing::default();
+    for relative in paths {
+        let path = root.join(&relative);
+        // A tracked file may be deleted in the work tree, or sit under a directory that is a
+        // symlink; symlink_metadata on each component is what keeps the scan inside the root.
+        if crosses_symlink(root, &relative) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => push_sized(&mut listing, path, relative, m.len(), max_size),
+            _ => continue,
+        }
+    }
+    listing
+}
+
+fn crosses_symlink(root: &Path, relative: &str) -> bool {
+    let mut path = root.to_path_buf();
+    relative.split('/').any(|part| {
+        path.push(part);
+        std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false)
+    })
+}
+
+fn walk(root: &Path, max_size: u64) -> Listing {
+    let mut listing = Listing::default();
+    let walker = ignore::WalkBuilder::new(root)
+        .follow_links(false)
+        .hidden(false)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                listing.warnings.push(FileError {
+                    file: String::new(),
+                    line: None,
+                    column: None,
+                    message: err.to_string(),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_some_and(|t| t.is_file()) || !is_yaml(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let relative = rel.to_string_lossy().replace('\\', "/");
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        push_sized(&mut listing, entry.path().to_path_buf(), relative, size, max_size);
+    }
+    listing
+}
+
+fn push_sized(listing: &mut Listing, path: PathBuf, relative: String, size: u64, max_size: u64) {
+    if size > max_size {
+        listing.warnings.push(FileError {
+            file: relative,
+            line: None,
+            column: None,
+            message: format!("skipped: {size} bytes is over the {max_size}-byte cap (raise it with --max-file-size)"),
+        });
+    } else {
+        listing.files.push(Candidate { path, relative });
+    }
+}

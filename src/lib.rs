@@ -1,0 +1,14 @@
+//! upkeep: a GitOps-native update bot for Flux repositories.
+//!
+//! The library follows the loop in `DESIGN.md`: [`extract`] finds what carries a version, the
+//! later stages (lookup, gate, edit, git/forge, verify) act on what it finds, and [`app`] is the
+//! only module that knows them all. [`model`] and [`yaml`] are the shared core and do no I/O.
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod extract;
+pub mod model;
+pub mod report;
+pub mod yaml;

@@ -1,0 +1,229 @@
+//! The scan report in three shapes: a table for people at a terminal, JSON for programs (the
+//! contract in `docs/scan-json.md`), and Markdown for job summaries and issues.
+//!
+//! Pure formatting: it takes a finished [`Scan`] and writes text; it reads no files.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::extract::Scan;
+use crate::model::{Component, Dependency, FileError, Kind, Manifest, Package, PlanRole, Skip};
+
+/// Output format of `upkeep scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns, for a terminal.
+    Table,
+    /// The documented JSON contract.
+    Json,
+    /// A Markdown table.
+    Markdown,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    dependencies: Vec<JsonDependency<'a>>,
+    errors: &'a [FileError],
+}
+
+/// One dependency as the JSON contract spells it.
+#[derive(Serialize)]
+struct JsonDependency<'a> {
+    id: &'a str,
+    kind: Kind,
+    component: Component,
+    file: &'a str,
+    line: usize,
+    column: usize,
+    name: &'a str,
+    namespace: Option<&'a str>,
+    package: Option<&'a Package>,
+    current: Option<&'a str>,
+    skip: Option<&'a Skip>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<PlanRole>,
+    manifest: &'a Manifest,
+}
+
+impl<'a> From<&'a Dependency> for JsonDependency<'a> {
+    fn from(d: &'a Dependency) -> Self {
+        JsonDependency {
+            id: &d.id,
+            kind: d.kind,
+            component: d.component,
+            file: d.file(),
+            line: d.line(),
+            column: d.column(),
+            name: &d.name,
+            namespace: d.namespace.as_deref(),
+            package: d.package.as_ref(),
+            current: d.current.as_deref(),
+            skip: d.skip.as_ref(),
+            role: d.role,
+            manifest: &d.manifest,
+        }
+    }
+}
+
+/// Write the scan in `format`.
+pub fn write(scan: &Scan, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    match format {
+        Format::Json => write_json(scan, out),
+        Format::Table => write_table(scan, out),
+        Format::Markdown => write_markdown(scan, out),
+    }
+}
+
+/// The JSON contract.
+pub fn write_json(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
+    let report =
+        JsonReport { dependencies: scan.dependencies.iter().map(JsonDependency::from).collect(), errors: &scan.errors };
+    serde_json::to_writer_pretty(&mut *out, &report)?;
+    writeln!(out)
+}
+
+fn package_cell(d: &Dependency) -> String {
+    match &d.package {
+        Some(p) => match p.datasource {
+            crate::model::Datasource::Oci => format!("{}/{}", p.registry, p.name),
+            crate::model::Datasource::Helm => format!("{} @ {}", p.name, p.registry),
+            crate::model::Datasource::GithubReleases => format!("github:{}", p.name),
+        },
+        None => "-".into(),
+    }
+}
+
+fn status_cell(d: &Dependency) -> String {
+    match &d.skip {
+        Some(s) => format!("skip {}: {}", s.reason.as_str(), s.message),
+        None => "ok".into(),
+    }
+}
+
+/// One line per count: the summary people read first.
+pub fn summary(scan: &Scan) -> String {
+    let skipped = scan.dependencies.iter().filter(|d| d.skip.is_some()).count();
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &scan.dependencies {
+        if let Some(s) = &d.skip {
+            *by_reason.entry(s.reason.as_str()).or_default() += 1;
+        }
+    }
+    let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!(
+        "{} files, {} dependencies ({} updatable, {} skipped{}), {} errors",
+        scan.files_scanned,
+        scan.dependencies.len(),
+        scan.dependencies.len() - skipped,
+        skipped,
+        if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join(", ")) },
+        scan.errors.len()
+    )
+}
+
+fn write_table(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
+    let header = ["DEPENDENCY", "COMPONENT", "CURRENT", "PACKAGE", "LOCATION", "STATUS"];
+    let rows: Vec<[String; 6]> = scan
+        .dependencies
+        .iter()
+        .map(|d| {
+            let component = match d.role {
+                Some(role) if role != PlanRole::Unknown => format!("{} ({})", d.component.as_str(), role_name(role)),
+                _ => d.component.as_str().to_string(),
+            };
+            [
+                d.id.clone(),
+                component,
+                d.current.clone().unwrap_or_else(|| "-".into()),
+                package_cell(d),
+                format!("{}:{}:{}", d.file(), d.line(), d.column()),
+                status_cell(d),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()).take(5) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| -> String {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 5 {
+                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            } else {
+                s.push_str(cell);
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in &rows {
+        writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]))?;
+    }
+    if !scan.errors.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "ERRORS")?;
+        for e in &scan.errors {
+            writeln!(out, "{}: {}", error_place(e), e.message)?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", summary(scan))
+}
+
+fn role_name(role: PlanRole) -> &'static str {
+    match role {
+        PlanRole::Server => "server",
+        PlanRole::Agent => "agent",
+        PlanRole::Unknown => "unknown",
+    }
+}
+
+/// `file:line:column` of an error, as much of it as is known.
+pub fn error_place(e: &FileError) -> String {
+    match (e.line, e.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file),
+        (Some(l), None) => format!("{}:{l}", e.file),
+        _ => e.file.clone(),
+    }
+}
+
+/// Make text safe inside a Markdown table cell.
+fn md(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn write_markdown(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "## upkeep scan")?;
+    writeln!(out)?;
+    writeln!(out, "{}", summary(scan))?;
+    writeln!(out)?;
+    writeln!(out, "| Dependency | Component | Current | Package | Location | Status |")?;
+    writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
+    for d in &scan.dependencies {
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | `{}:{}` | {} |",
+            md(&d.id),
+            d.component.as_str(),
+            d.current.as_deref().map(|c| format!("`{}`", md(c))).unwrap_or_else(|| "-".into()),
+            md(&package_cell(d)),
+            md(d.file()),
+            d.line(),
+            md(&status_cell(d)),
+        )?;
+    }
+    if !scan.errors.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "### Errors")?;
+        writeln!(out)?;
+        for e in &scan.errors {
+            writeln!(out, "- `{}`: {}", md(&error_place(e)), md(&e.message))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,649 @@
+//! YAML that knows where every byte is.
+//!
+//! upkeep edits version strings in place, so it must know the exact byte range of every scalar
+//! it reads. This module parses a YAML stream (all of its documents) into a small tree whose
+//! scalars carry their **byte span in the original text**, their quoting style and whether the
+//! source bytes are exactly the value (`verbatim`), which is what makes a one-scalar splice safe.
+//!
+//! Why saphyr-parser: it is the maintained pure-Rust YAML 1.2 parser (serde_yaml is archived,
+//! serde_yml is unsound), it streams events with a [`saphyr_parser::Span`] for each, and it does
+//! not expand aliases itself. Its markers count *characters*, not bytes, and a span starts at a
+//! node's properties (`&anchor`, `!tag`) and includes quotes, so [`parse_stream`] maps characters
+//! to bytes and re-locates each scalar's content itself.
+//!
+//! Aliases are kept as references and never expanded, so a "billion laughs" document costs time
+//! and memory linear in its size. Nesting depth and node count are bounded; duplicate keys are
+//! recorded (Kubernetes' own YAML loaders reject them) so callers can refuse such documents.
+
+use std::ops::Range;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// Deepest nesting of collections accepted. Kubernetes manifests rarely pass 30; the bound keeps
+/// a hostile `[[[[…` from exhausting the stack when the tree is walked or dropped.
+pub const MAX_DEPTH: usize = 256;
+
+/// Most nodes accepted in one file, a guard against pathological inputs that pass the size cap.
+pub const MAX_NODES: usize = 4_000_000;
+
+/// A parse failure, located in the source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct YamlError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What the parser objected to.
+    pub message: String,
+}
+
+/// How a scalar was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `value`
+    Plain,
+    /// `'value'`
+    SingleQuoted,
+    /// `"value"`
+    DoubleQuoted,
+    /// `|` block
+    Literal,
+    /// `>` block
+    Folded,
+}
+
+impl From<ScalarStyle> for Style {
+    fn from(s: ScalarStyle) -> Self {
+        match s {
+            ScalarStyle::Plain => Style::Plain,
+            ScalarStyle::SingleQuoted => Style::SingleQuoted,
+            ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+            ScalarStyle::Literal => Style::Literal,
+            ScalarStyle::Folded => Style::Folded,
+        }
+    }
+}
+
+/// A scalar with its exact place in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar {
+    /// The value as YAML reads it (escapes resolved, lines folded).
+    pub value: String,
+    /// How it was written.
+    pub style: Style,
+    /// Byte range of the scalar's content: inside the quotes for quoted scalars.
+    pub span: Range<usize>,
+    /// True when `source[span] == value`, i.e. the bytes can be replaced by a new value of the
+    /// same style without re-escaping. Block scalars and folded or escaped text are not.
+    pub verbatim: bool,
+    /// Anchor id (0 = none), so aliases can be resolved.
+    pub anchor: usize,
+    /// Explicit tag, if any (`!!str`).
+    pub tag: Option<String>,
+    /// True when this node is an `*alias` of an anchored scalar: the value and span are the
+    /// anchor's, so editing it would change every use of the anchor.
+    pub alias: bool,
+}
+
+impl Scalar {
+    /// A plain `~`, `null` or empty scalar: YAML's null.
+    pub fn is_null(&self) -> bool {
+        self.style == Style::Plain
+            && self.tag.is_none()
+            && matches!(self.value.as_str(), "" | "~" | "null" | "Null" | "NULL")
+    }
+}
+
+/// One node of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A scalar.
+    Scalar(Scalar),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order (duplicates kept; see [`Document::duplicate_keys`]).
+    Map(Vec<(Node, Node)>),
+    /// `*alias` of a collection with this anchor id (aliases of scalars become
+    /// [`NodeKind::Scalar`] with [`Scalar::alias`] set; collections are never expanded).
+    Alias(usize),
+}
+
+/// A node and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Byte offset of its first character (properties included).
+    pub start: usize,
+    /// 1-based line of `start`.
+    pub line: usize,
+    /// 1-based column of `start`, in characters.
+    pub column: usize,
+}
+
+impl Node {
+    /// The scalar, if this is one.
+    pub fn as_scalar(&self) -> Option<&Scalar> {
+        match &self.kind {
+            NodeKind::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The scalar's value, if this is a non-null scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        self.as_scalar().filter(|s| !s.is_null()).map(|s| s.value.as_str())
+    }
+
+    /// The entries, if this is a mapping.
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is a sequence.
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` in a mapping (the last one, as Kubernetes' decoders would take).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?.iter().rev().find(|(k, _)| k.as_scalar().is_some_and(|s| s.value == key)).map(|(_, v)| v)
+    }
+
+    /// The value at a path of mapping keys.
+    pub fn path(&self, keys: &[&str]) -> Option<&Node> {
+        keys.iter().try_fold(self, |node, key| node.get(key))
+    }
+
+    /// The string at a path, if it is a non-null scalar.
+    pub fn str_at(&self, keys: &[&str]) -> Option<&str> {
+        self.path(keys)?.as_str()
+    }
+}
+
+/// A duplicate mapping key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The key.
+    pub key: String,
+    /// Line of its first occurrence.
+    pub first_line: usize,
+    /// Line of the repeat.
+    pub line: usize,
+}
+
+/// One document of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// 0-based position in the stream.
+    pub index: usize,
+    /// The root node (a null scalar for an empty document).
+    pub root: Node,
+    /// Byte range the document occupies (from its first event to its end).
+    pub range: Range<usize>,
+    /// Keys that appear twice in one mapping.
+    pub duplicate_keys: Vec<DuplicateKey>,
+}
+
+/// The documents parsed from one stream, and the error that stopped parsing, if one did.
+///
+/// Documents completed before a syntax error are kept: YAML streams are read document by
+/// document, and one broken document should not hide the good ones before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// Documents completed before any error.
+    pub documents: Vec<Document>,
+    /// The error that ended parsing early.
+    pub error: Option<YamlError>,
+}
+
+/// Maps parser character indices to byte offsets, and byte offsets to lines and columns.
+#[derive(Debug)]
+pub struct Positions<'a> {
+    text: &'a str,
+    ascii: bool,
+    /// Cursor: (char index, byte offset) of the last lookup, since parser positions mostly grow.
+    cursor: (usize, usize),
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Positions<'a> {
+    /// Index `text` for position lookups.
+    pub fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        Positions { text, ascii: text.is_ascii(), cursor: (0, 0), line_starts }
+    }
+
+    /// Byte offset of the character at `char_index` (clamped to the end).
+    pub fn byte_of(&mut self, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(self.text.len());
+        }
+        let (mut c, mut b) = self.cursor;
+        if char_index >= c {
+            for ch in self.text[b..].chars() {
+                if c == char_index {
+                    break;
+                }
+                c += 1;
+                b += ch.len_utf8();
+            }
+        } else {
+            for ch in self.text[..b].chars().rev() {
+                if c == char_index {
+                    break;
+                }
+                c -= 1;
+                b -= ch.len_utf8();
+            }
+        }
+        self.cursor = (c, b);
+        b
+    }
+
+    /// 1-based line and 1-based character column of a byte offset. A leading BOM is not counted.
+    pub fn line_col(&self, byte: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|&s| s <= byte);
+        let start = self.line_starts[line - 1];
+        let prefix = self.text.get(start..byte).unwrap_or("");
+        let column = prefix.chars().filter(|&c| c != '\u{feff}').count() + 1;
+        (line, column)
+    }
+}
+
+enum Frame {
+    Seq { start: usize, items: Vec<Node> },
+    Map { start: usize, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    pos: Positions<'a>,
+    stack: Vec<Frame>,
+    nodes: usize,
+    doc_start: usize,
+    root: Option<Node>,
+    duplicate_keys: Vec<DuplicateKey>,
+    /// Anchored scalars, so `*alias` of a scalar reads as that scalar (one copy per alias, which
+    /// stays linear: collections are never copied).
+    scalar_anchors: std::collections::HashMap<usize, Scalar>,
+}
+
+/// Parse every document of a YAML stream.
+///
+/// Never panics and never expands aliases; see the module docs for the bounds.
+pub fn parse_stream(text: &str) -> Stream {
+    let mut b = Builder {
+        text,
+        pos: Positions::new(text),
+        stack: Vec::new(),
+        nodes: 0,
+        doc_start: 0,
+        root: None,
+        duplicate_keys: Vec::new(),
+        scalar_anchors: std::collections::HashMap::new(),
+    };
+    let mut documents = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    while let Some(next) = parser.next_event() {
+        let (event, span) = match next {
+            Ok(e) => e,
+            Err(e) => {
+                let byte = b.pos.byte_of(e.marker().index());
+                let (line, column) = b.pos.line_col(byte);
+                return Stream { documents, error: Some(YamlError { line, column, message: e.info().to_string() }) };
+            }
+        };
+        match b.on_event(event, span) {
+            Ok(Some(doc_end)) => {
+                let root = b.root.take().unwrap_or_else(|| b.null_at(b.doc_start));
+                documents.push(Document {
+                    index: documents.len(),
+                    root,
+                    range: b.doc_start..doc_end.max(b.doc_start),
+                    duplicate_keys: std::mem::take(&mut b.duplicate_keys),
+                });
+                b.scalar_anchors.clear();
+            }
+            Ok(None) => {}
+            Err(error) => return Stream { documents, error: Some(error) },
+        }
+    }
+    Stream { documents, error: None }
+}
+
+impl Builder<'_> {
+    fn error_at(&self, byte: usize, message: impl Into<String>) -> YamlError {
+        let (line, column) = self.pos.line_col(byte);
+        YamlError { line, column, message: message.into() }
+    }
+
+    fn null_at(&self, byte: usize) -> Node {
+        let (line, column) = self.pos.line_col(byte);
+        Node {
+            kind: NodeKind::Scalar(Scalar {
+                value: String::new(),
+                style: Style::Plain,
+                span: byte..byte,
+                verbatim: true,
+                anchor: 0,
+                tag: None,
+                alias: false,
+            }),
+            start: byte,
+            line,
+            column,
+        }
+    }
+
+    fn node(&self, kind: NodeKind, start: usize) -> Node {
+        let (line, column) = self.pos.line_col(start);
+        Node { kind, start, line, column }
+    }
+
+    /// Returns the end byte of a document when one completes.
+    fn on_event(&mut self, event: Event<'_>, span: Span) -> Result<Option<usize>, YamlError> {
+        let start = self.pos.byte_of(span.start.index());
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => Ok(None),
+            Event::DocumentStart(_) => {
+                self.doc_start = start;
+                self.root = None;
+                Ok(None)
+            }
+            Event::DocumentEnd => Ok(Some(start)),
+            Event::SequenceStart(..) => {
+                self.open(Frame::Seq { start, items: Vec::new() }, start)?;
+                Ok(None)
+            }
+            Event::MappingStart(..) => {
+                self.open(Frame::Map { start, entries: Vec::new(), pending_key: None }, start)?;
+                Ok(None)
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq { start, items, .. }) = self.stack.pop() {
+                    let node = self.node(NodeKind::Seq(items), start);
+                    self.push(node)?;
+                }
+                Ok(None)
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map { start, entries, .. }) = self.stack.pop() {
+                    self.check_duplicates(&entries);
+                    let node = self.node(NodeKind::Map(entries), start);
+                    self.push(node)?;
+                }
+                Ok(None)
+            }
+            Event::Alias(id) => {
+                let kind = match self.scalar_anchors.get(&id) {
+                    Some(scalar) => NodeKind::Scalar(Scalar { alias: true, ..scalar.clone() }),
+                    None => NodeKind::Alias(id),
+                };
+                let node = self.node(kind, start);
+                self.push(node)?;
+                Ok(None)
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let end = self.pos.byte_of(span.end.index());
+                let scalar = self.locate_scalar(
+                    value.into_owned(),
+                    style.into(),
+                    start,
+                    end,
+                    anchor,
+                    tag.map(|t| t.to_string()),
+                );
+                let content_start = scalar.span.start;
+                if anchor != 0 {
+                    self.scalar_anchors.insert(anchor, scalar.clone());
+                }
+                // A scalar's line and column are those of its content, where an editor's cursor goes.
+                let node = self.node(NodeKind::Scalar(scalar), content_start);
+                self.push(node)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn open(&mut self, frame: Frame, at: usize) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.error_at(at, format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn push(&mut self, node: Node) -> Result<(), YamlError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(self.error_at(node.start, format!("more than {MAX_NODES} YAML nodes in one file")));
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
+        }
+        Ok(())
+    }
+
+    fn check_duplicates(&mut self, entries: &[(Node, Node)]) {
+        let keys: Vec<(&str, usize)> =
+            entries.iter().filter_map(|(k, _)| k.as_scalar().map(|s| (s.value.as_str(), k.line))).collect();
+        if keys.len() < 2 {
+            return;
+        }
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(keys.len());
+        for (key, line) in keys {
+            if let Some(&first_line) = seen.get(key) {
+                self.duplicate_keys.push(DuplicateKey { key: key.to_string(), first_line, line });
+            } else {
+                seen.insert(key, line);
+            }
+        }
+    }
+
+    /// Find the exact content bytes of a scalar whose event span runs from `start` to `end`.
+    fn locate_scalar(
+        &self,
+        value: String,
+        style: Style,
+        start: usize,
+        end: usize,
+        anchor: usize,
+        tag: Option<String>,
+    ) -> Scalar {
+        let bytes = self.text.as_bytes();
+        let end = end.clamp(start, bytes.len());
+        // Skip node properties (`&anchor`, `!tag`) and the whitespace after them.
+        let mut s = start;
+        while s < end && matches!(bytes[s], b'&' | b'!') {
+            while s < end && !bytes[s].is_ascii_whitespace() {
+                s += 1;
+            }
+            while s < end && bytes[s].is_ascii_whitespace() {
+                s += 1;
+            }
+        }
+        let (span, verbatim) = match style {
+            Style::Plain => {
+                if self.text.get(s..).is_some_and(|rest| rest.starts_with(value.as_str())) {
+                    (s..s + value.len(), true)
+                } else {
+                    (s..trim_end(bytes, s, end), false)
+                }
+            }
+            Style::SingleQuoted | Style::DoubleQuoted => {
+                let quote = if style == Style::SingleQuoted { b'\'' } else { b'"' };
+                if bytes.get(s) == Some(&quote) {
+                    let close = closing_quote(bytes, s + 1, quote);
+                    let content = s + 1..close;
+                    let verbatim = self.text.get(content.clone()) == Some(value.as_str());
+                    (content, verbatim)
+                } else {
+                    (s..trim_end(bytes, s, end), false)
+                }
+            }
+            Style::Literal | Style::Folded => (s..trim_end(bytes, s, end), false),
+        };
+        Scalar { value, style, span, verbatim, anchor, tag, alias: false }
+    }
+}
+
+fn trim_end(bytes: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && bytes[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    end
+}
+
+/// Position of the quote closing a quoted scalar whose content starts at `from`.
+fn closing_quote(bytes: &[u8], from: usize, quote: u8) -> usize {
+    let mut i = from;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if quote == b'"' && b == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b == quote {
+            if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                i += 2;
+                continue;
+            }
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// Replace `span` of `text` with `replacement`: the one primitive edits are built from.
+pub fn splice(text: &str, span: Range<usize>, replacement: &str) -> String {
+    let mut out = String::with_capacity(text.len() + replacement.len());
+    out.push_str(&text[..span.start]);
+    out.push_str(replacement);
+    out.push_str(&text[span.end..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar<'a>(doc: &'a Document, path: &[&str]) -> &'a Scalar {
+        doc.root.path(path).and_then(Node::as_scalar).unwrap_or_else(|| panic!("no scalar at {path:?}"))
+    }
+
+    #[test]
+    fn spans_are_exact_for_every_style() {
+        let text =
+            "a: plain\nb: 'single'\nc: \"double\"\nd: &x anchored\ne: !!str tagged\nf: [1.2, \"3.4\"]\ng: {h: '5'}\n";
+        let stream = parse_stream(text);
+        assert!(stream.error.is_none());
+        let doc = &stream.documents[0];
+        for (key, want) in [("a", "plain"), ("b", "single"), ("c", "double"), ("d", "anchored"), ("e", "tagged")] {
+            let s = scalar(doc, &[key]);
+            assert_eq!(&text[s.span.clone()], want, "key {key}");
+            assert!(s.verbatim);
+        }
+        let seq = doc.root.get("f").and_then(Node::as_seq).unwrap_or_default();
+        assert_eq!(&text[seq[1].as_scalar().map(|s| s.span.clone()).unwrap_or(0..0)], "3.4");
+        assert_eq!(&text[scalar(doc, &["g", "h"]).span.clone()], "5");
+    }
+
+    #[test]
+    fn bom_crlf_and_multibyte_text_keep_byte_spans() {
+        let text = "\u{feff}# café ☕\r\nkey: \"ünï\"\r\n---\r\nother: 'v1.2.3'\r\n";
+        let stream = parse_stream(text);
+        assert!(stream.error.is_none(), "{:?}", stream.error);
+        let first = scalar(&stream.documents[0], &["key"]);
+        assert_eq!(&text[first.span.clone()], "ünï");
+        let second = &stream.documents[1];
+        let s = scalar(second, &["other"]);
+        assert_eq!(&text[s.span.clone()], "v1.2.3");
+        let node = second.root.get("other").map(|n| (n.line, n.column));
+        assert_eq!(node, Some((4, 9)));
+    }
+
+    #[test]
+    fn escaped_and_block_scalars_are_not_verbatim() {
+        let text = "a: \"x\\ty\"\nb: 'it''s'\nc: |\n  block\nd: >\n  folded\n  text\n";
+        let doc = &parse_stream(text).documents[0];
+        for key in ["a", "b", "c", "d"] {
+            assert!(!scalar(doc, &[key]).verbatim, "{key} should not be verbatim");
+        }
+        assert_eq!(&text[scalar(doc, &["b"]).span.clone()], "it''s");
+    }
+
+    #[test]
+    fn scalar_aliases_read_as_their_anchor_and_collections_stay_aliases() {
+        let text = "v: &ver 1.2.3\nw: *ver\nm: &map {a: 1}\nn: *map\n";
+        let doc = &parse_stream(text).documents[0];
+        let w = scalar(doc, &["w"]);
+        assert!(w.alias);
+        assert_eq!(w.value, "1.2.3");
+        assert_eq!(&text[w.span.clone()], "1.2.3");
+        assert_eq!(doc.root.get("w").map(|n| n.line), Some(2));
+        assert!(matches!(doc.root.get("n").map(|n| &n.kind), Some(NodeKind::Alias(_))));
+    }
+
+    #[test]
+    fn billion_laughs_is_linear() {
+        let mut text =
+            String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for i in 1..40 {
+            let prev = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
+            ));
+        }
+        let stream = parse_stream(&text);
+        assert!(stream.error.is_none());
+        let count = |n: &Node| n.as_map().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(count(&stream.documents[0].root), 40);
+    }
+
+    #[test]
+    fn duplicate_keys_are_recorded() {
+        let doc = &parse_stream("a: 1\nb: 2\na: 3\n").documents[0];
+        assert_eq!(doc.duplicate_keys, vec![DuplicateKey { key: "a".into(), first_line: 1, line: 3 }]);
+        assert_eq!(doc.root.str_at(&["a"]), Some("3"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let text = "[".repeat(100_000);
+        let stream = parse_stream(&text);
+        let err = stream.error.unwrap_or_else(|| panic!("expected an error"));
+        // saphyr-parser has its own recursion limit; either bound is fine as long as it is an error.
+        assert!(err.message.contains("nesting") || err.message.contains("recursion"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_keep_earlier_documents_and_locate_the_fault() {
+        let stream = parse_stream("a: 1\n---\nb: [unclosed\n");
+        assert_eq!(stream.documents.len(), 1);
+        let err = stream.error.unwrap_or_else(|| panic!("expected an error"));
+        assert_eq!(err.line, 4, "{err}");
+    }
+
+    #[test]
+    fn splice_replaces_only_the_span() {
+        let text = "version: \"1.2.3\" # keep\n";
+        let doc = &parse_stream(text).documents[0];
+        let s = scalar(doc, &["version"]);
+        assert_eq!(splice(text, s.span.clone(), "1.3.0"), "version: \"1.3.0\" # keep\n");
+    }
+}

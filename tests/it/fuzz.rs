@@ -1,0 +1,82 @@
+//! No input makes the extractor panic, and generated manifests round-trip their spans.
+
+use proptest::prelude::*;
+use upkeep::extract::{SourceFile, extract_files};
+
+fn extract(name: &str, text: String) -> upkeep::extract::Findings {
+    let files = vec![SourceFile::new(name, text)];
+    extract_files(&files, &mut Vec::new())
+}
+
+fn corpus_samples() -> Vec<String> {
+    [
+        "corpus/flux2-kustomize-helm-example/infrastructure/controllers/cert-manager.yaml",
+        "corpus/onedr0p-home-ops-2022/cluster/apps/system-upgrade/system-upgrade-controller/plans/agent.yaml",
+        "corpus/bjw-s-home-ops/kubernetes/main/apps/system-upgrade/system-upgrade-controller/plans/kubernetes.yaml",
+        "corpus/carpenike-k8s-gitops-2021/cluster/flux-system/gotk-components.yaml",
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(super::util::fixture(p)).unwrap_or_else(|e| panic!("{p}: {e}")))
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = extract("random.yaml", String::from_utf8_lossy(&bytes).into_owned());
+    }
+
+    #[test]
+    fn yamlish_noise_never_panics(text in "[-:{}\\[\\],&*!|>'\"#? \n\tA-Za-z0-9.$]{0,400}") {
+        let _ = extract("noise.yaml", text.clone());
+        let _ = extract("gotk-components.yaml", text);
+    }
+
+    #[test]
+    fn mutated_corpus_files_never_panic(
+        which in 0usize..4,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    ) {
+        let mut bytes = corpus_samples()[which].clone().into_bytes();
+        for (at, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => { bytes.remove(i); }
+                _ => bytes.insert(i, byte),
+            }
+        }
+        let name = if which == 3 { "gotk-components.yaml" } else { "mutated.yaml" };
+        let _ = extract(name, String::from_utf8_lossy(&bytes).into_owned());
+    }
+
+    #[test]
+    fn generated_releases_report_exact_spans(
+        version in "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-rc\\.[0-9])?",
+        quote in prop::sample::select(vec!["", "'", "\""]),
+        comment in prop::sample::select(vec!["", " # pinned", "  #comment"]),
+        crlf in any::<bool>(),
+        bom in any::<bool>(),
+        flow in any::<bool>(),
+        prefix in "(# [a-zé☕ ]{0,20}\n){0,3}",
+    ) {
+        let chart = if flow {
+            format!("  chart: {{spec: {{chart: app, version: {quote}{version}{quote}, sourceRef: {{kind: HelmRepository, name: repo}}}}}}{comment}\n")
+        } else {
+            format!("  chart:\n    spec:\n      chart: app\n      version: {quote}{version}{quote}{comment}\n      sourceRef:\n        kind: HelmRepository\n        name: repo\n")
+        };
+        let mut text = format!("{prefix}---\napiVersion: helm.toolkit.fluxcd.io/v2beta2\nkind: HelmRelease\nmetadata:\n  name: app\n  namespace: x\nspec:\n{chart}---\napiVersion: source.toolkit.fluxcd.io/v1beta2\nkind: HelmRepository\nmetadata:\n  name: repo\n  namespace: x\nspec:\n  url: https://e.example\n");
+        if crlf { text = text.replace('\n', "\r\n"); }
+        if bom { text.insert(0, '\u{feff}'); }
+        let found = extract("gen.yaml", text.clone());
+        prop_assert_eq!(found.dependencies.len(), 1);
+        let dep = &found.dependencies[0];
+        prop_assert!(dep.skip.is_none(), "{:?}", dep.skip);
+        prop_assert_eq!(dep.current.as_deref(), Some(version.as_str()));
+        let loc = dep.location.as_ref().map(|l| l.span.clone()).unwrap_or(0..0);
+        prop_assert_eq!(&text[loc], version.as_str());
+    }
+}

@@ -1,0 +1,50 @@
+//! Which files a scan reads: tracked files in git, `.gitignore` elsewhere, never via symlinks.
+
+use super::util::{REPOSITORY, helmrelease, scan_dir, tree};
+
+fn ids(scan: &upkeep::extract::Scan) -> Vec<&str> {
+    scan.dependencies.iter().map(|d| d.id.as_str()).collect()
+}
+
+#[test]
+fn gitignore_is_respected_outside_git() {
+    let a = helmrelease("kept", "1.0.0");
+    let b = helmrelease("ignored", "1.0.0");
+    let dir = tree(&[
+        (".gitignore", b"generated/\n"),
+        ("apps/a.yaml", a.as_bytes()),
+        ("generated/b.yaml", b.as_bytes()),
+        ("repo.yaml", REPOSITORY.as_bytes()),
+    ]);
+    assert_eq!(ids(&scan_dir(dir.path())), vec!["helmrelease/apps/kept"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_not_followed_out_of_the_root() {
+    let outside = tree(&[("secret.yaml", helmrelease("outside", "9.9.9").as_bytes())]);
+    let inside = tree(&[("in.yaml", helmrelease("inside", "1.0.0").as_bytes())]);
+    std::os::unix::fs::symlink(outside.path(), inside.path().join("link")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(outside.path().join("secret.yaml"), inside.path().join("file-link.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&scan_dir(inside.path())), vec!["helmrelease/apps/inside"]);
+}
+
+#[test]
+fn in_a_git_work_tree_only_tracked_files_are_scanned() {
+    let dir = tree(&[
+        ("clusters/tracked.yaml", helmrelease("tracked", "1.0.0").as_bytes()),
+        ("clusters/untracked.yaml", helmrelease("untracked", "1.0.0").as_bytes()),
+        ("clusters/repo.yaml", REPOSITORY.as_bytes()),
+    ]);
+    let repo = git2::Repository::init(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+    for path in ["clusters/tracked.yaml", "clusters/repo.yaml"] {
+        index.add_path(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    index.write().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&scan_dir(dir.path())), vec!["helmrelease/apps/tracked"]);
+    // Scanning a sub-folder of the work tree reads the tracked files under it, paths relative to it.
+    let sub = scan_dir(&dir.path().join("clusters"));
+    assert_eq!(sub.dependencies[0].manifest.file, "tracked.yaml");
+}

@@ -1,0 +1,3 @@
+//! One integration test binary (ripgrep's layout): each module is one area.
+
+mod it;
