@@ -1,10 +1,17 @@
 //! The one orchestrator: turns a parsed command line into work on the pipeline stages.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
 use crate::cli::{Cli, Command, ScanArgs};
-use crate::extract::{self, ScanOptions, WalkError};
-use crate::report::{self, Format};
+use crate::config::{self, Config, ConfigError};
+use crate::extract::{self, Scan, ScanOptions, WalkError};
+use crate::gate::available::{Available, available};
+use crate::lookup::cache::Cache;
+use crate::lookup::http::{Http, HttpConfig, HttpError};
+use crate::lookup::{Context, Lookup};
+use crate::model::{LookupFailure, Package};
+use crate::report::{self, Format, Report};
 
 /// What went wrong, by how the process should exit.
 #[derive(Debug, thiserror::Error)]
@@ -12,17 +19,29 @@ pub enum AppError {
     /// The user asked for something impossible (a missing path): exit 2.
     #[error(transparent)]
     Usage(#[from] WalkError),
+    /// The config file is wrong: exit 2.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The machine cannot do what is needed (no async runtime, no TLS): exit 1.
+    #[error("{0}")]
+    Environment(String),
     /// Writing the report failed (a closed pipe): exit 1.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl From<HttpError> for AppError {
+    fn from(e: HttpError) -> Self {
+        AppError::Environment(e.to_string())
+    }
 }
 
 impl AppError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Usage(_) => 2,
-            AppError::Output(_) => 1,
+            AppError::Usage(_) | AppError::Config(_) => 2,
+            AppError::Environment(_) | AppError::Output(_) => 1,
         }
     }
 }
@@ -34,6 +53,73 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
     }
 }
 
+/// Versions learned for a scan.
+#[derive(Debug, Default)]
+pub struct Versions {
+    /// Available versions by dependency id.
+    pub available: HashMap<String, Available>,
+    /// Failures by dependency.
+    pub failures: Vec<LookupFailure>,
+}
+
+/// Options of the lookup stage.
+#[derive(Debug, Clone)]
+pub struct LookupOptions {
+    /// Cache directory, or none.
+    pub cache: Cache,
+    /// Use only the cache.
+    pub offline: bool,
+    /// HTTP limits.
+    pub http: HttpConfig,
+}
+
+/// Build the lookup context from config, options and the environment (`GITHUB_API_URL`,
+/// `GITHUB_TOKEN`, the host rules' variables).
+pub fn lookup_context(config: &Config, options: &LookupOptions) -> Result<Context, AppError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Ok(Context {
+        http: Http::new(options.http.clone())?,
+        cache: options.cache.clone(),
+        rewrites: config.rewrites.clone(),
+        host_rules: config.host_rules.iter().map(|h| h.resolve()).collect(),
+        offline: options.offline,
+        github_api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+        github_token: env("GITHUB_TOKEN"),
+        github_max_pages: 3,
+    })
+}
+
+/// Look up the versions of every dependency that can be updated.
+pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
+    let wanted: Vec<(&str, &Package, Option<&str>)> = scan
+        .dependencies
+        .iter()
+        .filter(|d| d.skip.is_none())
+        .filter_map(|d| d.package.as_ref().map(|p| (d.id.as_str(), p, d.current.as_deref())))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let results = runtime.block_on(lookup.all(wanted.iter().map(|(_, p, _)| *p)));
+    let mut versions = Versions::default();
+    for (id, package, current) in wanted {
+        match results.get(package) {
+            Some(Ok(releases)) => {
+                versions.available.insert(id.to_string(), available(current.unwrap_or(""), releases));
+            }
+            Some(Err(e)) => versions.failures.push(LookupFailure {
+                id: id.to_string(),
+                url: e.url.clone(),
+                message: e.message.clone(),
+            }),
+            None => {}
+        }
+    }
+    Ok(versions)
+}
+
 fn scan(args: &ScanArgs, out: &mut dyn Write) -> Result<(), AppError> {
     let started = std::time::Instant::now();
     let options = ScanOptions { max_file_size: args.max_file_size };
@@ -42,8 +128,32 @@ fn scan(args: &ScanArgs, out: &mut dyn Write) -> Result<(), AppError> {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);
     }
     tracing::info!("scanned {} files in {:?}", scan.files_scanned, started.elapsed());
+    let versions = if args.no_lookup {
+        Versions::default()
+    } else {
+        let config = config::load(&args.path, args.config.as_deref())?;
+        let cache = match args.cache_dir.clone().or_else(Cache::default_dir) {
+            Some(dir) => Cache::at(dir),
+            None => Cache::disabled(),
+        };
+        let lookup = Lookup::new(lookup_context(
+            &config,
+            &LookupOptions { cache, offline: args.offline, http: HttpConfig::default() },
+        )?);
+        let versions = look_up(&scan, &lookup)?;
+        let stats = &lookup.context().http.stats;
+        tracing::info!(
+            "looked up in {:?}: {} requests, {} bytes, {} not modified",
+            started.elapsed(),
+            stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+            stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            stats.not_modified.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        versions
+    };
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
-    report::write(&scan, format, out)?;
+    let report = Report { scan: &scan, versions: &versions.available, lookup_errors: &versions.failures };
+    report::write(&report, format, out)?;
     out.flush()?;
     Ok(())
 }

@@ -38,4 +38,17 @@ pub struct ScanArgs {
     /// Skip files bigger than this many bytes.
     #[arg(long, default_value_t = crate::extract::DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
+    /// Only find dependencies; do not look up their versions.
+    #[arg(long)]
+    pub no_lookup: bool,
+    /// Use only the lookup cache; fetch nothing.
+    #[arg(long, conflicts_with = "no_lookup")]
+    pub offline: bool,
+    /// Where lookups are cached between runs (default: `$RUNNER_TEMP/upkeep-cache` on GitHub
+    /// Actions, else the user's cache directory).
+    #[arg(long, env = "UPKEEP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The upkeep config file (default: `.github/upkeep.yaml` or `upkeep.yaml` in PATH).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }

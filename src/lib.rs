@@ -8,7 +8,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod extract;
+pub mod gate;
+pub mod lookup;
 pub mod model;
 pub mod report;
 pub mod yaml;

@@ -259,3 +259,72 @@ pub struct FileError {
     /// What is wrong and, where possible, what to do.
     pub message: String,
 }
+
+/// What a release says about itself that matters for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignalKind {
+    /// Fixes a vulnerability (CVE/GHSA ids, "security" wording, artifacthub `kind: security`).
+    Security,
+    /// Needs attention when upgrading ("BREAKING", "action required", artifacthub `removed`).
+    Breaking,
+    /// The chart or version is deprecated (index `deprecated: true`, artifacthub `deprecated`).
+    Deprecated,
+    /// The chart declares a Kubernetes version constraint (`kubeVersion`).
+    KubeVersion,
+}
+
+impl SignalKind {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::Security => "security",
+            SignalKind::Breaking => "breaking",
+            SignalKind::Deprecated => "deprecated",
+            SignalKind::KubeVersion => "kube-version",
+        }
+    }
+}
+
+/// One signal and the words that raised it (a CVE id, the constraint, the matching line).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+pub struct Signal {
+    /// What kind.
+    pub kind: SignalKind,
+    /// The evidence, short.
+    pub detail: String,
+}
+
+/// One upstream release of a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Release {
+    /// The version or tag, as upstream writes it.
+    pub version: String,
+    /// When it was published, if the datasource knows.
+    pub published: Option<jiff::Timestamp>,
+    /// Marked as a prerelease upstream (GitHub) or by its version.
+    pub prerelease: bool,
+    /// Marked deprecated upstream.
+    pub deprecated: bool,
+    /// The application version a chart ships.
+    pub app_version: Option<String>,
+    /// The chart's `kubeVersion` constraint.
+    pub kube_version: Option<String>,
+    /// Release notes: a GitHub release body, or a chart's artifacthub changes as a list.
+    pub notes: Option<String>,
+    /// A page about this release (GitHub release page, chart download URL).
+    pub url: Option<String>,
+    /// Signals read from the notes and metadata.
+    pub signals: Vec<Signal>,
+}
+
+/// A dependency whose versions could not be learned this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LookupFailure {
+    /// The dependency.
+    pub id: String,
+    /// What was asked (credentials removed).
+    pub url: String,
+    /// What went wrong.
+    pub message: String,
+}

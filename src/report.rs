@@ -3,13 +3,25 @@
 //!
 //! Pure formatting: it takes a finished [`Scan`] and writes text; it reads no files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use crate::extract::Scan;
-use crate::model::{Component, Dependency, FileError, Kind, Manifest, Package, PlanRole, Skip};
+use crate::gate::available::{Available, Update};
+use crate::model::{Component, Dependency, FileError, Kind, LookupFailure, Manifest, Package, PlanRole, Skip};
+
+/// Everything a scan report shows: what was found and, when lookups ran, what it could move to.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    /// The extraction.
+    pub scan: &'a Scan,
+    /// Available versions by dependency id (empty when lookups did not run).
+    pub versions: &'a HashMap<String, Available>,
+    /// Dependencies whose lookups failed.
+    pub lookup_errors: &'a [LookupFailure],
+}
 
 /// Output format of `upkeep scan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +38,7 @@ pub enum Format {
 struct JsonReport<'a> {
     dependencies: Vec<JsonDependency<'a>>,
     errors: &'a [FileError],
+    lookup_errors: &'a [LookupFailure],
 }
 
 /// One dependency as the JSON contract spells it.
@@ -45,10 +58,12 @@ struct JsonDependency<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<PlanRole>,
     manifest: &'a Manifest,
+    latest: Option<&'a str>,
+    updates: &'a [Update],
 }
 
-impl<'a> From<&'a Dependency> for JsonDependency<'a> {
-    fn from(d: &'a Dependency) -> Self {
+impl<'a> JsonDependency<'a> {
+    fn new(d: &'a Dependency, available: Option<&'a Available>) -> Self {
         JsonDependency {
             id: &d.id,
             kind: d.kind,
@@ -63,25 +78,60 @@ impl<'a> From<&'a Dependency> for JsonDependency<'a> {
             skip: d.skip.as_ref(),
             role: d.role,
             manifest: &d.manifest,
+            latest: available.and_then(|a| a.latest.as_deref()),
+            updates: available.map_or(&[], |a| a.updates.as_slice()),
         }
     }
 }
 
-/// Write the scan in `format`.
-pub fn write(scan: &Scan, format: Format, out: &mut dyn Write) -> io::Result<()> {
+/// Write the report in `format`.
+pub fn write(report: &Report<'_>, format: Format, out: &mut dyn Write) -> io::Result<()> {
     match format {
-        Format::Json => write_json(scan, out),
-        Format::Table => write_table(scan, out),
-        Format::Markdown => write_markdown(scan, out),
+        Format::Json => write_json(report, out),
+        Format::Table => write_table(report, out),
+        Format::Markdown => write_markdown(report, out),
     }
 }
 
+/// A report of a scan without lookups.
+pub fn scan_only(scan: &Scan) -> Report<'_> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, Available>> = std::sync::OnceLock::new();
+    Report { scan, versions: EMPTY.get_or_init(HashMap::new), lookup_errors: &[] }
+}
+
 /// The JSON contract.
-pub fn write_json(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
-    let report =
-        JsonReport { dependencies: scan.dependencies.iter().map(JsonDependency::from).collect(), errors: &scan.errors };
-    serde_json::to_writer_pretty(&mut *out, &report)?;
+pub fn write_json(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let json = JsonReport {
+        dependencies: report
+            .scan
+            .dependencies
+            .iter()
+            .map(|d| JsonDependency::new(d, report.versions.get(&d.id)))
+            .collect(),
+        errors: &report.scan.errors,
+        lookup_errors: report.lookup_errors,
+    };
+    serde_json::to_writer_pretty(&mut *out, &json)?;
     writeln!(out)
+}
+
+/// `1.4.4 (patch), 2.0.0 (major, breaking)`.
+fn updates_cell(available: Option<&Available>) -> String {
+    let Some(a) = available else { return "-".into() };
+    if a.updates.is_empty() {
+        return "up to date".into();
+    }
+    a.updates
+        .iter()
+        .map(|u| {
+            let mut tags = vec![u.update_type.as_str()];
+            let mut kinds: Vec<&str> = u.signals.iter().map(|s| s.kind.as_str()).collect();
+            kinds.dedup();
+            tags.extend(kinds);
+            format!("{} ({})", u.version, tags.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn package_cell(d: &Dependency) -> String {
@@ -95,15 +145,19 @@ fn package_cell(d: &Dependency) -> String {
     }
 }
 
-fn status_cell(d: &Dependency) -> String {
-    match &d.skip {
-        Some(s) => format!("skip {}: {}", s.reason.as_str(), s.message),
-        None => "ok".into(),
+fn status_cell(d: &Dependency, report: &Report<'_>) -> String {
+    if let Some(s) = &d.skip {
+        return format!("skip {}: {}", s.reason.as_str(), s.message);
+    }
+    match report.lookup_errors.iter().find(|e| e.id == d.id) {
+        Some(e) => format!("lookup failed: {}: {}", e.url, e.message),
+        None => format!("ok ({})", package_cell(d)),
     }
 }
 
 /// One line per count: the summary people read first.
-pub fn summary(scan: &Scan) -> String {
+pub fn summary(report: &Report<'_>) -> String {
+    let scan = report.scan;
     let skipped = scan.dependencies.iter().filter(|d| d.skip.is_some()).count();
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &scan.dependencies {
@@ -112,8 +166,14 @@ pub fn summary(scan: &Scan) -> String {
         }
     }
     let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let lookups = if report.versions.is_empty() && report.lookup_errors.is_empty() {
+        String::new()
+    } else {
+        let outdated = report.versions.values().filter(|a| !a.updates.is_empty()).count();
+        format!(", {outdated} with updates, {} lookup errors", report.lookup_errors.len())
+    };
     format!(
-        "{} files, {} dependencies ({} updatable, {} skipped{}), {} errors",
+        "{} files, {} dependencies ({} updatable, {} skipped{}){lookups}, {} errors",
         scan.files_scanned,
         scan.dependencies.len(),
         scan.dependencies.len() - skipped,
@@ -123,8 +183,9 @@ pub fn summary(scan: &Scan) -> String {
     )
 }
 
-fn write_table(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
-    let header = ["DEPENDENCY", "COMPONENT", "CURRENT", "PACKAGE", "LOCATION", "STATUS"];
+fn write_table(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let scan = report.scan;
+    let header = ["DEPENDENCY", "COMPONENT", "CURRENT", "UPDATES", "LOCATION", "STATUS"];
     let rows: Vec<[String; 6]> = scan
         .dependencies
         .iter()
@@ -137,9 +198,9 @@ fn write_table(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
                 d.id.clone(),
                 component,
                 d.current.clone().unwrap_or_else(|| "-".into()),
-                package_cell(d),
+                updates_cell(report.versions.get(&d.id)),
                 format!("{}:{}:{}", d.file(), d.line(), d.column()),
-                status_cell(d),
+                status_cell(d, report),
             ]
         })
         .collect();
@@ -172,7 +233,7 @@ fn write_table(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out)?;
-    writeln!(out, "{}", summary(scan))
+    writeln!(out, "{}", summary(report))
 }
 
 fn role_name(role: PlanRole) -> &'static str {
@@ -197,12 +258,13 @@ fn md(text: &str) -> String {
     text.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-fn write_markdown(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
+fn write_markdown(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let scan = report.scan;
     writeln!(out, "## upkeep scan")?;
     writeln!(out)?;
-    writeln!(out, "{}", summary(scan))?;
+    writeln!(out, "{}", summary(report))?;
     writeln!(out)?;
-    writeln!(out, "| Dependency | Component | Current | Package | Location | Status |")?;
+    writeln!(out, "| Dependency | Component | Current | Updates | Location | Status |")?;
     writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
     for d in &scan.dependencies {
         writeln!(
@@ -211,10 +273,10 @@ fn write_markdown(scan: &Scan, out: &mut dyn Write) -> io::Result<()> {
             md(&d.id),
             d.component.as_str(),
             d.current.as_deref().map(|c| format!("`{}`", md(c))).unwrap_or_else(|| "-".into()),
-            md(&package_cell(d)),
+            md(&updates_cell(report.versions.get(&d.id))),
             md(d.file()),
             d.line(),
-            md(&status_cell(d)),
+            md(&status_cell(d, report)),
         )?;
     }
     if !scan.errors.is_empty() {

@@ -1,0 +1,497 @@
+//! The one HTTP client every datasource shares, and the manners it keeps.
+//!
+//! - **Retries** with exponential backoff and jitter on connection errors, timeouts, truncated
+//!   bodies, 5xx, 408 and 429, and on 403s that are rate limits (`x-ratelimit-remaining: 0`,
+//!   or a `Retry-After`). `Retry-After` (seconds or an HTTP date) and `x-ratelimit-reset` are
+//!   honoured up to a cap; past the cap the request fails with a message saying when to retry.
+//! - **Bounds**: a connect timeout, a total timeout per attempt, a cap on body size (checked
+//!   while streaming, after gzip decoding, so neither an endless index nor a gzip bomb can
+//!   exhaust memory), and a limit on concurrent requests per host.
+//! - **Conditional requests**: callers pass the validators they cached; a 304 comes back as
+//!   [`Body::NotModified`] without a body.
+//! - **`file://`** URLs read from disk, so a registry rewrite can point at a local mirror.
+//! - **Secrets** travel only in headers built from [`Auth`]; URLs in errors and logs go through
+//!   [`redact`], so a token never shows up in either.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use tokio::sync::Semaphore;
+
+/// Limits and manners of the client.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for one attempt, body included.
+    pub total_timeout: Duration,
+    /// Largest body accepted (after decompression).
+    pub max_body: u64,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First backoff; doubles each retry, with up to 50 % jitter.
+    pub backoff: Duration,
+    /// Longest wait a `Retry-After` or rate-limit reset may impose.
+    pub max_wait: Duration,
+    /// Concurrent requests per host.
+    pub per_host: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(60),
+            max_body: 64 * 1024 * 1024,
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(60),
+            per_host: 6,
+        }
+    }
+}
+
+/// Credentials for one request.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// None.
+    #[default]
+    None,
+    /// HTTP basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or token.
+        password: String,
+    },
+    /// `Authorization: Bearer`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret itself.
+        f.write_str(match self {
+            Auth::None => "Auth::None",
+            Auth::Basic { .. } => "Auth::Basic(..)",
+            Auth::Bearer(_) => "Auth::Bearer(..)",
+        })
+    }
+}
+
+/// Validators from a cached response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`.
+    pub last_modified: Option<String>,
+}
+
+/// A GET to make.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Absolute URL (`http`, `https` or `file`).
+    pub url: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// `Accept` header.
+    pub accept: Option<&'static str>,
+    /// Extra headers (API versions).
+    pub headers: Vec<(&'static str, String)>,
+    /// Validators for a conditional request.
+    pub validators: Option<Validators>,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub enum Body {
+    /// A full body.
+    Full(Vec<u8>),
+    /// 304: the cached copy is current.
+    NotModified,
+}
+
+/// A response: status, headers, body.
+#[derive(Debug)]
+pub struct Response {
+    /// Final URL after redirects (redacted).
+    pub url: String,
+    /// HTTP status (200 for a file that exists, 404 for one that does not).
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Body,
+}
+
+impl Response {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Validators to cache.
+    pub fn validators(&self) -> Validators {
+        Validators {
+            etag: self.header("etag").map(str::to_string),
+            last_modified: self.header("last-modified").map(str::to_string),
+        }
+    }
+}
+
+/// A request that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url}: {message}")]
+pub struct HttpError {
+    /// The URL, redacted.
+    pub url: String,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// Counters for benchmarks and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests sent (each attempt counts).
+    pub requests: AtomicU64,
+    /// Body bytes received.
+    pub bytes: AtomicU64,
+    /// 304 responses.
+    pub not_modified: AtomicU64,
+}
+
+/// The shared client.
+#[derive(Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    config: HttpConfig,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What was sent and received.
+    pub stats: Stats,
+}
+
+/// Remove credentials and query tokens from a URL before showing it.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let path = match path.split_once('?') {
+        Some((p, q)) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| {
+                    let key = kv.split('=').next().unwrap_or("");
+                    let secret = ["token", "access_token", "password", "sig", "signature", "key"]
+                        .iter()
+                        .any(|s| key.eq_ignore_ascii_case(s));
+                    if secret { format!("{key}=REDACTED") } else { kv.to_string() }
+                })
+                .collect();
+            format!("{p}?{}", q.join("&"))
+        }
+        None => path.to_string(),
+    };
+    if scheme.is_empty() { format!("{authority}/{path}") } else { format!("{scheme}://{authority}/{path}") }
+}
+
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_ascii_lowercase()
+}
+
+enum Attempt {
+    Done(Response),
+    Retry { after: Option<Duration>, why: String },
+    Fail(String),
+}
+
+impl Http {
+    /// Build the client. Installs ring as rustls's crypto provider if none is installed yet.
+    pub fn new(config: HttpConfig) -> Result<Http, HttpError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("upkeep/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.total_timeout)
+            .build()
+            .map_err(|e| HttpError { url: String::new(), message: format!("cannot build the HTTP client: {e}") })?;
+        Ok(Http { client, config, hosts: Mutex::new(HashMap::new()), stats: Stats::default() })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    fn permit_pool(&self, url: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.entry(host_of(url)).or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host.max(1)))).clone()
+    }
+
+    /// GET with retries. Non-2xx statuses that are not retried (401, 404, ...) are returned as
+    /// responses, so callers can act on them (the OCI token flow reads a 401's challenge).
+    pub async fn get(&self, request: &Request) -> Result<Response, HttpError> {
+        if let Some(path) = request.url.strip_prefix("file://") {
+            return self.read_file(&request.url, path).await;
+        }
+        let fail = |message: String| HttpError { url: redact(&request.url), message };
+        let pool = self.permit_pool(&request.url);
+        let mut attempt = 0u32;
+        loop {
+            let outcome = {
+                let _permit = pool.acquire().await.map_err(|e| fail(e.to_string()))?;
+                self.attempt(request).await
+            };
+            match outcome {
+                Attempt::Done(response) => return Ok(response),
+                Attempt::Fail(message) => return Err(fail(message)),
+                Attempt::Retry { after, why } => {
+                    if attempt >= self.config.retries {
+                        return Err(fail(format!("{why} (gave up after {} attempts)", attempt + 1)));
+                    }
+                    let wait = match after {
+                        Some(wait) if wait > self.config.max_wait => {
+                            return Err(fail(format!(
+                                "{why}; the server asks to wait {}s, more than the {}s upkeep waits: run again later",
+                                wait.as_secs(),
+                                self.config.max_wait.as_secs()
+                            )));
+                        }
+                        Some(wait) => wait,
+                        None => self.backoff(attempt),
+                    };
+                    tracing::debug!("retrying {} in {:?}: {why}", redact(&request.url), wait);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.config.backoff.saturating_mul(1u32 << attempt.min(10));
+        // Jitter from the clock's sub-second noise: spreads retries without another dependency.
+        let noise = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let jitter = base.mul_f64(f64::from(noise % 500) / 1000.0);
+        base + jitter
+    }
+
+    async fn attempt(&self, request: &Request) -> Attempt {
+        let mut builder = self.client.get(&request.url);
+        if let Some(accept) = request.accept {
+            builder = builder.header(header::ACCEPT, accept);
+        }
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        builder = match &request.auth {
+            Auth::None => builder,
+            Auth::Basic { username, password } => builder.basic_auth(username, Some(password)),
+            Auth::Bearer(token) => builder.bearer_auth(token),
+        };
+        if let Some(v) = &request.validators {
+            if let Some(etag) = &v.etag {
+                builder = builder.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                builder = builder.header(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry { after: None, why: describe(&e) },
+        };
+        let status = response.status();
+        let url = redact(response.url().as_str());
+        let headers = response.headers().clone();
+        if status == StatusCode::NOT_MODIFIED {
+            self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
+            return Attempt::Done(Response { url, status: 304, headers, body: Body::NotModified });
+        }
+        if let Some(why) = retryable(status, &headers) {
+            return Attempt::Retry { after: wait_hint(&headers), why };
+        }
+        if let Some(len) = response.content_length()
+            && len > self.config.max_body
+        {
+            return Attempt::Fail(format!("body of {len} bytes is over the {}-byte cap", self.config.max_body));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if body.len() as u64 + chunk.len() as u64 > self.config.max_body {
+                        return Attempt::Fail(format!(
+                            "body is over the {}-byte cap; the server sent more than any real index needs",
+                            self.config.max_body
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Attempt::Retry { after: None, why: format!("reading the body failed: {}", describe(&e)) };
+                }
+            }
+        }
+        Attempt::Done(Response { url, status: status.as_u16(), headers, body: Body::Full(body) })
+    }
+
+    async fn read_file(&self, url: &str, path: &str) -> Result<Response, HttpError> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let (status, body) = match tokio::fs::metadata(path).await {
+            Ok(m) if m.len() > self.config.max_body => {
+                return Err(HttpError {
+                    url: redact(url),
+                    message: format!("file of {} bytes is over the {}-byte cap", m.len(), self.config.max_body),
+                });
+            }
+            Ok(m) if m.is_file() => match tokio::fs::read(path).await {
+                Ok(bytes) => (200, bytes),
+                Err(e) => return Err(HttpError { url: redact(url), message: format!("cannot read: {e}") }),
+            },
+            _ => (404, Vec::new()),
+        };
+        self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(Response { url: redact(url), status, headers: HeaderMap::new(), body: Body::Full(body) })
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut short or malformed"
+    } else {
+        "request failed"
+    };
+    // reqwest's Display includes the URL; keep only the cause chain, which does not.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
+}
+
+fn retryable(status: StatusCode, headers: &HeaderMap) -> Option<String> {
+    let text = |h: &HeaderValue| h.to_str().unwrap_or("").to_string();
+    let rate_limited = headers.get("x-ratelimit-remaining").map(text).as_deref() == Some("0")
+        || headers.contains_key(header::RETRY_AFTER);
+    match status.as_u16() {
+        408 => Some("request timeout (408)".into()),
+        429 => Some("rate limited (429)".into()),
+        403 if rate_limited => Some("rate limited (403)".into()),
+        s if s >= 500 => Some(format!("server error ({s})")),
+        _ => None,
+    }
+}
+
+/// How long the server asks us to wait: `Retry-After` (seconds or date), else the rate-limit reset.
+fn wait_hint(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(value) = headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()) {
+        if let Ok(secs) = value.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(date.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+        }
+    }
+    let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok());
+    let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    match (remaining, reset) {
+        (Some("0"), Some(reset)) => {
+            let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+            Some(reset.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_and_token_parameters() {
+        assert_eq!(
+            redact("https://user:secret@charts.example.com/index.yaml"),
+            "https://charts.example.com/index.yaml"
+        );
+        assert_eq!(
+            redact("https://auth.example.com/token?service=x&token=abc&scope=repo"),
+            "https://auth.example.com/token?service=x&token=REDACTED&scope=repo"
+        );
+    }
+
+    #[test]
+    fn reads_wait_hints() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(7)));
+        let mut h = HeaderMap::new();
+        let reset = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 30;
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap_or(HeaderValue::from_static("0")),
+        );
+        let wait = wait_hint(&h).unwrap_or_default();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(32), "{wait:?}");
+        assert_eq!(retryable(StatusCode::FORBIDDEN, &HeaderMap::new()), None, "a plain 403 is a permission problem");
+        assert!(retryable(StatusCode::FORBIDDEN, &h).is_some());
+    }
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against `base` (`scheme://host`) when
+/// it is a path (the distribution API returns paths; GitHub returns absolute URLs).
+pub fn next_link(headers: &HeaderMap, base: &str) -> Option<String> {
+    let value = headers.get(header::LINK)?.to_str().ok()?;
+    value.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        is_next.then(|| {
+            if target.starts_with('/') { format!("{}{target}", base.trim_end_matches('/')) } else { target.to_string() }
+        })
+    })
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn follows_relative_and_absolute_next_links() {
+        let mut h = HeaderMap::new();
+        h.insert(header::LINK, HeaderValue::from_static("</v2/app/tags/list?last=b&n=2>; rel=\"next\""));
+        assert_eq!(
+            next_link(&h, "http://127.0.0.1:5000").as_deref(),
+            Some("http://127.0.0.1:5000/v2/app/tags/list?last=b&n=2")
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static(
+                "<https://api.github.com/x?page=2>; rel=\"next\", <https://api.github.com/x?page=9>; rel=\"last\"",
+            ),
+        );
+        assert_eq!(next_link(&h, "").as_deref(), Some("https://api.github.com/x?page=2"));
+        assert_eq!(next_link(&HeaderMap::new(), ""), None);
+    }
+}

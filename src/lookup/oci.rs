@@ -1,0 +1,326 @@
+//! OCI registries: tag lists from the distribution API (`GET /v2/<name>/tags/list`).
+//!
+//! Used for `oci://` HelmRepositories and for OCIRepositories. Pagination follows the `Link`
+//! header (`n`/`last`, distribution spec "Listing Tags"). Authentication follows the registry's
+//! `WWW-Authenticate` challenge: `Bearer realm=…,service=…,scope=…` gets a token from the realm
+//! (anonymously, or with the host rule's credentials as basic auth: the flow of ghcr.io and
+//! Docker Hub, "Token Authentication Specification"); `Basic` is answered with the host rule's
+//! credentials. Tags that are not versions (`latest`, `sha-…`) are ignored; Helm writes a
+//! version's `+` as `_` in OCI tags, which is undone for ordering only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+
+use super::cache::Entry;
+use super::http::{Auth, Body, Request, Response, next_link, redact};
+use super::{Context, Datasource, LookupError};
+use crate::gate::versioning::Version;
+use crate::model::{Package, Release};
+
+/// Most tag-list pages read per repository.
+const MAX_PAGES: usize = 100;
+
+/// The OCI datasource.
+pub struct OciRegistry {
+    ctx: Arc<Context>,
+}
+
+/// Where a repository's tags are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https://host[:port]` (or a `file://` directory for a mirror).
+    pub base: String,
+    /// Repository name inside the registry.
+    pub repository: String,
+}
+
+/// Work out the registry endpoint of `oci://host/path` after rewrites.
+pub fn endpoint(rewritten: &str) -> Option<Endpoint> {
+    let (scheme, rest) = rewritten.split_once("://")?;
+    if scheme == "file" {
+        // A mirror directory: `<dir>/<repository>/tags/list` holds the tag list JSON.
+        return Some(Endpoint { base: "file://".into(), repository: rest.trim_end_matches('/').to_string() });
+    }
+    let (host, path) = rest.split_once('/')?;
+    let path = path.trim_matches('/');
+    if host.is_empty() || path.is_empty() {
+        return None;
+    }
+    match scheme {
+        "oci" => {
+            // Docker Hub's API host and implicit `library/` namespace.
+            let (host, path) = match host {
+                "docker.io" | "index.docker.io" => (
+                    "registry-1.docker.io",
+                    if path.contains('/') { path.to_string() } else { format!("library/{path}") },
+                ),
+                h => (h, path.to_string()),
+            };
+            Some(Endpoint { base: format!("https://{host}"), repository: path })
+        }
+        "http" | "https" => Some(Endpoint { base: format!("{scheme}://{host}"), repository: path.to_string() }),
+        _ => None,
+    }
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `bearer` or `basic` (lowercase).
+    pub scheme: String,
+    /// Parameters (`realm`, `service`, `scope`).
+    pub params: BTreeMap<String, String>,
+}
+
+/// Parse `Bearer realm="…",service="…",scope="…"`; quoted values may hold commas.
+pub fn parse_challenge(value: &str) -> Option<Challenge> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => val.extend(chars.next()),
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+        } else {
+            val = chars.by_ref().take_while(|c| *c != ',').collect::<String>().trim().to_string();
+        }
+        params.insert(key, val);
+    }
+    Some(Challenge { scheme: scheme.to_ascii_lowercase(), params })
+}
+
+#[derive(serde::Deserialize)]
+struct TagList {
+    tags: Option<Vec<String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+impl OciRegistry {
+    /// A datasource sharing `ctx`.
+    pub fn new(ctx: Arc<Context>) -> OciRegistry {
+        OciRegistry { ctx }
+    }
+
+    async fn tags(&self, package: &Package) -> Result<Vec<Release>, LookupError> {
+        let reference = format!("{}/{}", package.registry.trim_end_matches('/'), package.name);
+        let rewritten = self.ctx.rewrites.apply(&reference);
+        let Some(ep) = endpoint(&rewritten) else {
+            return Err(LookupError { url: redact(&reference), message: "not an oci:// reference".into() });
+        };
+        let first = if ep.base.starts_with("file://") {
+            format!("{}{}/tags/list", ep.base, ep.repository)
+        } else {
+            format!("{}/v2/{}/tags/list?n=1000", ep.base, ep.repository)
+        };
+        let key = redact(&first);
+        let cached = self.ctx.cache.load(&key);
+        if self.ctx.offline {
+            return cached.and_then(|e| e.packages.into_values().next()).ok_or_else(|| LookupError::offline(&key));
+        }
+        let credentials = self.ctx.auth_for(&reference);
+        let mut auth = Auth::None;
+        let mut url = first.clone();
+        let mut tags = Vec::new();
+        let mut validators = None;
+        for page in 0..MAX_PAGES {
+            let conditional = if page == 0 { cached.as_ref().map(|e| e.validators.clone()) } else { None };
+            let mut response = self.get(&url, &auth, conditional.clone()).await?;
+            if response.status == 401 {
+                auth = self.authenticate(&response, &credentials, &key).await?;
+                response = self.get(&url, &auth, conditional).await?;
+            }
+            if page == 0 {
+                validators = Some(response.validators());
+            }
+            match (response.status, &response.body) {
+                (304, _) => {
+                    if let Some(entry) = cached {
+                        return Ok(entry.packages.into_values().next().unwrap_or_default());
+                    }
+                    return Err(LookupError { url: key, message: "304 Not Modified without a cached copy".into() });
+                }
+                (200..=299, Body::Full(bytes)) => {
+                    let list: TagList = serde_json::from_slice(bytes)
+                        .map_err(|e| LookupError { url: key.clone(), message: format!("not a tag list: {e}") })?;
+                    tags.extend(list.tags.unwrap_or_default());
+                }
+                (status, _) => return Err(LookupError::status(&key, status, "OCI tag list")),
+            }
+            match next_link(&response.headers, &ep.base) {
+                Some(next) if next != url => url = next,
+                _ => break,
+            }
+        }
+        let releases = releases_from_tags(tags);
+        let mut packages = BTreeMap::new();
+        packages.insert(package.name.clone(), releases.clone());
+        self.ctx.cache.store(&Entry::new(&key, validators.unwrap_or_default(), packages));
+        Ok(releases)
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        auth: &Auth,
+        validators: Option<super::http::Validators>,
+    ) -> Result<Response, LookupError> {
+        let request = Request {
+            url: url.to_string(),
+            auth: auth.clone(),
+            accept: Some("application/json"),
+            validators,
+            ..Request::default()
+        };
+        Ok(self.ctx.http.get(&request).await?)
+    }
+
+    /// Answer a 401's challenge with a bearer token or basic credentials.
+    async fn authenticate(&self, response: &Response, credentials: &Auth, key: &str) -> Result<Auth, LookupError> {
+        let challenge = response.header("www-authenticate").and_then(parse_challenge);
+        let denied = |message: String| LookupError { url: key.to_string(), message };
+        match challenge {
+            Some(c) if c.scheme == "bearer" => {
+                let realm = c.params.get("realm").ok_or_else(|| denied("Bearer challenge without a realm".into()))?;
+                let mut query: Vec<String> = Vec::new();
+                for name in ["service", "scope"] {
+                    if let Some(v) = c.params.get(name) {
+                        query.push(format!("{name}={}", encode(v)));
+                    }
+                }
+                let sep = if realm.contains('?') { '&' } else { '?' };
+                let token_url =
+                    if query.is_empty() { realm.clone() } else { format!("{realm}{sep}{}", query.join("&")) };
+                let token_auth = match credentials {
+                    Auth::Bearer(token) => Auth::Basic { username: "token".into(), password: token.clone() },
+                    other => other.clone(),
+                };
+                let answer = self.get(&token_url, &token_auth, None).await?;
+                let Body::Full(bytes) = &answer.body else { return Err(denied("token endpoint sent no body".into())) };
+                if !(200..300).contains(&answer.status) {
+                    return Err(LookupError::status(&redact(&token_url), answer.status, "registry token"));
+                }
+                let token: TokenResponse =
+                    serde_json::from_slice(bytes).map_err(|e| denied(format!("token endpoint answered: {e}")))?;
+                token
+                    .token
+                    .or(token.access_token)
+                    .map(Auth::Bearer)
+                    .ok_or_else(|| denied("token endpoint returned no token".into()))
+            }
+            Some(c) if c.scheme == "basic" => match credentials {
+                Auth::None => Err(denied("the registry requires credentials: add a hostRules entry for it".into())),
+                other => Ok(other.clone()),
+            },
+            _ => Err(LookupError::status(key, 401, "OCI tag list")),
+        }
+    }
+}
+
+/// Percent-encode a query value (scopes hold `:` and `/`).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Version tags as releases, newest first; other tags dropped.
+pub fn releases_from_tags(tags: Vec<String>) -> Vec<Release> {
+    let mut versions: Vec<(Version, String)> =
+        tags.into_iter().filter_map(|t| Version::parse(&t.replace('_', "+")).map(|v| (v, t))).collect();
+    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.dedup_by(|a, b| a.1 == b.1);
+    versions
+        .into_iter()
+        .map(|(v, tag)| Release {
+            prerelease: v.is_prerelease(),
+            version: tag,
+            published: None,
+            deprecated: false,
+            app_version: None,
+            kube_version: None,
+            notes: None,
+            url: None,
+            signals: Vec::new(),
+        })
+        .collect()
+}
+
+impl Datasource for OciRegistry {
+    fn name(&self) -> &'static str {
+        "oci"
+    }
+
+    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>> {
+        self.tags(package).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_for_registries_and_rewrites() {
+        assert_eq!(
+            endpoint("oci://ghcr.io/bjw-s/helm/app-template"),
+            Some(Endpoint { base: "https://ghcr.io".into(), repository: "bjw-s/helm/app-template".into() })
+        );
+        assert_eq!(
+            endpoint("oci://docker.io/bitnami"),
+            Some(Endpoint { base: "https://registry-1.docker.io".into(), repository: "library/bitnami".into() })
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:5000/ghcr.io/org/chart"),
+            Some(Endpoint { base: "http://127.0.0.1:5000".into(), repository: "ghcr.io/org/chart".into() })
+        );
+        assert_eq!(endpoint("oci://ghcr.io"), None);
+    }
+
+    #[test]
+    fn parses_challenges_with_commas_in_quotes() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap_or_else(|| panic!("challenge"));
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["scope"], "repository:a/b:pull,push");
+        assert_eq!(c.params["service"], "ghcr.io");
+        assert_eq!(parse_challenge(r#"Basic realm="basic-realm""#).map(|c| c.scheme), Some("basic".into()));
+    }
+
+    #[test]
+    fn keeps_version_tags_newest_first() {
+        let r = releases_from_tags(
+            ["latest", "1.2.0", "v1.10.0", "sha-abc", "1.9.0_build.1", "2.0.0-rc.1"].map(String::from).to_vec(),
+        );
+        let tags: Vec<&str> = r.iter().map(|r| r.version.as_str()).collect();
+        assert_eq!(tags, ["2.0.0-rc.1", "v1.10.0", "1.9.0_build.1", "1.2.0"]);
+        assert!(r[0].prerelease);
+    }
+}
