@@ -86,6 +86,7 @@ pub fn lookup_context(config: &Config, options: &LookupOptions) -> Result<Contex
         github_api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
         github_token: env("GITHUB_TOKEN"),
         github_max_pages: 3,
+        oci_page_size: 1000,
     })
 }
 

@@ -91,6 +91,8 @@ pub struct Context {
     pub github_token: Option<String>,
     /// Most release pages read per GitHub repository (100 releases a page).
     pub github_max_pages: usize,
+    /// Tags asked for per page of an OCI tag list (`n`).
+    pub oci_page_size: usize,
 }
 
 impl Context {

@@ -132,7 +132,7 @@ impl OciRegistry {
         let first = if ep.base.starts_with("file://") {
             format!("{}{}/tags/list", ep.base, ep.repository)
         } else {
-            format!("{}/v2/{}/tags/list?n=1000", ep.base, ep.repository)
+            format!("{}/v2/{}/tags/list?n={}", ep.base, ep.repository, self.ctx.oci_page_size.max(1))
         };
         let key = redact(&first);
         let cached = self.ctx.cache.load(&key);

@@ -92,3 +92,71 @@ fn verbose_lists_files_passed_over() {
     let quiet = upkeep(&["scan", "--no-lookup", &dir.path().to_string_lossy()]);
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("passed over"));
 }
+
+/// A repository whose releases use a good, a failing and a hostile chart repository, all on a
+/// loopback server: the scan exits 0, reports each broken lookup against its dependency, and
+/// still resolves the good one; `--offline` then answers from the cache alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_upstreams_are_per_dependency_errors_and_offline_uses_the_cache() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let index = "apiVersion: v1\nentries:\n  good:\n  - version: 1.2.0\n  - version: 1.1.0\n";
+    Mock::given(path("/good/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(index))
+        .mount(&server)
+        .await;
+    Mock::given(path("/down/index.yaml")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    Mock::given(path("/junk/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{{{ not yaml"))
+        .mount(&server)
+        .await;
+    let release = |name: &str, repo: &str| {
+        format!(
+            "---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: {repo}\n  namespace: flux-system\nspec:\n  url: https://{repo}.example.com\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  chart:\n    spec:\n      chart: {name}\n      version: 1.1.0\n      sourceRef: {{kind: HelmRepository, name: {repo}, namespace: flux-system}}\n"
+        )
+    };
+    let config = format!(
+        "registryRewrites:\n  - {{from: 'https://good.example.com', to: '{u}/good'}}\n  - {{from: 'https://down.example.com', to: '{u}/down'}}\n  - {{from: 'https://junk.example.com', to: '{u}/junk'}}\n",
+        u = server.uri()
+    );
+    let dir = super::util::tree(&[
+        ("good.yaml", release("good", "good").as_bytes()),
+        ("down.yaml", release("down", "down").as_bytes()),
+        ("junk.yaml", release("junk", "junk").as_bytes()),
+        ("upkeep.yaml", config.as_bytes()),
+    ]);
+    let cache = tempfile::tempdir().unwrap();
+    let run = |extra: &'static [&'static str]| {
+        let root = dir.path().to_path_buf();
+        let cache = cache.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_upkeep"))
+                .arg("scan")
+                .arg(&root)
+                .args(extra)
+                .env("UPKEEP_CACHE_DIR", &cache)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = json["lookup_errors"].as_array().unwrap();
+    let ids: Vec<&str> = errors.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2, "{errors:?}");
+    assert!(ids.contains(&"helmrelease/apps/down") && ids.contains(&"helmrelease/apps/junk"));
+    assert!(errors.iter().any(|e| e["message"].as_str().unwrap_or("").contains("503")));
+    let good = json["dependencies"].as_array().unwrap().iter().find(|d| d["id"] == "helmrelease/apps/good").unwrap();
+    assert_eq!(good["latest"], "1.2.0");
+    assert_eq!(good["updates"][0]["version"], "1.2.0");
+
+    let offline = run(&["--offline"]).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
+    let good = json["dependencies"].as_array().unwrap().iter().find(|d| d["id"] == "helmrelease/apps/good").unwrap();
+    assert_eq!(good["latest"], "1.2.0", "answered from the cache");
+    let messages: Vec<&str> =
+        json["lookup_errors"].as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
+    assert!(messages.iter().all(|m| m.contains("--offline")), "{messages:?}");
+}

@@ -1,0 +1,233 @@
+//! Helm repository lookups over real HTTP on loopback: the corpus through its mirror (one request
+//! per index, all 304 on a warm run), and every fault a chart repository can throw.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use upkeep::lookup::Lookup;
+use upkeep::model::{Datasource, Package};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::servers::{Mirror, context, raw_server, test_http};
+use super::util::{fixture, scan_dir};
+
+const REPOS: [&str; 5] = [
+    "billimek-k8s-gitops",
+    "bjw-s-home-ops",
+    "carpenike-k8s-gitops-2021",
+    "flux2-kustomize-helm-example",
+    "onedr0p-home-ops-2022",
+];
+
+/// Rewrites from every upstream URL in the mirror's SOURCES.tsv to the loopback server.
+fn mirror_rewrites(base: &str) -> Vec<(String, String)> {
+    let sources = std::fs::read_to_string(fixture("mirror/SOURCES.tsv")).unwrap_or_else(|e| panic!("{e}"));
+    sources
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').next())
+        .map(|url| {
+            let hostpath = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
+            (url.to_string(), format!("{base}/{hostpath}"))
+        })
+        .collect()
+}
+
+fn helm(registry: &str, name: &str) -> Package {
+    Package { datasource: Datasource::Helm, registry: registry.into(), name: name.into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_indexes_are_fetched_once_each_and_revalidated_with_304s() {
+    for repo in REPOS {
+        let scan = tokio::task::spawn_blocking(move || scan_dir(&fixture(&format!("corpus/{repo}")))).await.unwrap();
+        let packages: Vec<Package> = scan
+            .dependencies
+            .iter()
+            .filter(|d| d.skip.is_none())
+            .filter_map(|d| d.package.clone())
+            .filter(|p| p.datasource == Datasource::Helm)
+            .collect();
+        if packages.is_empty() {
+            continue;
+        }
+        let distinct: BTreeSet<&str> = packages.iter().map(|p| p.registry.trim_end_matches('/')).collect();
+        let server = MockServer::start().await;
+        Mock::given(method("GET")).respond_with(Mirror { root: fixture("mirror") }).mount(&server).await;
+        let cache = tempfile::tempdir().unwrap();
+        let rewrites = mirror_rewrites(&server.uri());
+
+        let cold = Lookup::new(context(&rewrites, Some(cache.path()), test_http()));
+        let results = cold.all(&packages).await;
+        // The mirror is what the upstream indexes hold: a chart an index no longer lists (an
+        // archived repository) is a per-dependency error naming the index, and only that.
+        let mut missing = Vec::new();
+        for (package, result) in &results {
+            match result {
+                Ok(releases) => assert!(!releases.is_empty(), "{repo}: {} has no releases", package.name),
+                Err(e) if e.message.contains("is not in this repository's index") => missing.push(package.name.clone()),
+                Err(e) => panic!("{repo}: {} {}: {e}", package.registry, package.name),
+            }
+        }
+        assert!(missing.len() * 10 <= results.len(), "{repo}: too many charts missing from their index: {missing:?}");
+        let stats = &cold.context().http.stats;
+        assert_eq!(stats.requests.load(Ordering::Relaxed) as usize, distinct.len(), "{repo}: one request per index");
+        assert_eq!(server.received_requests().await.unwrap_or_default().len(), distinct.len());
+
+        let warm = Lookup::new(context(&rewrites, Some(cache.path()), test_http()));
+        let again = warm.all(&packages).await;
+        assert_eq!(again, results, "{repo}: the warm run answers the same");
+        let stats = &warm.context().http.stats;
+        assert_eq!(stats.not_modified.load(Ordering::Relaxed) as usize, distinct.len(), "{repo}: all 304");
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 0, "{repo}: no index body transferred");
+    }
+}
+
+async fn serve(index: &'static str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/good/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
+        .mount(&server)
+        .await;
+    let _ = index;
+    server
+}
+
+const INDEX: &str =
+    "apiVersion: v1\nentries:\n  app:\n  - version: 1.1.0\n    created: \"2024-01-02T00:00:00Z\"\n  - version: 1.0.0\n";
+
+async fn lookup_one(base: &str, sub: &str) -> Result<Vec<upkeep::model::Release>, upkeep::lookup::LookupError> {
+    let lookup = Lookup::new(context(&[], None, test_http()));
+    let results = lookup.all([&helm(&format!("{base}/{sub}"), "app")]).await;
+    results.into_values().next().unwrap_or_else(|| panic!("no result"))
+}
+
+#[tokio::test]
+async fn a_500_then_200_is_retried() {
+    let server = serve(INDEX).await;
+    Mock::given(path("/flaky/index.yaml"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/flaky/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let releases = lookup_one(&server.uri(), "flaky").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(releases[0].version, "1.1.0");
+    assert_eq!(server.received_requests().await.unwrap_or_default().len(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_a_long_one_gives_up_with_advice() {
+    let server = serve(INDEX).await;
+    Mock::given(path("/limited/index.yaml"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/limited/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    assert!(lookup_one(&server.uri(), "limited").await.is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}", started.elapsed());
+
+    Mock::given(path("/closed/index.yaml"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+        .mount(&server)
+        .await;
+    let err = lookup_one(&server.uri(), "closed").await.unwrap_err();
+    assert!(err.message.contains("3600s") && err.message.contains("run again later"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stall_past_the_timeout_is_an_error() {
+    let server = serve(INDEX).await;
+    Mock::given(path("/slow/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let err = lookup_one(&server.uri(), "slow").await.unwrap_err();
+    assert!(err.message.contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn gzip_and_redirects_are_followed() {
+    let server = serve(INDEX).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(INDEX.as_bytes()).unwrap();
+    let body = gz.finish().unwrap();
+    Mock::given(path("/gz/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).insert_header("content-encoding", "gzip").set_body_bytes(body))
+        .mount(&server)
+        .await;
+    assert_eq!(lookup_one(&server.uri(), "gz").await.map(|r| r.len()).ok(), Some(2));
+    Mock::given(path("/moved/index.yaml"))
+        .respond_with(
+            ResponseTemplate::new(301).insert_header("location", format!("{}/good/index.yaml", server.uri()).as_str()),
+        )
+        .mount(&server)
+        .await;
+    assert_eq!(lookup_one(&server.uri(), "moved").await.map(|r| r.len()).ok(), Some(2));
+}
+
+#[tokio::test]
+async fn truncated_endless_and_bomb_indexes_are_errors_or_harmless() {
+    let truncated = raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n",
+        false,
+        b"apiVersion: v1\nentries:\n",
+    );
+    let err = lookup_one(&truncated, "x").await.unwrap_err();
+    assert!(err.message.contains("cut short") || err.message.contains("body"), "{err}");
+
+    let endless = raw_server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", true, b"apiVersion: v1\n");
+    let lookup =
+        Lookup::new(context(&[], None, upkeep::lookup::http::HttpConfig { max_body: 1024 * 1024, ..test_http() }));
+    let result = lookup.all([&helm(&format!("{endless}/x"), "app")]).await.into_values().next().unwrap();
+    assert!(result.unwrap_err().message.contains("cap"));
+
+    let server = serve(INDEX).await;
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..40 {
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    bomb.push_str("entries:\n  app:\n  - version: 2.0.0\n");
+    Mock::given(path("/bomb/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(bomb))
+        .mount(&server)
+        .await;
+    assert_eq!(lookup_one(&server.uri(), "bomb").await.map(|r| r[0].version.clone()).ok().as_deref(), Some("2.0.0"));
+    Mock::given(path("/notyaml/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>oops"))
+        .mount(&server)
+        .await;
+    assert!(lookup_one(&server.uri(), "notyaml").await.unwrap_err().message.contains("entries"));
+    let missing = lookup_one(&server.uri(), "nowhere").await.unwrap_err();
+    assert!(missing.message.contains("404") && missing.url.ends_with("/nowhere/index.yaml"), "{missing}");
+}
+
+#[tokio::test]
+async fn a_hundred_releases_of_one_repository_cost_one_request() {
+    let server = serve(INDEX).await;
+    let lookup = Lookup::new(context(&[], None, test_http()));
+    let packages: Vec<Package> =
+        (0..100).map(|i| helm(&format!("{}/good{}", server.uri(), if i % 2 == 0 { "" } else { "/" }), "app")).collect();
+    let results = lookup.all(&packages).await;
+    assert!(results.values().all(Result::is_ok));
+    assert_eq!(server.received_requests().await.unwrap_or_default().len(), 1);
+}
