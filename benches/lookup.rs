@@ -38,7 +38,9 @@ fn rewrites(base: &str) -> Vec<(String, String)> {
         .lines()
         .skip(1)
         .filter_map(|l| l.split('\t').next())
-        .map(|url| (url.to_string(), format!("{base}/{}", url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/'))))
+        .map(|url| {
+            (url.to_string(), format!("{base}/{}", url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/')))
+        })
         .collect()
 }
 
@@ -120,8 +122,16 @@ fn main() {
         server
     });
     let me = std::env::current_exe().unwrap();
-    println!("scan + Helm index lookups through the loopback mirror (wall, peak RSS, requests, body bytes, 304s, packages resolved)");
-    for repo in ["billimek-k8s-gitops", "bjw-s-home-ops", "carpenike-k8s-gitops-2021", "flux2-kustomize-helm-example", "onedr0p-home-ops-2022"] {
+    println!(
+        "scan + Helm index lookups through the loopback mirror (wall, peak RSS, requests, body bytes, 304s, packages resolved)"
+    );
+    for repo in [
+        "billimek-k8s-gitops",
+        "bjw-s-home-ops",
+        "carpenike-k8s-gitops-2021",
+        "flux2-kustomize-helm-example",
+        "onedr0p-home-ops-2022",
+    ] {
         let cache = tempfile::tempdir().unwrap();
         for label in ["cold", "warm"] {
             print!("{repo:<30} {label}  ");

@@ -3,13 +3,17 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use crate::cli::{Cli, Command, ScanArgs};
+use crate::cli::{Cli, Command, ConfigCommand, ScanArgs};
 use crate::config::{self, Config, ConfigError};
 use crate::extract::{self, Scan, ScanOptions, WalkError};
 use crate::gate::available::{Available, available};
+use crate::gate::history::{History, HistorySource};
+use crate::gate::{GateInput, Plan};
+use crate::git::GitHistory;
 use crate::lookup::cache::Cache;
 use crate::lookup::http::{Http, HttpConfig, HttpError};
 use crate::lookup::{Context, Lookup};
+use crate::model::Release;
 use crate::model::{LookupFailure, Package};
 use crate::report::{self, Format, Report};
 
@@ -49,7 +53,21 @@ impl AppError {
 /// Run a command, writing its report to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
     match &cli.command {
-        Command::Scan(args) => scan(args, out),
+        Command::Scan(args) => scan(args, args.plan, out),
+        Command::Plan(args) => scan(args, true, out),
+        Command::Config(ConfigCommand::Schema) => {
+            serde_json::to_writer_pretty(&mut *out, &config::schema()).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Validate { path, config }) => {
+            let loaded = config::load(path, config.as_deref())?;
+            match &loaded.file {
+                Some(file) => writeln!(out, "{}: valid ({} rules)", file.display(), loaded.policy.rules.len())?,
+                None => writeln!(out, "no config file in {}; the defaults apply", path.display())?,
+            }
+            Ok(())
+        }
     }
 }
 
@@ -60,6 +78,8 @@ pub struct Versions {
     pub available: HashMap<String, Available>,
     /// Failures by dependency.
     pub failures: Vec<LookupFailure>,
+    /// Every release by dependency id, or why it is unknown: what the gate decides from.
+    pub releases: HashMap<String, Result<Vec<Release>, String>>,
 }
 
 /// Options of the lookup stage.
@@ -109,19 +129,45 @@ pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
         match results.get(package) {
             Some(Ok(releases)) => {
                 versions.available.insert(id.to_string(), available(current.unwrap_or(""), releases));
+                versions.releases.insert(id.to_string(), Ok(releases.clone()));
             }
-            Some(Err(e)) => versions.failures.push(LookupFailure {
-                id: id.to_string(),
-                url: e.url.clone(),
-                message: e.message.clone(),
-            }),
+            Some(Err(e)) => {
+                versions.failures.push(LookupFailure {
+                    id: id.to_string(),
+                    url: e.url.clone(),
+                    message: e.message.clone(),
+                });
+                versions.releases.insert(id.to_string(), Err(e.to_string()));
+            }
             None => {}
         }
     }
     Ok(versions)
 }
 
-fn scan(args: &ScanArgs, out: &mut dyn Write) -> Result<(), AppError> {
+/// Read memory from git history; a repository that cannot be read remembers nothing (noted).
+pub fn history(root: &std::path::Path) -> (History, Option<String>) {
+    match GitHistory::at(root).events() {
+        Ok(events) => (History::new(events), None),
+        Err(e) => (History::default(), Some(format!("git history was not read: {e}"))),
+    }
+}
+
+/// Run the gate over a scan and its versions.
+pub fn plan(scan: &Scan, versions: &Versions, config: &Config, history: &History) -> Plan {
+    let input = GateInput {
+        dependencies: &scan.dependencies,
+        releases: &versions.releases,
+        api_versions: &scan.api_versions,
+        policy: &config.policy,
+        history,
+        now: jiff::Timestamp::now(),
+        open_groups: &[],
+    };
+    crate::gate::decide(&input)
+}
+
+fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), AppError> {
     let started = std::time::Instant::now();
     let options = ScanOptions { max_file_size: args.max_file_size };
     let scan = extract::scan(&args.path, &options)?;
@@ -129,10 +175,10 @@ fn scan(args: &ScanArgs, out: &mut dyn Write) -> Result<(), AppError> {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);
     }
     tracing::info!("scanned {} files in {:?}", scan.files_scanned, started.elapsed());
+    let config = if args.no_lookup { Config::default() } else { config::load(&args.path, args.config.as_deref())? };
     let versions = if args.no_lookup {
         Versions::default()
     } else {
-        let config = config::load(&args.path, args.config.as_deref())?;
         let cache = match args.cache_dir.clone().or_else(Cache::default_dir) {
             Some(dir) => Cache::at(dir),
             None => Cache::disabled(),
@@ -152,8 +198,19 @@ fn scan(args: &ScanArgs, out: &mut dyn Write) -> Result<(), AppError> {
         );
         versions
     };
+    let decided = with_plan.then(|| {
+        let (history, note) = history(&args.path);
+        let mut plan = plan(&scan, &versions, &config, &history);
+        plan.notes.extend(note);
+        plan
+    });
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
-    let report = Report { scan: &scan, versions: &versions.available, lookup_errors: &versions.failures };
+    let report = Report {
+        scan: &scan,
+        versions: &versions.available,
+        lookup_errors: &versions.failures,
+        plan: decided.as_ref(),
+    };
     report::write(&report, format, out)?;
     out.flush()?;
     Ok(())

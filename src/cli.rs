@@ -22,8 +22,29 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Find every versioned thing in a Flux repository and report it.
+    /// Find every versioned thing in a Flux repository and report it, with available versions.
     Scan(ScanArgs),
+    /// Decide, for every dependency, whether to propose, hold, skip or block an update, and why.
+    Plan(ScanArgs),
+    /// Check or describe the repository's upkeep config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `upkeep config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the config file; errors name file, line and column.
+    Validate {
+        /// The repository whose config to check.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// A config file elsewhere.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the config's JSON Schema (point your editor's YAML language server at it).
+    Schema,
 }
 
 /// Arguments of `upkeep scan`.
@@ -39,8 +60,11 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = crate::extract::DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
     /// Only find dependencies; do not look up their versions.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     pub no_lookup: bool,
+    /// Add the gate's decision to each dependency (what `upkeep plan` shows).
+    #[arg(long)]
+    pub plan: bool,
     /// Use only the lookup cache; fetch nothing.
     #[arg(long, conflicts_with = "no_lookup")]
     pub offline: bool,

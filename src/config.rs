@@ -3,6 +3,21 @@
 //! are errors with file, line and column) and then checked once into [`Config`].
 //!
 //! ```yaml
+//! maxOpenPRs: 10               # upkeep PRs open at once (security first, then patch, minor, major)
+//! timezone: Europe/Berlin      # default zone of schedules (UTC otherwise)
+//! memory:                      # what reverts mean (defaults shown)
+//!   revertWindow: 30d
+//!   revertsToHold: 2
+//!   failureRate: 0.2
+//!   failureSample: 10
+//! rules:                       # every matching rule applies in order; later ones override
+//!   - match: { component: [longhorn] }
+//!     schedule: { days: [sat], hours: "02:00-06:00" }
+//!   - match: { chart: ["kube-prometheus-*"], updateType: [patch] }
+//!     group: monitoring
+//!     automerge: true
+//!     minimumReleaseAge: 3d
+//!     ignoreVersions: [">=70.0.0"]
 //! registryRewrites:            # send lookups for a URL prefix elsewhere (mirrors, air gaps)
 //!   - from: https://charts.example.com
 //!     to: file://./mirror/charts.example.com   # relative file:// paths are from the repo root
@@ -14,35 +29,151 @@
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
+use crate::gate::Policy;
+use crate::gate::history::MemoryPolicy;
+use crate::gate::rules::{Matcher, Rule, RuleSettings, parse_duration};
+use crate::gate::schedule::{Schedule, parse_day, parse_hours, parse_zone};
+use crate::gate::versioning::{Constraint, UpdateType};
 use crate::lookup::HostRule;
 use crate::lookup::rewrite::{Rewrite, Rewrites};
+use crate::model::{Component, Kind};
 
 /// Where upkeep looks for its config, in order.
 pub const CONFIG_FILES: [&str; 2] = [".github/upkeep.yaml", "upkeep.yaml"];
 
-#[derive(Debug, Default, Deserialize)]
+/// upkeep's repository configuration (`.github/upkeep.yaml` or `upkeep.yaml`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawConfig {
+#[schemars(title = "upkeep configuration")]
+pub struct RawConfig {
+    /// Ordered rules: every matching rule applies, later ones override earlier settings.
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    /// Most upkeep PRs open at once.
+    #[serde(rename = "maxOpenPRs")]
+    max_open_prs: Option<usize>,
+    /// Default time zone of schedules (IANA name); UTC when absent.
+    #[schemars(with = "Option<String>")]
+    timezone: Option<Spanned<String>>,
+    /// What reverts mean for future updates.
+    memory: Option<RawMemory>,
+    /// Send lookups for a URL prefix elsewhere (mirrors, air gaps); longest prefix wins.
     #[serde(default)]
     registry_rewrites: Vec<RawRewrite>,
+    /// Credentials by host, read from environment variables.
     #[serde(default)]
     host_rules: Vec<RawHostRule>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One rule.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRule {
+    /// What the rule applies to; every matcher given must match.
+    #[serde(rename = "match", default)]
+    matcher: RawMatch,
+    /// Update types that may be proposed: build, prerelease, patch, minor, major.
+    allow: Option<Vec<UpdateType>>,
+    /// Version ranges never to propose (`>=3.0.0`, `2.5.1`, `1.x`).
+    #[schemars(with = "Option<Vec<String>>")]
+    ignore_versions: Option<Vec<Spanned<String>>>,
+    /// Propose prereleases.
+    prerelease: Option<bool>,
+    /// How old a release must be before it is proposed (`3d`, `12h`).
+    #[schemars(with = "Option<String>")]
+    minimum_release_age: Option<Spanned<String>>,
+    /// Put the matched dependencies into one PR with this name.
+    group: Option<String>,
+    /// Enable GitHub auto-merge on the PR.
+    automerge: Option<bool>,
+    /// PR labels.
+    labels: Option<Vec<String>>,
+    /// PR reviewers.
+    reviewers: Option<Vec<String>>,
+    /// When PRs may be opened or updated.
+    schedule: Option<RawSchedule>,
+    /// Most PRs open at once for the dependencies this rule matches.
+    #[serde(rename = "maxOpenPRs")]
+    max_open_prs: Option<usize>,
+    /// `false` turns updates off for what the rule matches.
+    enabled: Option<bool>,
+}
+
+/// Matchers; globs use `*`, `**`, `?`, `[...]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawMatch {
+    /// Dependency id globs (`helmrelease/monitoring/*`).
+    #[schemars(with = "Option<Vec<String>>")]
+    id: Option<Vec<Spanned<String>>>,
+    /// helmrelease, ocirepository, helmchart, flux-components, fluxinstance, plan.
+    kind: Option<Vec<Kind>>,
+    /// app, flux, k3s, longhorn.
+    component: Option<Vec<Component>>,
+    /// Chart or package name globs.
+    #[schemars(with = "Option<Vec<String>>")]
+    chart: Option<Vec<Spanned<String>>>,
+    /// Registry URL globs.
+    #[schemars(with = "Option<Vec<String>>")]
+    registry: Option<Vec<Spanned<String>>>,
+    /// Manifest file path globs, relative to the repository.
+    #[schemars(with = "Option<Vec<String>>")]
+    file: Option<Vec<Spanned<String>>>,
+    /// Update types the rule applies to.
+    update_type: Option<Vec<UpdateType>>,
+}
+
+/// A weekly window.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSchedule {
+    /// Days: mon, tue, wed, thu, fri, sat, sun.
+    #[schemars(with = "Option<Vec<String>>")]
+    days: Option<Vec<Spanned<String>>>,
+    /// `HH:MM-HH:MM`; an end before the start runs past midnight.
+    #[schemars(with = "Option<String>")]
+    hours: Option<Spanned<String>>,
+    /// IANA time zone; the config's `timezone` or UTC when absent.
+    #[schemars(with = "Option<String>")]
+    timezone: Option<Spanned<String>>,
+}
+
+/// What reverts mean.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawMemory {
+    /// Window for counting reverts of one dependency (`30d`).
+    #[schemars(with = "Option<String>")]
+    revert_window: Option<Spanned<String>>,
+    /// Reverts within the window that hold a dependency for a human (2).
+    reverts_to_hold: Option<usize>,
+    /// Share of recent updates reverted that pauses non-security updates (0.2).
+    failure_rate: Option<f64>,
+    /// How many recent updates the share is computed over (10).
+    failure_sample: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawRewrite {
+    /// Upstream URL prefix.
     from: String,
+    /// Replacement prefix (`https://`, `http://` or `file://`).
     to: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawHostRule {
+    /// Host, optionally with a path prefix.
     host: String,
+    /// Environment variable holding the user name.
     username_env: Option<String>,
+    /// Environment variable holding the password or token.
     password_env: Option<String>,
 }
 
@@ -66,7 +197,7 @@ impl HostRuleSpec {
 }
 
 /// The checked config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The file it came from, if any.
     pub file: Option<PathBuf>,
@@ -74,6 +205,8 @@ pub struct Config {
     pub rewrites: Rewrites,
     /// Credentials by host.
     pub host_rules: Vec<HostRuleSpec>,
+    /// Rules, limits and memory for the gate.
+    pub policy: Policy,
 }
 
 /// A config that cannot be used.
@@ -102,13 +235,186 @@ pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError>
     })
 }
 
+/// The JSON Schema of the config file, for editors.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Add a "did you mean" to serde's "unknown field `x`, expected one of a, b" (or `variant`).
+fn with_hint(message: String) -> String {
+    let first = message.lines().next().unwrap_or("");
+    let Some(rest) =
+        first.split_once("unknown field `").or_else(|| first.split_once("unknown variant `")).map(|(_, r)| r)
+    else {
+        return message;
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else { return message };
+    let options: Vec<&str> = expected
+        .trim_start_matches(", expected one of ")
+        .trim_start_matches(", expected ")
+        .split(", ")
+        .map(|o| o.trim_matches('`').trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let best = options.iter().map(|o| (distance(&unknown.to_ascii_lowercase(), &o.to_ascii_lowercase()), *o)).min();
+    match best {
+        Some((d, option)) if d <= 3 && d < unknown.len() => format!("{message}\nhint: did you mean `{option}`?"),
+        _ => message,
+    }
+}
+
+fn at(file: &str, span: &serde_saphyr::Location, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError { file: file.to_string(), message: format!("line {} column {}: {message}", span.line(), span.column()) }
+}
+
+fn globs(
+    file: &str,
+    field: &str,
+    patterns: Option<Vec<Spanned<String>>>,
+) -> Result<Option<globset::GlobSet>, ConfigError> {
+    let Some(patterns) = patterns else { return Ok(None) };
+    let mut builder = globset::GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(&p.value)
+            .literal_separator(field == "file")
+            .build()
+            .map_err(|e| at(file, &p.referenced, format!("{field}: `{}` is not a glob: {}", p.value, e.kind())))?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|e| ConfigError { file: file.to_string(), message: format!("{field}: {e}") })
+}
+
+fn schedule(
+    file: &str,
+    raw: RawSchedule,
+    default_zone: &(jiff::tz::TimeZone, String),
+) -> Result<Schedule, ConfigError> {
+    let mut days = Vec::new();
+    for d in raw.days.unwrap_or_default() {
+        days.push(parse_day(&d.value).map_err(|e| at(file, &d.referenced, e))?);
+    }
+    let hours = match raw.hours {
+        Some(h) => Some(parse_hours(&h.value).map_err(|e| at(file, &h.referenced, e))?),
+        None => None,
+    };
+    let (zone, zone_name) = match raw.timezone {
+        Some(z) => (parse_zone(&z.value).map_err(|e| at(file, &z.referenced, e))?, z.value),
+        None => default_zone.clone(),
+    };
+    Ok(Schedule { days, hours, zone, zone_name })
+}
+
+fn policy(
+    file: &str,
+    raw_rules: Vec<RawRule>,
+    max_open_prs: Option<usize>,
+    timezone: Option<Spanned<String>>,
+    memory: Option<RawMemory>,
+) -> Result<Policy, ConfigError> {
+    let default_zone = match timezone {
+        Some(z) => (parse_zone(&z.value).map_err(|e| at(file, &z.referenced, e))?, z.value),
+        None => (jiff::tz::TimeZone::UTC, "UTC".to_string()),
+    };
+    let mut rules = Vec::new();
+    for (index, r) in raw_rules.into_iter().enumerate() {
+        let m = r.matcher;
+        let matcher = Matcher {
+            ids: globs(file, "id", m.id)?,
+            kinds: m.kind,
+            components: m.component,
+            charts: globs(file, "chart", m.chart)?,
+            registries: globs(file, "registry", m.registry)?,
+            files: globs(file, "file", m.file)?,
+            update_types: m.update_type,
+        };
+        let ignore_versions = match r.ignore_versions {
+            Some(list) => Some(
+                list.into_iter()
+                    .map(|c| {
+                        Constraint::parse(&c.value).map_err(|e| at(file, &c.referenced, format!("ignoreVersions: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let minimum_release_age = match r.minimum_release_age {
+            Some(a) => {
+                Some(parse_duration(&a.value).map_err(|e| at(file, &a.referenced, format!("minimumReleaseAge: {e}")))?)
+            }
+            None => None,
+        };
+        let schedule = match r.schedule {
+            Some(s) => Some(schedule(file, s, &default_zone)?),
+            None => None,
+        };
+        rules.push(Rule {
+            index,
+            matcher,
+            settings: RuleSettings {
+                allow: r.allow,
+                ignore_versions,
+                prerelease: r.prerelease,
+                minimum_release_age,
+                group: r.group,
+                automerge: r.automerge,
+                labels: r.labels,
+                reviewers: r.reviewers,
+                schedule,
+                max_open_prs: r.max_open_prs,
+                enabled: r.enabled,
+            },
+        });
+    }
+    let mut mem = MemoryPolicy::default();
+    if let Some(m) = memory {
+        if let Some(w) = m.revert_window {
+            mem.revert_window =
+                parse_duration(&w.value).map_err(|e| at(file, &w.referenced, format!("revertWindow: {e}")))?;
+        }
+        if let Some(n) = m.reverts_to_hold {
+            mem.reverts_to_hold = n.max(1);
+        }
+        if let Some(r) = m.failure_rate {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    message: format!("memory.failureRate: {r} is not a share between 0 and 1 (20% is 0.2)"),
+                });
+            }
+            mem.failure_rate = r;
+        }
+        if let Some(n) = m.failure_sample {
+            mem.failure_sample = n.max(1);
+        }
+    }
+    Ok(Policy { rules, max_open_prs, memory: mem })
+}
+
 /// Parse and check config text; `root` anchors relative `file://` rewrites.
 pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_saphyr::from_str(text).map_err(|e| ConfigError { file: file.to_string(), message: e.to_string() })?
+        serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError { file: file.to_string(), message: with_hint(e.to_string()) })?
     };
+    let policy = policy(file, raw.rules, raw.max_open_prs, raw.timezone, raw.memory)?;
     let mut rewrites = Vec::new();
     for r in raw.registry_rewrites {
         let to = match r.to.strip_prefix("file://") {
@@ -131,7 +437,7 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .into_iter()
         .map(|h| HostRuleSpec { host: h.host, username_env: h.username_env, password_env: h.password_env })
         .collect();
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules })
+    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod extract;
 pub mod gate;
+pub mod git;
 pub mod lookup;
 pub mod model;
 pub mod report;

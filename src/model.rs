@@ -9,7 +9,9 @@ use std::ops::Range;
 use serde::Serialize;
 
 /// What kind of object carries the version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A Flux `HelmRelease` (its version may live in the `OCIRepository` or `HelmChart` it refers to).
@@ -43,7 +45,9 @@ impl Kind {
 }
 
 /// Which part of the platform a dependency is; platform components have their own upgrade rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Component {
     /// An application chart.

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::extract::Scan;
 use crate::gate::available::{Available, Update};
+use crate::gate::{Action, Decision, Plan};
 use crate::model::{Component, Dependency, FileError, Kind, LookupFailure, Manifest, Package, PlanRole, Skip};
 
 /// Everything a scan report shows: what was found and, when lookups ran, what it could move to.
@@ -21,6 +22,8 @@ pub struct Report<'a> {
     pub versions: &'a HashMap<String, Available>,
     /// Dependencies whose lookups failed.
     pub lookup_errors: &'a [LookupFailure],
+    /// The gate's decisions, when planning.
+    pub plan: Option<&'a Plan>,
 }
 
 /// Output format of `upkeep scan`.
@@ -39,6 +42,8 @@ struct JsonReport<'a> {
     dependencies: Vec<JsonDependency<'a>>,
     errors: &'a [FileError],
     lookup_errors: &'a [LookupFailure],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<&'a [String]>,
 }
 
 /// One dependency as the JSON contract spells it.
@@ -60,10 +65,12 @@ struct JsonDependency<'a> {
     manifest: &'a Manifest,
     latest: Option<&'a str>,
     updates: &'a [Update],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a Decision>,
 }
 
 impl<'a> JsonDependency<'a> {
-    fn new(d: &'a Dependency, available: Option<&'a Available>) -> Self {
+    fn new(d: &'a Dependency, available: Option<&'a Available>, decision: Option<&'a Decision>) -> Self {
         JsonDependency {
             id: &d.id,
             kind: d.kind,
@@ -80,6 +87,7 @@ impl<'a> JsonDependency<'a> {
             manifest: &d.manifest,
             latest: available.and_then(|a| a.latest.as_deref()),
             updates: available.map_or(&[], |a| a.updates.as_slice()),
+            decision,
         }
     }
 }
@@ -96,7 +104,7 @@ pub fn write(report: &Report<'_>, format: Format, out: &mut dyn Write) -> io::Re
 /// A report of a scan without lookups.
 pub fn scan_only(scan: &Scan) -> Report<'_> {
     static EMPTY: std::sync::OnceLock<HashMap<String, Available>> = std::sync::OnceLock::new();
-    Report { scan, versions: EMPTY.get_or_init(HashMap::new), lookup_errors: &[] }
+    Report { scan, versions: EMPTY.get_or_init(HashMap::new), lookup_errors: &[], plan: None }
 }
 
 /// The JSON contract.
@@ -106,10 +114,13 @@ pub fn write_json(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
             .scan
             .dependencies
             .iter()
-            .map(|d| JsonDependency::new(d, report.versions.get(&d.id)))
+            .map(|d| {
+                JsonDependency::new(d, report.versions.get(&d.id), report.plan.and_then(|p| p.decisions.get(&d.id)))
+            })
             .collect(),
         errors: &report.scan.errors,
         lookup_errors: report.lookup_errors,
+        notes: report.plan.map(|p| p.notes.as_slice()),
     };
     serde_json::to_writer_pretty(&mut *out, &json)?;
     writeln!(out)
@@ -183,7 +194,82 @@ pub fn summary(report: &Report<'_>) -> String {
     )
 }
 
+/// `propose 1.5.4 (minor) [step 1/3]`.
+pub fn decision_cell(d: &Decision) -> String {
+    let mut cell = d.action.as_str().to_string();
+    if let Some(t) = &d.target {
+        cell.push_str(&format!(" {t}"));
+    }
+    if let Some(u) = d.update_type {
+        cell.push_str(&format!(" ({})", u.as_str()));
+    }
+    if let Some((step, of)) = d.step {
+        cell.push_str(&format!(" [step {step}/{of}]"));
+    }
+    cell
+}
+
+/// Counts of decisions by action.
+pub fn plan_summary(plan: &Plan) -> String {
+    let count = |a: Action| plan.decisions.values().filter(|d| d.action == a).count();
+    let groups: std::collections::BTreeSet<&str> =
+        plan.decisions.values().filter(|d| d.action == Action::Propose).filter_map(|d| d.group.as_deref()).collect();
+    format!(
+        "{} propose ({} PRs), {} hold, {} blocked, {} skip",
+        count(Action::Propose),
+        groups.len(),
+        count(Action::Hold),
+        count(Action::Blocked),
+        count(Action::Skip)
+    )
+}
+
+fn write_plan_table(report: &Report<'_>, plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let header = ["DEPENDENCY", "CURRENT", "DECISION", "PR", "REASON"];
+    let rows: Vec<[String; 5]> = report
+        .scan
+        .dependencies
+        .iter()
+        .map(|d| {
+            let decision = plan.decisions.get(&d.id);
+            [
+                d.id.clone(),
+                d.current.clone().unwrap_or_else(|| "-".into()),
+                decision.map_or_else(|| "-".into(), decision_cell),
+                decision.and_then(|x| x.group.as_deref()).map_or_else(|| "-".into(), |g| format!("upkeep/{g}")),
+                decision.map_or_else(String::new, |x| x.reason.clone()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()).take(4) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| -> String {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 4 { s.push_str(&format!("{cell:<w$}  ", w = widths[i])) } else { s.push_str(cell) }
+        }
+        s.trim_end().to_string()
+    };
+    for note in &plan.notes {
+        writeln!(out, "NOTE: {note}")?;
+    }
+    writeln!(out, "{}", line(header))?;
+    for r in &rows {
+        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", plan_summary(plan))?;
+    writeln!(out, "{}", summary(report))
+}
+
 fn write_table(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(plan) = report.plan {
+        return write_plan_table(report, plan, out);
+    }
     let scan = report.scan;
     let header = ["DEPENDENCY", "COMPONENT", "CURRENT", "UPDATES", "LOCATION", "STATUS"];
     let rows: Vec<[String; 6]> = scan
@@ -258,7 +344,36 @@ fn md(text: &str) -> String {
     text.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
+fn write_plan_markdown(report: &Report<'_>, plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "## upkeep plan")?;
+    writeln!(out)?;
+    for note in &plan.notes {
+        writeln!(out, "> **Note:** {}", md(note))?;
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", plan_summary(plan))?;
+    writeln!(out)?;
+    writeln!(out, "| Dependency | Current | Decision | PR | Reason |")?;
+    writeln!(out, "| --- | --- | --- | --- | --- |")?;
+    for d in &report.scan.dependencies {
+        let decision = plan.decisions.get(&d.id);
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} |",
+            md(&d.id),
+            d.current.as_deref().map(|c| format!("`{}`", md(c))).unwrap_or_else(|| "-".into()),
+            decision.map_or_else(|| "-".into(), |x| md(&decision_cell(x))),
+            decision.and_then(|x| x.group.as_deref()).map_or_else(|| "-".into(), |g| format!("`upkeep/{}`", md(g))),
+            decision.map_or_else(String::new, |x| md(&x.reason)),
+        )?;
+    }
+    Ok(())
+}
+
 fn write_markdown(report: &Report<'_>, out: &mut dyn Write) -> io::Result<()> {
+    if let Some(plan) = report.plan {
+        return write_plan_markdown(report, plan, out);
+    }
     let scan = report.scan;
     writeln!(out, "## upkeep scan")?;
     writeln!(out)?;

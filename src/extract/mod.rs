@@ -17,7 +17,7 @@ pub mod k3s;
 pub mod kustomize;
 pub mod walk;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::model::{Dependency, FileError, Location, Manifest, Skip, SkipReason};
@@ -49,6 +49,9 @@ pub struct Scan {
     pub passed_over: Vec<FileError>,
     /// How many YAML files were read.
     pub files_scanned: usize,
+    /// Flux apiVersions in use, with the files using them (the gate holds Flux upgrades that
+    /// would remove one).
+    pub api_versions: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One YAML file, read and parsed.
@@ -260,6 +263,8 @@ pub struct Findings {
     pub dependencies: Vec<Dependency>,
     /// Problems to show the user.
     pub errors: Vec<FileError>,
+    /// Flux apiVersions seen, with their files.
+    pub api_versions: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// One manager: reads documents, and links what it read when the walk is done.
@@ -301,6 +306,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
     let findings = extract_files(&files, &mut scan.passed_over);
     scan.errors.extend(findings.errors);
     scan.dependencies = findings.dependencies;
+    scan.api_versions = findings.api_versions;
     Ok(scan)
 }
 
@@ -343,6 +349,9 @@ fn visit_document(
 ) {
     let root = &doc.root;
     let (Some(api_version), Some(kind)) = (root.str_at(&["apiVersion"]), root.str_at(&["kind"])) else { return };
+    if api_version.contains(".toolkit.fluxcd.io/") {
+        out.api_versions.entry(api_version.to_string()).or_default().insert(file.relative.clone());
+    }
     let invalid = (!doc.duplicate_keys.is_empty() && mentions_managed_api(api_version.as_bytes())).then(|| {
         let d = &doc.duplicate_keys[0];
         format!("duplicate key `{}` at line {} (first at line {}); Flux (kustomize, yaml.v3) refuses documents with duplicate keys; remove one", d.key, d.line, d.first_line)

@@ -144,7 +144,9 @@ impl fmt::Display for Version {
 }
 
 /// How big a step an update is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UpdateType {
     /// Same version, newer `+k3sN` build: k3s's own fixes to one Kubernetes release.
@@ -192,6 +194,189 @@ pub fn classify(from: &Version, to: &Version) -> Option<UpdateType> {
     })
 }
 
+/// One comparison of a [`Constraint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// A version range in the syntax Helm charts and Flux use (Masterminds semver): comparisons
+/// (`>=1.2.0 <2`), `,` or spaces for AND, `||` for OR, hyphen ranges (`1.2 - 1.4`), wildcards
+/// (`1.2.x`, `1.*`, `*`), caret (`^1.2`) and tilde (`~1.2.3`). Partial versions fill with zeros.
+/// Prereleases are compared by plain precedence (`-0` lower bounds work as written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    any_of: Vec<Vec<(Op, Version)>>,
+    text: String,
+}
+
+fn bound(major: u64, minor: u64, patch: u64) -> Version {
+    Version { major, minor, patch, pre: Vec::new(), k3s_build: None, raw: format!("{major}.{minor}.{patch}") }
+}
+
+/// A partial version: the numbers given and whether it ended in a wildcard.
+fn partial(text: &str) -> Result<(Vec<u64>, Option<Version>), String> {
+    let t = text.trim().trim_start_matches(['v', 'V']);
+    if t.is_empty() || matches!(t, "*" | "x" | "X") {
+        return Ok((Vec::new(), None));
+    }
+    if let Some(full) =
+        Version::parse(t).filter(|_| t.split(['-', '+']).next().is_some_and(|c| c.split('.').count() == 3))
+    {
+        let nums = vec![full.major, full.minor, full.patch];
+        return Ok((nums, Some(full)));
+    }
+    let core = t.split(['-', '+']).next().unwrap_or(t);
+    let mut nums = Vec::new();
+    for part in core.split('.') {
+        if matches!(part, "*" | "x" | "X") {
+            break;
+        }
+        nums.push(part.parse::<u64>().map_err(|_| format!("`{text}` is not a version"))?);
+        if nums.len() == 3 {
+            break;
+        }
+    }
+    Ok((nums, None))
+}
+
+fn next_of(nums: &[u64]) -> Option<Version> {
+    match nums {
+        [] => None,
+        [m] => Some(bound(m + 1, 0, 0)),
+        [m, n] | [m, n, _] => Some(bound(*m, n + 1, 0)),
+        _ => None,
+    }
+}
+
+fn floor(nums: &[u64]) -> Version {
+    bound(nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), nums.get(2).copied().unwrap_or(0))
+}
+
+fn comparators(term: &str) -> Result<Vec<(Op, Version)>, String> {
+    let term = term.trim();
+    if let Some((low, high)) = term.split_once(" - ") {
+        let (lo, lo_full) = partial(low)?;
+        let (hi, hi_full) = partial(high)?;
+        let mut out = vec![(Op::Ge, lo_full.unwrap_or_else(|| floor(&lo)))];
+        match hi_full {
+            Some(v) => out.push((Op::Le, v)),
+            None => out.extend(next_of(&hi).map(|v| (Op::Lt, v))),
+        }
+        return Ok(out);
+    }
+    let (op, rest) = [">=", "<=", "!=", "~>", ">", "<", "=", "^", "~"]
+        .iter()
+        .find_map(|op| term.strip_prefix(op).map(|r| (*op, r.trim())))
+        .unwrap_or(("", term));
+    let (nums, full) = partial(rest)?;
+    let exact = || full.clone().unwrap_or_else(|| floor(&nums));
+    Ok(match op {
+        ">=" => vec![(Op::Ge, exact())],
+        ">" => match (&full, next_of(&nums)) {
+            (None, Some(next)) if nums.len() < 3 => vec![(Op::Ge, next)],
+            _ => vec![(Op::Gt, exact())],
+        },
+        "<=" => match (&full, next_of(&nums)) {
+            (None, Some(next)) if nums.len() < 3 => vec![(Op::Lt, next)],
+            _ => vec![(Op::Le, exact())],
+        },
+        "<" => vec![(Op::Lt, exact())],
+        "!=" => vec![(Op::Ne, exact())],
+        "^" => {
+            let lo = exact();
+            let hi = match nums.as_slice() {
+                [0, 0, p] => bound(0, 0, p + 1),
+                [0, n, ..] if nums.len() >= 2 => bound(0, n + 1, 0),
+                [m, ..] => bound(m + 1, 0, 0),
+                [] => return Ok(Vec::new()),
+            };
+            vec![(Op::Ge, lo), (Op::Lt, hi)]
+        }
+        "~" | "~>" => {
+            let hi = match nums.as_slice() {
+                [m] => bound(m + 1, 0, 0),
+                [m, n, ..] => bound(*m, n + 1, 0),
+                [] => return Ok(Vec::new()),
+            };
+            vec![(Op::Ge, exact()), (Op::Lt, hi)]
+        }
+        // No operator, or `=`: a full version is exact, a partial one is a wildcard range.
+        _ => match (&full, nums.len()) {
+            (Some(v), _) => vec![(Op::Eq, v.clone())],
+            (None, 0) => Vec::new(),
+            (None, _) => {
+                let mut out = vec![(Op::Ge, floor(&nums))];
+                out.extend(next_of(&nums).map(|v| (Op::Lt, v)));
+                out
+            }
+        },
+    })
+}
+
+impl Constraint {
+    /// Parse a constraint; the error names the part that is not understood.
+    pub fn parse(text: &str) -> Result<Constraint, String> {
+        let mut any_of = Vec::new();
+        for alternative in text.split("||") {
+            let alternative = alternative.trim();
+            if alternative.is_empty() {
+                return Err(format!("`{text}` has an empty alternative"));
+            }
+            // Hyphen ranges contain spaces; split on commas and on spaces outside them.
+            let mut all = Vec::new();
+            let normalized = alternative.replace(" - ", "\u{0}");
+            for term in normalized.split([',', ' ']).filter(|t| !t.trim().is_empty()) {
+                let term = term.replace('\u{0}', " - ");
+                // `>= 1.2` written with a space: the operator and version arrive apart.
+                all.push(term);
+            }
+            let mut merged: Vec<String> = Vec::new();
+            for term in all {
+                match merged.last_mut() {
+                    Some(last) if matches!(last.as_str(), ">=" | "<=" | ">" | "<" | "=" | "!=" | "^" | "~" | "~>") => {
+                        last.push_str(&term)
+                    }
+                    _ => merged.push(term),
+                }
+            }
+            let mut comps = Vec::new();
+            for term in merged {
+                comps.extend(comparators(&term)?);
+            }
+            any_of.push(comps);
+        }
+        Ok(Constraint { any_of, text: text.trim().to_string() })
+    }
+
+    /// Does `version` satisfy the constraint?
+    pub fn matches(&self, version: &Version) -> bool {
+        self.any_of.iter().any(|all| {
+            all.iter().all(|(op, bound)| {
+                let ord = version.precedence(bound);
+                match op {
+                    Op::Eq => ord == Ordering::Equal,
+                    Op::Ne => ord != Ordering::Equal,
+                    Op::Gt => ord == Ordering::Greater,
+                    Op::Ge => ord != Ordering::Less,
+                    Op::Lt => ord == Ordering::Less,
+                    Op::Le => ord != Ordering::Greater,
+                }
+            })
+        })
+    }
+
+    /// The text it was parsed from.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +406,21 @@ mod tests {
         assert!(v("1.0.0-alpha.1") < v("1.0.0-alpha.beta"));
         assert!(v("1.0.0-beta.2") < v("1.0.0-beta.11"));
         assert!(v("1.0.0-rc.1") < v("1.0.0"));
+    }
+
+    #[test]
+    fn constraints_in_helm_syntax() {
+        let m = |c: &str, version: &str| Constraint::parse(c).unwrap_or_else(|e| panic!("{e}")).matches(&v(version));
+        assert!(m(">=1.25.0-0", "1.29.4"));
+        assert!(!m(">=1.25.0-0", "1.24.9"));
+        assert!(m(">= 1.21, < 1.30", "1.29.9") && !m(">=1.21 <1.30", "1.30.0"));
+        assert!(m("1.2.x", "1.2.9") && !m("1.2.x", "1.3.0"));
+        assert!(m("^1.2", "1.9.0") && !m("^1.2", "2.0.0") && !m("^0.2.3", "0.3.0"));
+        assert!(m("~1.2.3", "1.2.9") && !m("~1.2.3", "1.3.0"));
+        assert!(m("1.0 - 1.4", "1.4.9") && !m("1.0 - 1.4", "1.5.0"));
+        assert!(m("2.5.1 || >=3", "3.1.0") && m("2.5.1 || >=3", "2.5.1") && !m("2.5.1 || >=3", "2.5.2"));
+        assert!(m("*", "9.9.9") && m("!=1.0.0", "1.0.1") && !m("!=1.0.0", "1.0.0"));
+        assert!(Constraint::parse("banana").is_err());
     }
 
     #[test]
