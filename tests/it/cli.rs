@@ -160,3 +160,31 @@ async fn broken_upstreams_are_per_dependency_errors_and_offline_uses_the_cache()
         json["lookup_errors"].as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
     assert!(messages.iter().all(|m| m.contains("--offline")), "{messages:?}");
 }
+
+#[test]
+fn plan_adds_a_decision_to_every_dependency() {
+    let out = upkeep(&["plan", &example(), "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deps = json["dependencies"].as_array().unwrap();
+    for d in deps {
+        let decision = &d["decision"];
+        for key in ["action", "target", "type", "group", "reason"] {
+            assert!(decision.get(key).is_some(), "{key} missing in {}", d["id"]);
+        }
+        assert!(!decision["reason"].as_str().unwrap_or("").is_empty());
+    }
+    let find = |id: &str| deps.iter().find(|d| d["id"] == id).unwrap()["decision"].clone();
+    let longhorn = find("helmrelease/longhorn-system/longhorn");
+    assert_eq!((longhorn["action"].as_str(), longhorn["target"].as_str()), (Some("propose"), Some("1.5.4")));
+    assert_eq!(longhorn["step"], serde_json::json!([1, 2]));
+    assert_eq!(find("plan/system-upgrade/k3s-agent")["group"], find("plan/system-upgrade/k3s-server")["group"]);
+    assert_eq!(find("helmrelease/apps/redis")["action"], "skip");
+    // `scan --plan` is the same report.
+    let scan = upkeep(&["scan", "--plan", &example(), "--format", "json"]);
+    let again: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
+    assert_eq!(again["dependencies"], json["dependencies"]);
+    let table = upkeep(&["plan", &example(), "--format", "table"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("propose 1.5.4 (minor) [step 1/2]") && text.contains("6 propose (5 PRs)"), "{text}");
+}

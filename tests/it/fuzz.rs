@@ -80,3 +80,56 @@ proptest! {
         prop_assert_eq!(&text[loc], version.as_str());
     }
 }
+
+fn version_text() -> impl Strategy<Value = String> {
+    (
+        0u64..4,
+        0u64..12,
+        0u64..12,
+        proptest::option::of(proptest::collection::vec(prop_oneof!["[a-z]{1,5}", "[0-9]{1,2}"], 1..3)),
+        proptest::option::of(1u64..4),
+        any::<bool>(),
+    )
+        .prop_map(|(major, minor, patch, pre, k3s, v)| {
+            let mut s = format!("{}{major}.{minor}.{patch}", if v { "v" } else { "" });
+            if let Some(pre) = pre {
+                // Semver forbids leading zeros in numeric identifiers.
+                let ids: Vec<String> =
+                    pre.into_iter().map(|i| i.parse::<u64>().map_or(i.clone(), |n| n.to_string())).collect();
+                s.push('-');
+                s.push_str(&ids.join("."));
+            }
+            if let Some(b) = k3s {
+                s.push_str(&format!("+k3s{b}"));
+            }
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Version ordering is a total order, consistent with semver precedence and, where that
+    /// ties, with the k3s build number.
+    #[test]
+    fn version_order_is_total_and_consistent_with_semver(a in version_text(), b in version_text(), c in version_text()) {
+        use std::cmp::Ordering;
+        use upkeep::gate::versioning::Version;
+        let (va, vb, vc) = (Version::parse(&a).unwrap(), Version::parse(&b).unwrap(), Version::parse(&c).unwrap());
+        prop_assert_eq!(va.cmp(&vb), vb.cmp(&va).reverse());
+        prop_assert_eq!(va.cmp(&vb) == Ordering::Equal, a == b);
+        if va <= vb && vb <= vc {
+            prop_assert!(va <= vc);
+        }
+        let sa = semver::Version::parse(a.trim_start_matches('v')).unwrap();
+        let sb = semver::Version::parse(b.trim_start_matches('v')).unwrap();
+        match sa.cmp_precedence(&sb) {
+            Ordering::Equal => {
+                if va.k3s_build != vb.k3s_build {
+                    prop_assert_eq!(va.cmp(&vb), va.k3s_build.cmp(&vb.k3s_build));
+                }
+            }
+            other => prop_assert_eq!(va.cmp(&vb), other),
+        }
+    }
+}

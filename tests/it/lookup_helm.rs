@@ -231,3 +231,56 @@ async fn a_hundred_releases_of_one_repository_cost_one_request() {
     assert!(results.values().all(Result::is_ok));
     assert_eq!(server.received_requests().await.unwrap_or_default().len(), 1);
 }
+
+/// `upkeep plan` on each corpus repository with the mirror on loopback: a decision for every
+/// dependency, summarised by action and reason. OCI and GitHub lookups point at a closed
+/// loopback port, so they fail fast and deterministically as "versions unknown".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_gives_every_corpus_dependency_a_decision() {
+    use upkeep::app::{Versions, plan};
+    use upkeep::gate::available::available;
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(Mirror { root: fixture("mirror") }).mount(&server).await;
+    let mut rewrites = mirror_rewrites(&server.uri());
+    rewrites.push(("oci://".into(), "http://127.0.0.1:9".into()));
+    for repo in REPOS {
+        let root = fixture(&format!("corpus/{repo}"));
+        let scan = tokio::task::spawn_blocking({
+            let root = root.clone();
+            move || scan_dir(&root)
+        })
+        .await
+        .unwrap();
+        let lookup = Lookup::new(context(&rewrites, None, test_http()));
+        let wanted: Vec<&upkeep::model::Dependency> =
+            scan.dependencies.iter().filter(|d| d.skip.is_none() && d.package.is_some()).collect();
+        let results = lookup.all(wanted.iter().filter_map(|d| d.package.as_ref())).await;
+        let mut versions = Versions::default();
+        for d in &wanted {
+            let Some(p) = &d.package else { continue };
+            match &results[p] {
+                Ok(r) => {
+                    versions.available.insert(d.id.clone(), available(d.current.as_deref().unwrap_or(""), r));
+                    versions.releases.insert(d.id.clone(), Ok(r.clone()));
+                }
+                Err(e) => {
+                    versions.releases.insert(d.id.clone(), Err(e.message.clone()));
+                }
+            }
+        }
+        let config = upkeep::config::Config::default();
+        let plan = plan(&scan, &versions, &config, &upkeep::gate::history::History::default());
+        assert_eq!(plan.decisions.len(), scan.dependencies.len(), "{repo}: a decision for every dependency");
+        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for d in plan.decisions.values() {
+            // The reason's first words name its kind (`up to date`, `minor update`, `versions unknown`...).
+            let head: String = match d.reason.split_whitespace().take(2).collect::<Vec<_>>().as_slice() {
+                [kind, "update"] => format!("{kind} update"),
+                _ => d.reason.split([':', '(', ';']).next().unwrap_or("").trim().chars().take(40).collect(),
+            };
+            *counts.entry(format!("{} — {head}", d.action.as_str())).or_default() += 1;
+        }
+        let text: String = counts.iter().map(|(k, v)| format!("{v:>4}  {k}\n")).collect();
+        insta::assert_snapshot!(format!("plan-{repo}"), text);
+    }
+}

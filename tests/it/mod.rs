@@ -1,7 +1,9 @@
 mod bad_input;
 mod cli;
+mod config;
 mod corpus;
 mod fuzz;
+mod gate;
 mod lookup_github;
 mod lookup_helm;
 mod lookup_oci;

@@ -1,0 +1,483 @@
+//! The diff gate, table-driven over real release sequences: Longhorn's published chart index,
+//! k3s's and Flux's GitHub release lists (fixtures/mirror), plus memory read from a real git
+//! history built in a tempdir.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::Timestamp;
+use upkeep::config;
+use upkeep::gate::history::{Event, History, HistorySource};
+use upkeep::gate::{Action, GateInput, Plan, Policy, decide};
+use upkeep::git::GitHistory;
+use upkeep::model::{
+    Component, Datasource, Dependency, Kind, Manifest, Package, PlanRole, Release, Signal, SignalKind,
+};
+
+use super::util::fixture;
+
+fn longhorn_releases() -> Vec<Release> {
+    let text = std::fs::read_to_string(fixture("mirror/charts.longhorn.io/index.yaml")).unwrap();
+    upkeep::lookup::helm::parse_index(&text).unwrap().remove("longhorn").unwrap()
+}
+
+fn github_releases(repo: &str) -> Vec<Release> {
+    let bytes = std::fs::read(fixture(&format!("mirror/github/repos/{repo}/releases"))).unwrap();
+    upkeep::lookup::github::parse_page(&bytes).unwrap()
+}
+
+fn release(version: &str, published: &str) -> Release {
+    Release {
+        version: version.into(),
+        published: Some(published.parse().unwrap()),
+        prerelease: version.contains('-'),
+        deprecated: false,
+        app_version: None,
+        kube_version: None,
+        notes: None,
+        url: None,
+        signals: Vec::new(),
+    }
+}
+
+fn dep(id: &str, component: Component, current: &str) -> Dependency {
+    let (kind, package, file) = match component {
+        Component::K3s => (
+            Kind::Plan,
+            Package {
+                datasource: Datasource::GithubReleases,
+                registry: "https://github.com".into(),
+                name: "k3s-io/k3s".into(),
+            },
+            "system-upgrade/plans.yaml",
+        ),
+        Component::Flux => (
+            Kind::FluxComponents,
+            Package {
+                datasource: Datasource::GithubReleases,
+                registry: "https://github.com".into(),
+                name: "fluxcd/flux2".into(),
+            },
+            "clusters/home/flux-system/gotk-components.yaml",
+        ),
+        _ => (
+            Kind::HelmRelease,
+            Package {
+                datasource: Datasource::Helm,
+                registry: "https://charts.example.com".into(),
+                name: id.rsplit('/').next().unwrap().into(),
+            },
+            "apps/release.yaml",
+        ),
+    };
+    Dependency {
+        id: id.into(),
+        kind,
+        component,
+        name: id.rsplit('/').next().unwrap().into(),
+        namespace: Some("system-upgrade".into()),
+        package: Some(package),
+        current: Some(current.into()),
+        location: None,
+        skip: None,
+        role: (component == Component::K3s)
+            .then(|| if id.contains("server") { PlanRole::Server } else { PlanRole::Agent }),
+        manifest: Manifest { file: file.into(), line: 1 },
+    }
+}
+
+struct Case {
+    deps: Vec<Dependency>,
+    releases: HashMap<String, Result<Vec<Release>, String>>,
+    api_versions: BTreeMap<String, BTreeSet<String>>,
+    policy: Policy,
+    history: History,
+    now: Timestamp,
+}
+
+impl Case {
+    fn new(deps: Vec<(Dependency, Vec<Release>)>) -> Case {
+        let releases = deps.iter().map(|(d, r)| (d.id.clone(), Ok(r.clone()))).collect();
+        Case {
+            deps: deps.into_iter().map(|(d, _)| d).collect(),
+            releases,
+            api_versions: BTreeMap::new(),
+            policy: Policy::default(),
+            history: History::default(),
+            now: "2026-11-24T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn config(mut self, yaml: &str) -> Case {
+        self.policy =
+            config::parse(yaml, std::path::Path::new("."), "upkeep.yaml").unwrap_or_else(|e| panic!("{e}")).policy;
+        self
+    }
+
+    fn run(&self) -> Plan {
+        decide(&GateInput {
+            dependencies: &self.deps,
+            releases: &self.releases,
+            api_versions: &self.api_versions,
+            policy: &self.policy,
+            history: &self.history,
+            now: self.now,
+            open_groups: &[],
+        })
+    }
+}
+
+fn summary(plan: &Plan, id: &str) -> (Action, Option<String>) {
+    let d = &plan.decisions[id];
+    (d.action, d.target.clone())
+}
+
+#[test]
+fn longhorn_moves_one_minor_at_a_time_on_its_real_index() {
+    type Row = (&'static str, Action, Option<&'static str>, Option<(usize, usize)>);
+    let table: [Row; 5] = [
+        ("1.4.1", Action::Propose, Some("1.5.4"), Some((1, 2))),
+        ("1.3.3", Action::Propose, Some("1.4.4"), Some((1, 3))),
+        ("1.5.1", Action::Propose, Some("1.6.0"), None),
+        ("1.5.4", Action::Propose, Some("1.6.0"), None),
+        ("1.6.0", Action::Skip, None, None),
+    ];
+    for (current, action, target, step) in table {
+        let plan = Case::new(vec![(
+            dep("helmrelease/longhorn-system/longhorn", Component::Longhorn, current),
+            longhorn_releases(),
+        )])
+        .run();
+        let d = &plan.decisions["helmrelease/longhorn-system/longhorn"];
+        assert_eq!((d.action, d.target.as_deref(), d.step), (action, target, step), "from {current}: {}", d.reason);
+    }
+    let plan = Case::new(vec![(
+        dep("helmrelease/longhorn-system/longhorn", Component::Longhorn, "1.4.1"),
+        longhorn_releases(),
+    )])
+    .run();
+    assert!(plan.decisions["helmrelease/longhorn-system/longhorn"].reason.contains("step 1 of 2 towards 1.6.0"));
+}
+
+#[test]
+fn k3s_plans_move_together_one_minor_at_a_time() {
+    let k3s = github_releases("k3s-io/k3s");
+    let server = dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.29.4+k3s1");
+    let agent = dep("plan/system-upgrade/k3s-agent", Component::K3s, "v1.29.4+k3s1");
+    let plan = Case::new(vec![(server.clone(), k3s.clone()), (agent.clone(), k3s.clone())]).run();
+    for id in [&server.id, &agent.id] {
+        let d = &plan.decisions[id];
+        assert_eq!(
+            (d.action, d.target.as_deref(), d.step),
+            (Action::Propose, Some("v1.30.6+k3s1"), Some((1, 2))),
+            "{}",
+            d.reason
+        );
+    }
+    assert_eq!(plan.decisions[&server.id].group, plan.decisions[&agent.id].group, "one PR");
+
+    // An agent behind the server moves to the same version as the server.
+    let behind = dep("plan/system-upgrade/k3s-agent", Component::K3s, "v1.30.2+k3s1");
+    let ahead = dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.30.5+k3s1");
+    let plan = Case::new(vec![(ahead.clone(), k3s.clone()), (behind.clone(), k3s.clone())]).run();
+    assert_eq!(summary(&plan, &ahead.id), summary(&plan, &behind.id));
+    assert_eq!(summary(&plan, &ahead.id).1.as_deref(), Some("v1.31.2+k3s1"));
+
+    // Only patches and k3s builds allowed; a build bump is its own kind of update.
+    let only_patch = Case::new(vec![(server.clone(), k3s.clone())])
+        .config("rules:\n  - match: {component: [k3s]}\n    allow: [patch, build]\n")
+        .run();
+    assert_eq!(summary(&only_patch, &server.id), (Action::Propose, Some("v1.29.10+k3s1".into())));
+    let build = dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.30.2+k3s1");
+    let only_build = Case::new(vec![(build.clone(), k3s.clone())]).config("rules:\n  - allow: [build]\n").run();
+    assert_eq!(summary(&only_build, &build.id), (Action::Propose, Some("v1.30.2+k3s2".into())));
+
+    // When one Plan of the cluster is held, none moves.
+    let mut case = Case::new(vec![(server.clone(), k3s.clone()), (agent.clone(), k3s)]);
+    let at: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+    case.history = History::new(vec![
+        Event::Reverted { dep: server.id.clone(), version: "v1.30.5+k3s1".into(), at, commit: "c1".into() },
+        Event::Reverted { dep: server.id.clone(), version: "v1.30.6+k3s1".into(), at, commit: "c2".into() },
+    ]);
+    let plan = case.run();
+    assert_eq!(plan.decisions[&server.id].action, Action::Hold);
+    assert_eq!(plan.decisions[&agent.id].action, Action::Hold, "{}", plan.decisions[&agent.id].reason);
+}
+
+#[test]
+fn flux_is_held_before_an_api_removal_the_repo_still_needs() {
+    let flux = vec![
+        release("v2.8.1", "2026-03-01T00:00:00Z"),
+        release("v2.7.0", "2025-10-01T00:00:00Z"),
+        release("v2.6.4", "2025-07-01T00:00:00Z"),
+        release("v2.6.0", "2025-05-01T00:00:00Z"),
+    ];
+    let used = |api: &str| BTreeMap::from([(api.to_string(), BTreeSet::from(["apps/old.yaml".to_string()]))]);
+    let id = "flux-components/clusters/home/flux-system";
+
+    let mut case = Case::new(vec![(dep(id, Component::Flux, "v2.6.0"), flux.clone())]);
+    case.api_versions = used("helm.toolkit.fluxcd.io/v2beta1");
+    let plan = case.run();
+    let d = &plan.decisions[id];
+    assert_eq!((d.action, d.target.as_deref()), (Action::Propose, Some("v2.6.4")));
+    assert!(d.reason.contains("helm.toolkit.fluxcd.io/v2beta1") && d.reason.contains("apps/old.yaml"), "{}", d.reason);
+
+    let mut case = Case::new(vec![(dep(id, Component::Flux, "v2.6.4"), flux.clone())]);
+    case.api_versions = used("helm.toolkit.fluxcd.io/v2beta1");
+    let d = case.run().decisions[id].clone();
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("flux migrate -f . --version=2.7"), "{}", d.reason);
+
+    let mut case = Case::new(vec![(dep(id, Component::Flux, "v2.6.4"), flux.clone())]);
+    case.api_versions = used("helm.toolkit.fluxcd.io/v2beta2");
+    assert_eq!(summary(&case.run(), id), (Action::Propose, Some("v2.7.0".into())));
+
+    let real = Case::new(vec![(dep(id, Component::Flux, "v2.1.0"), github_releases("fluxcd/flux2"))]).run();
+    assert_eq!(summary(&real, id), (Action::Propose, Some("v2.4.0".into())), "drafts and prereleases are not proposed");
+}
+
+#[test]
+fn kube_version_constraints_hold_charts_the_cluster_cannot_run() {
+    let mut new = release("2.0.0", "2026-01-01T00:00:00Z");
+    new.kube_version = Some(">=1.30.0-0".into());
+    let chart = vec![new, release("1.0.0", "2025-01-01T00:00:00Z")];
+    let k3s = github_releases("k3s-io/k3s");
+    let plan = Case::new(vec![
+        (dep("helmrelease/apps/app", Component::App, "1.0.0"), chart.clone()),
+        (dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.29.4+k3s1"), k3s.clone()),
+    ])
+    .run();
+    let d = &plan.decisions["helmrelease/apps/app"];
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("needs Kubernetes >=1.30.0-0") && d.reason.contains("1.29.4"), "{}", d.reason);
+    let plan = Case::new(vec![
+        (dep("helmrelease/apps/app", Component::App, "1.0.0"), chart),
+        (dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.30.2+k3s1"), k3s),
+    ])
+    .run();
+    assert_eq!(plan.decisions["helmrelease/apps/app"].action, Action::Propose);
+}
+
+#[test]
+fn every_rule_setting() {
+    let releases = vec![
+        release("3.0.0", "2026-11-23T12:00:00Z"),
+        release("2.6.0-rc.1", "2026-11-01T00:00:00Z"),
+        release("2.5.1", "2026-10-01T00:00:00Z"),
+        release("2.5.0", "2026-09-01T00:00:00Z"),
+        release("2.4.1", "2026-08-01T00:00:00Z"),
+        release("2.4.0", "2026-07-01T00:00:00Z"),
+    ];
+    let id = "helmrelease/apps/app";
+    let run = |yaml: &str| {
+        summary(&Case::new(vec![(dep(id, Component::App, "2.4.0"), releases.clone())]).config(yaml).run(), id)
+    };
+    let table: [(&str, Action, Option<&str>); 9] = [
+        ("", Action::Propose, Some("3.0.0")),
+        ("rules:\n  - allow: [patch, minor]\n", Action::Propose, Some("2.5.1")),
+        ("rules:\n  - allow: [patch]\n", Action::Propose, Some("2.4.1")),
+        ("rules:\n  - ignoreVersions: ['>=3.0.0', '2.5.1']\n", Action::Propose, Some("2.5.0")),
+        ("rules:\n  - {allow: [minor], prerelease: true}\n", Action::Propose, Some("2.6.0-rc.1")),
+        ("rules:\n  - minimumReleaseAge: 3d\n", Action::Propose, Some("2.5.1")),
+        ("rules:\n  - {allow: [major], minimumReleaseAge: 3d}\n", Action::Hold, Some("").filter(|_| false)),
+        ("rules:\n  - match: {id: ['helmrelease/apps/*']}\n    enabled: false\n", Action::Skip, None),
+        ("rules:\n  - enabled: false\n  - match: {chart: [app]}\n    enabled: true\n", Action::Propose, Some("3.0.0")),
+    ];
+    for (yaml, action, target) in table {
+        assert_eq!(run(yaml), (action, target.map(String::from)), "config:\n{yaml}");
+    }
+    let waiting = Case::new(vec![(dep(id, Component::App, "2.4.0"), releases.clone())])
+        .config("rules:\n  - {allow: [major], minimumReleaseAge: 3d}\n")
+        .run();
+    assert!(
+        waiting.decisions[id].reason.contains("3.0.0 is 1d old, rules want 3d"),
+        "{}",
+        waiting.decisions[id].reason
+    );
+
+    // Groups put several dependencies into one PR; labels and automerge travel with it.
+    let plan = Case::new(vec![
+        (dep("helmrelease/apps/a", Component::App, "2.4.0"), releases.clone()),
+        (dep("helmrelease/apps/b", Component::App, "2.4.0"), releases.clone()),
+    ])
+    .config(
+        "rules:\n  - match: {id: ['helmrelease/apps/*']}\n    group: apps\n    labels: [deps]\n    automerge: true\n",
+    )
+    .run();
+    let a = &plan.decisions["helmrelease/apps/a"];
+    assert_eq!((a.group.as_deref(), a.labels.as_slice(), a.automerge), (Some("apps"), &["deps".to_string()][..], true));
+    assert_eq!(plan.decisions["helmrelease/apps/b"].group.as_deref(), Some("apps"));
+}
+
+#[test]
+fn schedules_hold_outside_the_window_except_for_security() {
+    let mut fix = release("1.0.1", "2026-11-01T00:00:00Z");
+    fix.signals.push(Signal { kind: SignalKind::Security, detail: "CVE-2026-12345".into() });
+    let plain = vec![release("1.1.0", "2026-11-01T00:00:00Z"), release("1.0.0", "2026-01-01T00:00:00Z")];
+    let yaml = "timezone: Europe/Berlin\nrules:\n  - schedule: {days: [sat, sun], hours: '00:00-06:00'}\n";
+    // 2026-11-24 is a Tuesday.
+    let tuesday =
+        Case::new(vec![(dep("helmrelease/apps/a", Component::App, "1.0.0"), plain.clone())]).config(yaml).run();
+    let d = &tuesday.decisions["helmrelease/apps/a"];
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.starts_with("outside the schedule (sat,sun 00:00-06:00 Europe/Berlin)"), "{}", d.reason);
+    let mut saturday = Case::new(vec![(dep("helmrelease/apps/a", Component::App, "1.0.0"), plain)]).config(yaml);
+    saturday.now = "2026-11-28T04:59:00Z".parse().unwrap(); // 05:59 in Berlin
+    assert_eq!(saturday.run().decisions["helmrelease/apps/a"].action, Action::Propose);
+    saturday.now = "2026-11-28T05:00:00Z".parse().unwrap(); // 06:00 in Berlin: closed
+    assert_eq!(saturday.run().decisions["helmrelease/apps/a"].action, Action::Hold);
+    let security = Case::new(vec![(
+        dep("helmrelease/apps/s", Component::App, "1.0.0"),
+        vec![fix, release("1.0.0", "2026-01-01T00:00:00Z")],
+    )])
+    .config(yaml)
+    .run();
+    assert_eq!(security.decisions["helmrelease/apps/s"].action, Action::Propose, "security bypasses schedules");
+}
+
+#[test]
+fn max_open_prs_keeps_security_then_smallest_then_oldest() {
+    let with = |versions: &[(&str, &str)], security: bool| -> Vec<Release> {
+        let mut out: Vec<Release> = versions.iter().map(|(v, p)| release(v, p)).collect();
+        if security {
+            out[0].signals.push(Signal { kind: SignalKind::Security, detail: "GHSA-aaaa-bbbb-cccc".into() });
+        }
+        out
+    };
+    let deps = vec![
+        (dep("helmrelease/apps/major", Component::App, "1.0.0"), with(&[("2.0.0", "2026-01-01T00:00:00Z")], false)),
+        (dep("helmrelease/apps/minor", Component::App, "1.0.0"), with(&[("1.1.0", "2026-01-01T00:00:00Z")], false)),
+        (dep("helmrelease/apps/patch-new", Component::App, "1.0.0"), with(&[("1.0.1", "2026-06-01T00:00:00Z")], false)),
+        (dep("helmrelease/apps/patch-old", Component::App, "1.0.0"), with(&[("1.0.1", "2026-02-01T00:00:00Z")], false)),
+        (
+            dep("helmrelease/apps/secure-major", Component::App, "1.0.0"),
+            with(&[("2.0.0", "2026-03-01T00:00:00Z")], true),
+        ),
+    ];
+    let plan = Case::new(deps).config("maxOpenPRs: 2\n").run();
+    let proposed: Vec<&str> =
+        plan.decisions.iter().filter(|(_, d)| d.action == Action::Propose).map(|(id, _)| id.as_str()).collect();
+    assert_eq!(proposed, ["helmrelease/apps/patch-old", "helmrelease/apps/secure-major"]);
+    let held = &plan.decisions["helmrelease/apps/minor"];
+    assert!(held.reason.starts_with("PR limit: 2 upkeep PRs open or planned (maxOpenPRs 2)"), "{}", held.reason);
+}
+
+/// A real git history in a tempdir, written the way upkeep and its verifier write commits.
+fn history_repo(commits: &[(&str, i64)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut parent: Option<git2::Oid> = None;
+    for (message, time) in commits {
+        let sig = git2::Signature::new("upkeep", "upkeep@example.com", &git2::Time::new(*time, 0)).unwrap();
+        let tree = repo.treebuilder(None).unwrap().write().unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let parents: Vec<git2::Commit> = parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        parent = Some(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &refs).unwrap());
+    }
+    dir
+}
+
+#[test]
+fn memory_from_git_blocks_reverted_versions_and_holds_repeat_offenders() {
+    let day = |d: i64| 1_795_000_000 + d * 86_400; // around 2026-11
+    let repo = history_repo(&[
+        ("chore(deps): update app to 1.1.0\n\nUpkeep-Update: helmrelease/apps/app 1.0.0 -> 1.1.0\n", day(0)),
+        ("Revert \"chore(deps): update app to 1.1.0\"\n\nUpkeep-Revert: helmrelease/apps/app 1.1.0\n", day(1)),
+        ("chore(deps): update flaky to 2.0.0\n\nUpkeep-Update: helmrelease/apps/flaky 1.0.0 -> 2.0.0\n", day(2)),
+        ("Revert\n\nUpkeep-Revert: helmrelease/apps/flaky 2.0.0\n", day(3)),
+        ("Revert\n\nUpkeep-Revert: helmrelease/apps/flaky 2.0.1\n", day(4)),
+        ("docs: unrelated\n", day(5)),
+    ]);
+    let events = GitHistory::at(repo.path()).events().unwrap();
+    assert_eq!(events.len(), 5);
+    let now = Timestamp::from_second(day(6)).unwrap();
+    let mut blocked = Case::new(vec![(
+        dep("helmrelease/apps/app", Component::App, "1.0.0"),
+        vec![release("1.1.0", "2026-01-01T00:00:00Z"), release("1.0.0", "2025-01-01T00:00:00Z")],
+    )]);
+    blocked.history = History::new(events.clone());
+    blocked.now = now;
+    let d = blocked.run().decisions["helmrelease/apps/app"].clone();
+    assert_eq!(d.action, Action::Blocked);
+    assert!(d.reason.contains("1.1.0 (reverted in"), "{}", d.reason);
+
+    // With two of two recent updates reverted, everything non-security pauses...
+    let mut newer = Case::new(vec![(
+        dep("helmrelease/apps/app", Component::App, "1.0.0"),
+        vec![release("1.1.1", "2026-02-01T00:00:00Z"), release("1.1.0", "2026-01-01T00:00:00Z")],
+    )]);
+    newer.history = History::new(events.clone());
+    newer.now = now;
+    assert_eq!(summary(&newer.run(), "helmrelease/apps/app"), (Action::Hold, Some("1.1.1".into())));
+    // ...and once enough updates went well, the newer version is proposed; the reverted one never.
+    let mut healthy = events.clone();
+    healthy.extend((0..9).map(|i| Event::Updated {
+        dep: format!("helmrelease/apps/ok{i}"),
+        from: "1".into(),
+        to: "2".into(),
+        at: Timestamp::from_second(day(5) + i).unwrap(),
+        commit: format!("ok{i}"),
+    }));
+    newer.history = History::new(healthy);
+    assert_eq!(summary(&newer.run(), "helmrelease/apps/app"), (Action::Propose, Some("1.1.1".into())));
+
+    let mut flaky = Case::new(vec![(
+        dep("helmrelease/apps/flaky", Component::App, "1.0.0"),
+        vec![release("2.0.2", "2026-02-01T00:00:00Z")],
+    )]);
+    flaky.history = History::new(events);
+    flaky.now = now;
+    let d = flaky.run().decisions["helmrelease/apps/flaky"].clone();
+    assert!(
+        d.action == Action::Hold && d.reason.starts_with("held for a human: reverted 2 times in the last 30 days"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn a_high_revert_rate_pauses_everything_but_security() {
+    let mut events: Vec<Event> = (0..10)
+        .map(|i| Event::Updated {
+            dep: format!("helmrelease/apps/d{i}"),
+            from: "1".into(),
+            to: "2.0.0".into(),
+            at: Timestamp::from_second(1_790_000_000 + i).unwrap(),
+            commit: format!("u{i}"),
+        })
+        .collect();
+    for i in 0..2 {
+        events.push(Event::Reverted {
+            dep: format!("helmrelease/apps/d{i}"),
+            version: "2.0.0".into(),
+            at: Timestamp::from_second(1_790_001_000 + i).unwrap(),
+            commit: format!("r{i}"),
+        });
+    }
+    let mut fix = release("1.0.1", "2026-01-01T00:00:00Z");
+    fix.signals.push(Signal { kind: SignalKind::Security, detail: "CVE-2026-0001".into() });
+    let mut case = Case::new(vec![
+        (dep("helmrelease/apps/plain", Component::App, "1.0.0"), vec![release("1.1.0", "2026-01-01T00:00:00Z")]),
+        (dep("helmrelease/apps/secure", Component::App, "1.0.0"), vec![fix]),
+    ]);
+    case.history = History::new(events);
+    let plan = case.run();
+    assert!(plan.notes[0].starts_with("2 of the last 10 upkeep updates were reverted (20% ≥ 20%)"), "{:?}", plan.notes);
+    assert_eq!(plan.decisions["helmrelease/apps/plain"].action, Action::Hold);
+    assert_eq!(plan.decisions["helmrelease/apps/secure"].action, Action::Propose);
+}
+
+#[test]
+fn non_versions_and_failed_lookups_are_skipped_with_reasons() {
+    let mut case = Case::new(vec![(
+        dep("helmrelease/apps/odd", Component::App, "main"),
+        vec![release("1.0.0", "2026-01-01T00:00:00Z")],
+    )]);
+    case.deps.push(dep("helmrelease/apps/down", Component::App, "1.0.0"));
+    case.releases.insert("helmrelease/apps/down".into(), Err("https://x/index.yaml: HTTP 503".into()));
+    let plan = case.run();
+    assert_eq!(plan.decisions["helmrelease/apps/odd"].reason, "`main` is not a version upkeep can compare");
+    assert!(
+        plan.decisions["helmrelease/apps/down"].reason.starts_with("versions unknown: https://x/index.yaml: HTTP 503")
+    );
+}
