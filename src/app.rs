@@ -26,6 +26,9 @@ pub enum AppError {
     /// The config file is wrong: exit 2.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// git or the forge failed for the whole run: exit 1.
+    #[error("{0}")]
+    Run(String),
     /// The machine cannot do what is needed (no async runtime, no TLS): exit 1.
     #[error("{0}")]
     Environment(String),
@@ -45,7 +48,7 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Usage(_) | AppError::Config(_) => 2,
-            AppError::Environment(_) | AppError::Output(_) => 1,
+            AppError::Environment(_) | AppError::Output(_) | AppError::Run(_) => 1,
         }
     }
 }
@@ -55,6 +58,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
     match &cli.command {
         Command::Scan(args) => scan(args, args.plan, out),
         Command::Plan(args) => scan(args, true, out),
+        Command::Run(args) => crate::run::run(args, out),
         Command::Config(ConfigCommand::Schema) => {
             serde_json::to_writer_pretty(&mut *out, &config::schema()).map_err(std::io::Error::other)?;
             writeln!(out)?;
@@ -155,6 +159,11 @@ pub fn history(root: &std::path::Path) -> (History, Option<String>) {
 
 /// Run the gate over a scan and its versions.
 pub fn plan(scan: &Scan, versions: &Versions, config: &Config, history: &History) -> Plan {
+    plan_with(scan, versions, config, history, &[])
+}
+
+/// Run the gate, counting PRs already open for some groups against the limits.
+pub fn plan_with(scan: &Scan, versions: &Versions, config: &Config, history: &History, open_groups: &[String]) -> Plan {
     let input = GateInput {
         dependencies: &scan.dependencies,
         releases: &versions.releases,
@@ -162,12 +171,13 @@ pub fn plan(scan: &Scan, versions: &Versions, config: &Config, history: &History
         policy: &config.policy,
         history,
         now: jiff::Timestamp::now(),
-        open_groups: &[],
+        open_groups,
     };
     crate::gate::decide(&input)
 }
 
-fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), AppError> {
+/// Scan, load the config and look up versions: the first half of `scan`, `plan` and `run`.
+pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), AppError> {
     let started = std::time::Instant::now();
     let options = ScanOptions { max_file_size: args.max_file_size };
     let scan = extract::scan(&args.path, &options)?;
@@ -198,6 +208,11 @@ fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), App
         );
         versions
     };
+    Ok((scan, config, versions))
+}
+
+fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), AppError> {
+    let (scan, config, versions) = scan_and_look_up(args)?;
     let decided = with_plan.then(|| {
         let (history, note) = history(&args.path);
         let mut plan = plan(&scan, &versions, &config, &history);

@@ -26,9 +26,41 @@ pub enum Command {
     Scan(ScanArgs),
     /// Decide, for every dependency, whether to propose, hold, skip or block an update, and why.
     Plan(ScanArgs),
+    /// Scan, look up, decide, then write branches and open or update PRs, and the dashboard.
+    Run(RunArgs),
     /// Check or describe the repository's upkeep config.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// Where PRs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForgeKind {
+    /// Branches in the local repository, PR bodies as files (no GitHub needed).
+    Local,
+}
+
+/// Arguments of `upkeep run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What `scan` takes.
+    #[command(flatten)]
+    pub scan: ScanArgs,
+    /// Where PRs go.
+    #[arg(long, value_enum, default_value = "local")]
+    pub forge: ForgeKind,
+    /// Directory of the local forge's PR files (default: `.upkeep/prs` in the repository).
+    #[arg(long)]
+    pub prs_dir: Option<PathBuf>,
+    /// Push upkeep's branches to this remote (name or URL); the token comes from `GITHUB_TOKEN`.
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// Print the branches, diffs and PR titles it would produce; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit author, `Name <email>`.
+    #[arg(long, env = "UPKEEP_AUTHOR")]
+    pub author: Option<String>,
 }
 
 /// `upkeep config ...`.

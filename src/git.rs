@@ -98,3 +98,227 @@ mod tests {
         assert!(matches!(&trailers(revert, at, "c2")[0], Event::Reverted { version, .. } if version == "v1.30.0+k3s1"));
     }
 }
+
+/// A git operation that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("git: {0}")]
+pub struct GitError(pub String);
+
+fn git_err(what: &str) -> impl Fn(git2::Error) -> GitError + '_ {
+    move |e| GitError(format!("{what}: {}", e.message()))
+}
+
+/// Who upkeep commits as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    /// Name.
+    pub name: String,
+    /// Email; also how upkeep recognises its own commits.
+    pub email: String,
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Author { name: "upkeep[bot]".into(), email: "upkeep[bot]@users.noreply.github.com".into() }
+    }
+}
+
+impl Author {
+    /// Parse `Name <email>`.
+    pub fn parse(text: &str) -> Option<Author> {
+        let (name, rest) = text.split_once('<')?;
+        let email = rest.strip_suffix('>')?.trim();
+        (!email.is_empty()).then(|| Author { name: name.trim().to_string(), email: email.to_string() })
+    }
+}
+
+/// How an existing upkeep branch relates to the default branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchState {
+    /// Its tip.
+    pub tip: git2::Oid,
+    /// The default branch's tip is not in its history.
+    pub behind: bool,
+    /// Commits on it that upkeep did not write (author or trailers differ), newest first.
+    pub foreign: Vec<String>,
+}
+
+/// Writes upkeep's branches and commits, without touching the work tree or index.
+pub struct Writer {
+    repo: git2::Repository,
+    author: Author,
+}
+
+impl Writer {
+    /// Open the repository containing `path`.
+    pub fn open(path: &Path, author: Author) -> Result<Writer, GitError> {
+        let repo = git2::Repository::discover(path).map_err(git_err("not a git repository"))?;
+        Ok(Writer { repo, author })
+    }
+
+    /// The work tree's root.
+    pub fn workdir(&self) -> Option<&Path> {
+        self.repo.workdir()
+    }
+
+    /// The branch checked out (the default branch upkeep works against) and its tip.
+    pub fn default_branch(&self) -> Result<(String, git2::Oid), GitError> {
+        let head = self.repo.head().map_err(git_err("HEAD"))?;
+        let name = head
+            .shorthand()
+            .ok()
+            .filter(|_| head.is_branch())
+            .ok_or_else(|| GitError("HEAD is detached; check out the default branch".into()))?;
+        let tip = head.target().ok_or_else(|| GitError("HEAD has no commit".into()))?;
+        Ok((name.to_string(), tip))
+    }
+
+    /// A file's text at a commit.
+    pub fn read(&self, commit: git2::Oid, path: &str) -> Result<Option<String>, GitError> {
+        let tree = self.repo.find_commit(commit).and_then(|c| c.tree()).map_err(git_err("read commit"))?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else { return Ok(None) };
+        let blob = self.repo.find_blob(entry.id()).map_err(git_err(path))?;
+        Ok(std::str::from_utf8(blob.content()).ok().map(str::to_string))
+    }
+
+    /// The tree a commit on `parent` with `files` replaced would have.
+    pub fn tree_with(&self, parent: git2::Oid, files: &[(String, String)]) -> Result<git2::Oid, GitError> {
+        let base = self.repo.find_commit(parent).and_then(|c| c.tree()).map_err(git_err("read parent"))?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (path, content) in files {
+            let blob = self.repo.blob(content.as_bytes()).map_err(git_err("write blob"))?;
+            let mode = base.get_path(Path::new(path)).map(|e| e.filemode()).unwrap_or(0o100644);
+            let mode = if mode == 0o100755 { git2::FileMode::BlobExecutable } else { git2::FileMode::Blob };
+            update.upsert(path.as_str(), blob, mode);
+        }
+        update.create_updated(&self.repo, &base).map_err(git_err("write tree"))
+    }
+
+    /// Commit `tree` on `parent` as upkeep.
+    pub fn commit(&self, parent: git2::Oid, tree: git2::Oid, message: &str) -> Result<git2::Oid, GitError> {
+        let sig = git2::Signature::now(&self.author.name, &self.author.email).map_err(git_err("author"))?;
+        let parent = self.repo.find_commit(parent).map_err(git_err("parent"))?;
+        let tree = self.repo.find_tree(tree).map_err(git_err("tree"))?;
+        self.repo.commit(None, &sig, &sig, message, &tree, &[&parent]).map_err(git_err("commit"))
+    }
+
+    /// The tip of local branch `name`.
+    pub fn branch_tip(&self, name: &str) -> Option<git2::Oid> {
+        self.repo.find_reference(&format!("refs/heads/{name}")).ok()?.target()
+    }
+
+    /// Tree and first parent of a commit.
+    pub fn tree_and_parent(&self, commit: git2::Oid) -> Result<(git2::Oid, Option<git2::Oid>), GitError> {
+        let c = self.repo.find_commit(commit).map_err(git_err("read commit"))?;
+        Ok((c.tree_id(), c.parent_id(0).ok()))
+    }
+
+    /// Point `name` at `to`, only if it still points at `expected` (a lease: never a blind move).
+    pub fn set_branch(
+        &self,
+        name: &str,
+        to: git2::Oid,
+        expected: Option<git2::Oid>,
+        log: &str,
+    ) -> Result<(), GitError> {
+        let refname = format!("refs/heads/{name}");
+        match expected {
+            None => self.repo.reference(&refname, to, false, log).map(|_| ()),
+            Some(old) => self.repo.reference_matching(&refname, to, true, old, log).map(|_| ()),
+        }
+        .map_err(git_err(&refname))
+    }
+
+    /// How branch `tip` stands against the default branch's `base`.
+    pub fn branch_state(&self, tip: git2::Oid, base: git2::Oid) -> Result<BranchState, GitError> {
+        let behind = !(tip == base || self.repo.graph_descendant_of(tip, base).map_err(git_err("ancestry"))?);
+        let merge_base = self.repo.merge_base(tip, base).map_err(git_err("merge base"))?;
+        let mut walk = self.repo.revwalk().map_err(git_err("revwalk"))?;
+        walk.push(tip).map_err(git_err("revwalk"))?;
+        walk.hide(merge_base).map_err(git_err("revwalk"))?;
+        let mut foreign = Vec::new();
+        for oid in walk {
+            let oid = oid.map_err(git_err("revwalk"))?;
+            let c = self.repo.find_commit(oid).map_err(git_err("read commit"))?;
+            let ours = c.author().email().ok() == Some(self.author.email.as_str())
+                && c.message().is_ok_and(|m| m.contains("Upkeep-Update:"));
+            if !ours {
+                foreign.push(format!("{} by {}", &oid.to_string()[..12], c.author().name().unwrap_or("?")));
+            }
+        }
+        Ok(BranchState { tip, behind, foreign })
+    }
+
+    /// What `remote` has for `branch`, if anything.
+    pub fn remote_tip(&self, remote: &str, branch: &str, token: Option<&str>) -> Result<Option<git2::Oid>, GitError> {
+        let mut r = self.remote(remote)?;
+        let conn = r.connect_auth(git2::Direction::Fetch, Some(callbacks(token)), None).map_err(git_err("connect"))?;
+        let refname = format!("refs/heads/{branch}");
+        let list = conn.list().map_err(git_err("list remote refs"))?;
+        Ok(list.iter().find(|h| h.name() == refname).map(|h| h.oid()))
+    }
+
+    fn remote(&self, remote: &str) -> Result<git2::Remote<'_>, GitError> {
+        self.repo.find_remote(remote).or_else(|_| self.repo.remote_anonymous(remote)).map_err(git_err("remote"))
+    }
+
+    /// Push local `branch` to `remote`. With `expected`, the remote branch must still be at that
+    /// commit (checked during push negotiation: a lease, never a blind force).
+    pub fn push(
+        &self,
+        remote: &str,
+        branch: &str,
+        expected: Option<Option<git2::Oid>>,
+        token: Option<&str>,
+    ) -> Result<(), GitError> {
+        let mut r = self.remote(remote)?;
+        let rejected = std::cell::RefCell::new(None::<String>);
+        let refname = format!("refs/heads/{branch}");
+        let mut cb = callbacks(token);
+        cb.push_negotiation(|updates| {
+            if let Some(expected) = expected {
+                for u in updates {
+                    let current = (!u.dst().is_zero()).then(|| u.dst());
+                    if u.dst_refname().ok() == Some(refname.as_str()) && current != expected {
+                        return Err(git2::Error::from_str("the remote branch moved since upkeep last saw it"));
+                    }
+                }
+            }
+            Ok(())
+        });
+        cb.push_update_reference(|name, status| {
+            if let Some(s) = status {
+                *rejected.borrow_mut() = Some(format!("{name}: {s}"));
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(cb);
+        let spec = format!("+{refname}:{refname}");
+        let pushed = r.push(&[spec.as_str()], Some(&mut opts));
+        drop(opts);
+        pushed.map_err(|e| GitError(format!("push {branch} was rejected: {}", e.message())))?;
+        if let Some(why) = rejected.borrow().clone() {
+            return Err(GitError(format!("push rejected: {why}")));
+        }
+        Ok(())
+    }
+}
+
+/// Credentials: a token over HTTPS as `x-access-token` (GitHub's convention), never in a URL.
+fn callbacks<'a>(token: Option<&str>) -> git2::RemoteCallbacks<'a> {
+    let token = token.map(str::to_string);
+    let mut cb = git2::RemoteCallbacks::new();
+    let mut tried = false;
+    cb.credentials(move |_url, _user, allowed| {
+        match &token {
+            Some(t) if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) && !tried => {
+                tried = true;
+                git2::Cred::userpass_plaintext("x-access-token", t)
+            }
+            // Never loop on bad credentials; never print the token.
+            _ => Err(git2::Error::from_str("authentication failed: check the token's `contents: write` permission")),
+        }
+    });
+    cb
+}

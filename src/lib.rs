@@ -9,10 +9,14 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod edit;
 pub mod extract;
+pub mod forge;
 pub mod gate;
 pub mod git;
 pub mod lookup;
 pub mod model;
+pub mod render;
 pub mod report;
+pub mod run;
 pub mod yaml;

@@ -108,6 +108,11 @@ impl History {
         History { events }
     }
 
+    /// All events, newest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
     /// Versions of `dep` never to propose again.
     pub fn blocked(&self, dep: &str) -> Vec<Blocked> {
         self.events

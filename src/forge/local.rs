@@ -1,0 +1,171 @@
+//! The local forge: PRs as files on disk, so upkeep runs end to end without GitHub.
+//!
+//! Under `<dir>` (default `.upkeep/prs/` in the repository, kept out of git by a `.gitignore`
+//! upkeep writes there): `<n>.json` holds a PR's metadata (edit `"state"` to `"closed"` to
+//! refuse its versions, or `"merged"`), `<n>.md` its body, `<n>.comments.md` its comments, and
+//! `../dashboard.md` the dashboard. Writes happen only when content changes, so a second run
+//! writes nothing.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use super::{Forge, ForgeError, NewPullRequest, PrState, PullRequest};
+
+/// The local forge.
+#[derive(Debug)]
+pub struct LocalForge {
+    dir: PathBuf,
+    writes: Cell<usize>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    number: u64,
+    head: String,
+    base: String,
+    title: String,
+    labels: Vec<String>,
+    #[serde(default)]
+    reviewers: Vec<String>,
+    #[serde(default)]
+    automerge: bool,
+    state: PrState,
+    closed_at: Option<jiff::Timestamp>,
+}
+
+fn fail(message: String) -> ForgeError {
+    ForgeError { forge: "local", message }
+}
+
+impl LocalForge {
+    /// PRs under `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> LocalForge {
+        LocalForge { dir: dir.into(), writes: Cell::new(0) }
+    }
+
+    /// The directory PRs are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write(&self, path: &Path, content: &str) -> Result<(), ForgeError> {
+        if std::fs::read_to_string(path).ok().as_deref() == Some(content) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| fail(format!("cannot create {}: {e}", self.dir.display())))?;
+        let ignore = self.dir.parent().unwrap_or(&self.dir).join(".gitignore");
+        if self.dir.parent().is_some_and(|p| p.file_name().is_some_and(|n| n == ".upkeep")) && !ignore.exists() {
+            std::fs::write(&ignore, "# upkeep's local forge: not part of the repository\n*\n")
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+        self.writes.set(self.writes.get() + 1);
+        Ok(())
+    }
+
+    fn meta(&self, number: u64) -> Result<Meta, ForgeError> {
+        let path = self.dir.join(format!("{number}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(format!("no PR {number}: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| fail(format!("{} is not a PR record: {e}", path.display())))
+    }
+
+    fn save(&self, meta: &Meta) -> Result<(), ForgeError> {
+        let text = serde_json::to_string_pretty(meta).map_err(|e| fail(e.to_string()))?;
+        self.write(&self.dir.join(format!("{}.json", meta.number)), &format!("{text}\n"))
+    }
+
+    fn load(&self, meta: Meta) -> PullRequest {
+        let body = std::fs::read_to_string(self.dir.join(format!("{}.md", meta.number))).unwrap_or_default();
+        PullRequest {
+            url: self.dir.join(format!("{}.md", meta.number)).display().to_string(),
+            number: meta.number,
+            head: meta.head,
+            base: meta.base,
+            title: meta.title,
+            body,
+            labels: meta.labels,
+            state: meta.state,
+            closed_at: meta.closed_at,
+        }
+    }
+}
+
+impl Forge for LocalForge {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(Vec::new()) };
+        let mut prs = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(number) = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else { continue };
+            prs.push(self.load(self.meta(number)?));
+        }
+        prs.sort_by_key(|p| std::cmp::Reverse(p.number));
+        Ok(prs)
+    }
+
+    fn create(&self, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
+        let existing = self.upkeep_prs()?;
+        if let Some(open) = existing.iter().find(|p| p.head == pr.head && p.state == PrState::Open) {
+            return Ok(open.clone());
+        }
+        let number = existing.iter().map(|p| p.number).max().unwrap_or(0) + 1;
+        let meta = Meta {
+            number,
+            head: pr.head.clone(),
+            base: pr.base.clone(),
+            title: pr.title.clone(),
+            labels: pr.labels.clone(),
+            reviewers: pr.reviewers.clone(),
+            automerge: pr.automerge,
+            state: PrState::Open,
+            closed_at: None,
+        };
+        self.write(&self.dir.join(format!("{number}.md")), &pr.body)?;
+        self.save(&meta)?;
+        Ok(self.load(meta))
+    }
+
+    fn update(&self, number: u64, title: &str, body: &str, labels: &[String]) -> Result<(), ForgeError> {
+        let mut meta = self.meta(number)?;
+        meta.title = title.to_string();
+        meta.labels = labels.to_vec();
+        self.write(&self.dir.join(format!("{number}.md")), body)?;
+        self.save(&meta)
+    }
+
+    fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
+        let path = self.dir.join(format!("{number}.comments.md"));
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!("---\n{body}\n"));
+        self.write(&path, &text)
+    }
+
+    fn comments(&self, number: u64) -> Result<Vec<String>, ForgeError> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{number}.comments.md"))).unwrap_or_default();
+        Ok(text.split("---\n").map(|c| c.trim_end_matches('\n').to_string()).filter(|c| !c.is_empty()).collect())
+    }
+
+    fn close(&self, number: u64, comment: &str) -> Result<(), ForgeError> {
+        self.comment(number, comment)?;
+        let mut meta = self.meta(number)?;
+        meta.state = PrState::Closed;
+        meta.closed_at = Some(jiff::Timestamp::now());
+        self.save(&meta)
+    }
+
+    fn dashboard(&self, title: &str, body: &str) -> Result<(), ForgeError> {
+        let path = self.dir.parent().unwrap_or(&self.dir).join("dashboard.md");
+        self.write(&path, &format!("# {title}\n\n{body}"))
+    }
+
+    fn writes(&self) -> usize {
+        self.writes.get()
+    }
+}

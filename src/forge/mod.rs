@@ -1,0 +1,148 @@
+//! Where pull requests live: a trait, and two implementations — [`local`] (files on disk, the
+//! embedded default, so everything works without GitHub); the GitHub REST forge comes next.
+//!
+//! PRs are found by their head branch (`upkeep/<group>`), which is what makes runs idempotent:
+//! a re-run updates the PR it finds instead of opening another. Every PR body ends with hidden
+//! markers (`<!-- upkeep-update: <dependency-id> <from> -> <to> -->`) so a PR closed without
+//! merging can be read back as "not this version".
+
+pub mod local;
+
+use crate::gate::history::Event;
+
+/// The state of a PR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrState {
+    /// Open.
+    Open,
+    /// Closed without merging.
+    Closed,
+    /// Merged.
+    Merged,
+}
+
+/// A pull request as upkeep sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PullRequest {
+    /// Number.
+    pub number: u64,
+    /// Head branch (`upkeep/<group>`).
+    pub head: String,
+    /// Base branch.
+    pub base: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// State.
+    pub state: PrState,
+    /// Where a person sees it.
+    pub url: String,
+    /// When it was closed, if it was.
+    pub closed_at: Option<jiff::Timestamp>,
+}
+
+/// A PR to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPullRequest {
+    /// Head branch.
+    pub head: String,
+    /// Base branch.
+    pub base: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Reviewers.
+    pub reviewers: Vec<String>,
+    /// Turn on auto-merge.
+    pub automerge: bool,
+}
+
+/// A forge call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{forge}: {message}")]
+pub struct ForgeError {
+    /// Which forge.
+    pub forge: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// What a forge can do.
+pub trait Forge {
+    /// Short name for messages.
+    fn name(&self) -> &'static str;
+    /// Every PR upkeep opened (head `upkeep/*`), open or not, newest first.
+    fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError>;
+    /// Open a PR; if one for the head already exists, return it.
+    fn create(&self, pr: &NewPullRequest) -> Result<PullRequest, ForgeError>;
+    /// Change a PR's title, body and labels.
+    fn update(&self, number: u64, title: &str, body: &str, labels: &[String]) -> Result<(), ForgeError>;
+    /// Comment on a PR.
+    fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;
+    /// The comments on a PR, oldest first (to avoid repeating one).
+    fn comments(&self, number: u64) -> Result<Vec<String>, ForgeError>;
+    /// Close a PR with a comment.
+    fn close(&self, number: u64, comment: &str) -> Result<(), ForgeError>;
+    /// Create or update the dependency dashboard.
+    fn dashboard(&self, title: &str, body: &str) -> Result<(), ForgeError>;
+    /// How many writes this forge has made (tests check that a second run makes none).
+    fn writes(&self) -> usize;
+}
+
+/// The hidden marker line for one update in a PR body.
+pub fn marker(dependency: &str, from: &str, to: &str) -> String {
+    format!("<!-- upkeep-update: {dependency} {from} -> {to} -->")
+}
+
+/// The updates a PR body carries, from its markers: `(dependency, from, to)`.
+pub fn markers(body: &str) -> Vec<(String, String, String)> {
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("<!-- upkeep-update: ")?.strip_suffix(" -->").map(str::to_string))
+        .filter_map(|m| {
+            let words: Vec<&str> = m.split_whitespace().collect();
+            match words.as_slice() {
+                [dep, from, "->", to] => Some(((*dep).to_string(), (*from).to_string(), (*to).to_string())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// PRs closed without merging, as memory: "not this version".
+pub fn closed_unmerged(prs: &[PullRequest]) -> Vec<Event> {
+    prs.iter()
+        .filter(|p| p.state == PrState::Closed)
+        .flat_map(|p| {
+            markers(&p.body).into_iter().map(move |(dep, _, to)| Event::ClosedUnmerged {
+                dep,
+                version: to,
+                at: p.closed_at.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                pr: format!("#{}", p.number),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        let body = format!(
+            "text\n{}\n{}\n",
+            marker("helmrelease/a/b", "1.0.0", "1.1.0"),
+            marker("plan/x/y", "v1.29.4+k3s1", "v1.30.6+k3s1")
+        );
+        assert_eq!(markers(&body).len(), 2);
+        assert_eq!(markers(&body)[1].2, "v1.30.6+k3s1");
+        assert!(markers("<!-- upkeep-update: broken -->").is_empty());
+    }
+}

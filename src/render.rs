@@ -1,0 +1,219 @@
+//! PR bodies and the dependency dashboard, rendered from `templates/*.hbs` with handlebars in
+//! strict mode (a missing variable is an error, not an empty string) and without HTML escaping
+//! (the output is Markdown). A repository can override any template by putting a file of the
+//! same name in `.github/upkeep/templates/`.
+//!
+//! Release notes come from upstream and are treated as hostile: [`sanitize_notes`] stops them
+//! from pinging people or issues, from breaking the Markdown around them, and from growing
+//! without bound.
+
+use std::path::Path;
+
+use handlebars::Handlebars;
+use serde::Serialize;
+
+/// Templates built into the binary.
+const BUILTIN: [(&str, &str); 2] =
+    [("pr-body", include_str!("../templates/pr-body.hbs")), ("dashboard", include_str!("../templates/dashboard.hbs"))];
+
+/// Where a repository may override templates.
+pub const OVERRIDE_DIR: &str = ".github/upkeep/templates";
+
+/// A template that cannot be used or rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {message}")]
+pub struct RenderError {
+    /// Template name (or file).
+    pub name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The renderer, with built-in and overriding templates registered.
+pub struct Renderer {
+    hb: Handlebars<'static>,
+}
+
+impl Renderer {
+    /// Built-in templates, then overrides from `<repo>/.github/upkeep/templates/<name>.hbs`.
+    pub fn new(repo: Option<&Path>) -> Result<Renderer, RenderError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        for (name, text) in BUILTIN {
+            let source = repo.map(|r| r.join(OVERRIDE_DIR).join(format!("{name}.hbs"))).filter(|p| p.is_file());
+            let (text, origin) = match &source {
+                Some(path) => (
+                    std::fs::read_to_string(path)
+                        .map_err(|e| RenderError { name: path.display().to_string(), message: e.to_string() })?,
+                    path.display().to_string(),
+                ),
+                None => (text.to_string(), name.to_string()),
+            };
+            hb.register_template_string(name, text)
+                .map_err(|e| RenderError { name: origin, message: e.to_string() })?;
+        }
+        Ok(Renderer { hb })
+    }
+
+    /// Render `name` with `data`.
+    pub fn render<T: Serialize>(&self, name: &str, data: &T) -> Result<String, RenderError> {
+        self.hb.render(name, data).map_err(|e| RenderError { name: name.to_string(), message: e.to_string() })
+    }
+}
+
+/// One row of the updates table.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateRow {
+    /// Dependency id.
+    pub dependency: String,
+    /// Package name as users know it.
+    pub package: String,
+    /// Version before.
+    pub from: String,
+    /// Version after.
+    pub to: String,
+    /// patch/minor/major/build/prerelease.
+    pub update_type: String,
+    /// `3 days ago`, or `-`.
+    pub age: String,
+    /// File with the version.
+    pub file: String,
+    /// Line of the version.
+    pub line: usize,
+}
+
+/// Release notes of one version, sanitized.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotesSection {
+    /// Dependency id.
+    pub dependency: String,
+    /// The version.
+    pub version: String,
+    /// Release page, if any.
+    pub url: Option<String>,
+    /// Sanitized Markdown.
+    pub body: String,
+}
+
+/// Everything a PR body shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrView {
+    /// The updates.
+    pub updates: Vec<UpdateRow>,
+    /// More than one update.
+    pub plural: bool,
+    /// Breaking, security and upgrade-path warnings.
+    pub warnings: Vec<String>,
+    /// Release notes between from and to.
+    pub notes: Vec<NotesSection>,
+    /// What the verifier will watch after merge.
+    pub after_merge: Vec<String>,
+    /// A security fix is included.
+    pub security: bool,
+}
+
+/// Everything the dashboard shows, one line per entry.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DashboardView {
+    /// Run-wide notes (a pause).
+    pub notes: Vec<String>,
+    /// Open PRs.
+    pub open: Vec<String>,
+    /// Proposed but not opened (dry run, or a failure).
+    pub pending: Vec<String>,
+    /// Held, with reasons.
+    pub held: Vec<String>,
+    /// Blocked, with reasons.
+    pub blocked: Vec<String>,
+    /// Errors: files, lookups, edits, forge.
+    pub errors: Vec<String>,
+}
+
+/// Longest notes kept per version.
+pub const NOTES_MAX: usize = 6_000;
+
+/// Make upstream release notes safe to embed in a PR body:
+/// - `@user` and `#123` / `owner/repo#123` cannot ping or cross-reference (a zero-width space is
+///   inserted, as Renovate does), and `https://github.com/` links go through
+///   `redirect.github.com` so the upstream issue gets no backlink;
+/// - raw HTML cannot close the surrounding `<details>` (`<` is escaped), headings stay inside a
+///   blockquote, an unclosed code fence is closed;
+/// - text past `max` characters is cut at a line with a link to the full notes.
+pub fn sanitize_notes(text: &str, max: usize, url: Option<&str>) -> String {
+    let mut cut = false;
+    let mut kept = String::new();
+    for line in text.lines() {
+        if kept.chars().count() + line.chars().count() > max {
+            cut = true;
+            break;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    let mut out = String::with_capacity(kept.len() + 64);
+    let chars: Vec<char> = kept.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let prev = if i == 0 { ' ' } else { chars[i - 1] };
+        let next = chars.get(i + 1).copied().unwrap_or(' ');
+        match c {
+            '@' if next.is_ascii_alphanumeric() && !prev.is_ascii_alphanumeric() => out.push_str("@&#8203;"),
+            '#' if next.is_ascii_digit() => out.push_str("#&#8203;"),
+            '<' => out.push_str("&lt;"),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    let out = out
+        .replace("https://github.com/", "https://redirect.github.com/")
+        .replace("http://github.com/", "https://redirect.github.com/");
+    let fences = out.lines().filter(|l| l.trim_start().starts_with("```")).count();
+    let mut body: String = out
+        .lines()
+        .map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if fences % 2 == 1 {
+        body.push_str("\n> ```");
+    }
+    if cut {
+        match url {
+            Some(u) => body.push_str(&format!("\n>\n> … cut here; [read the full notes]({u})")),
+            None => body.push_str("\n>\n> … cut here"),
+        }
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_notes_are_defused() {
+        let notes = "## Thanks @octocat for #123 and fluxcd/flux2#42\n</details><script>x</script>\n```sh\nrm -rf /\nSee https://github.com/org/repo/issues/9 and mail me@example.com";
+        let out = sanitize_notes(notes, 10_000, None);
+        assert!(out.contains("@&#8203;octocat") && out.contains("#&#8203;123") && out.contains("flux2#&#8203;42"));
+        assert!(out.contains("&lt;/details>") && !out.contains("</details>"));
+        assert!(out.contains("https://redirect.github.com/org/repo/issues/9"));
+        assert!(out.contains("me@example.com"), "an email is not a mention");
+        assert!(out.lines().all(|l| l.starts_with('>')), "everything stays inside the quote");
+        assert!(out.ends_with("> ```"), "the open fence is closed");
+    }
+
+    #[test]
+    fn long_notes_are_cut_with_a_link() {
+        let notes = "line of text\n".repeat(1_000);
+        let out = sanitize_notes(&notes, 100, Some("https://example.com/r"));
+        assert!(out.len() < 400 && out.ends_with("[read the full notes](https://example.com/r)"));
+    }
+
+    #[test]
+    fn strict_mode_refuses_missing_variables() {
+        let r = Renderer::new(None).unwrap_or_else(|e| panic!("{e}"));
+        let err = r.render("pr-body", &serde_json::json!({"updates": []})).unwrap_err();
+        assert!(err.message.contains("strict mode"), "{err}");
+    }
+}

@@ -1,0 +1,572 @@
+//! `upkeep run`: the writing half of the orchestrator (`app` does scan → lookup → gate; this
+//! does edit → commit → branch → PR → dashboard).
+//!
+//! Idempotent by construction: a change's commit is compared by *tree and parent* with what its
+//! branch already holds, PRs are found by head branch and only rewritten when their title, body
+//! or labels differ, and the local forge writes files only when their content changes. So a
+//! second run in a row writes nothing. A branch that only upkeep wrote is recreated on the new
+//! tip of the default branch when that moves; a branch carrying anyone else's commit is never
+//! rewritten: upkeep comments on its PR instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::app::{AppError, Versions, history, plan_with, scan_and_look_up};
+use crate::cli::RunArgs;
+use crate::edit::{Edit, apply};
+use crate::extract::Scan;
+use crate::forge::local::LocalForge;
+use crate::forge::{Forge, NewPullRequest, PrState, PullRequest, closed_unmerged, marker, markers};
+use crate::gate::history::History;
+use crate::gate::versioning::Version;
+use crate::gate::{Action, Decision, Plan};
+use crate::git::{Author, Writer};
+use crate::model::{Component, Dependency, Kind, SignalKind};
+use crate::render::{DashboardView, NOTES_MAX, NotesSection, PrView, Renderer, UpdateRow, sanitize_notes};
+
+/// Title of the dashboard.
+pub const DASHBOARD_TITLE: &str = "upkeep dependency dashboard";
+
+/// One PR's worth of updates.
+struct Change<'a> {
+    group: String,
+    items: Vec<(&'a Dependency, &'a Decision)>,
+}
+
+impl Change<'_> {
+    fn branch(&self) -> String {
+        format!("upkeep/{}", self.group)
+    }
+
+    fn title(&self) -> String {
+        match self.items.as_slice() {
+            [(d, x)] => format!("chore(deps): update {} to {}", display_name(d), x.target.as_deref().unwrap_or("?")),
+            items if items.iter().all(|(d, _)| d.component == Component::K3s) => {
+                format!("chore(deps): update k3s to {}", items[0].1.target.as_deref().unwrap_or("?"))
+            }
+            items => format!("chore(deps): update {} ({} updates)", self.group, items.len()),
+        }
+    }
+
+    fn message(&self) -> String {
+        let mut m = format!("{}\n\n", self.title());
+        for (d, x) in &self.items {
+            m.push_str(&format!(
+                "- {}: {} -> {}\n",
+                d.id,
+                d.current.as_deref().unwrap_or("?"),
+                x.target.as_deref().unwrap_or("?")
+            ));
+        }
+        m.push('\n');
+        for (d, x) in &self.items {
+            m.push_str(&format!(
+                "Upkeep-Update: {} {} -> {}\n",
+                d.id,
+                d.current.as_deref().unwrap_or("?"),
+                x.target.as_deref().unwrap_or("?")
+            ));
+        }
+        m
+    }
+}
+
+fn display_name(d: &Dependency) -> String {
+    match d.kind {
+        Kind::FluxComponents | Kind::FluxInstance => "flux".into(),
+        Kind::Plan => "k3s".into(),
+        _ => d.package.as_ref().map_or_else(|| d.name.clone(), |p| p.name.clone()),
+    }
+}
+
+/// What a run did, for the report and tests.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Branches created or moved.
+    pub branches: Vec<String>,
+    /// PRs opened.
+    pub opened: Vec<String>,
+    /// PRs whose title/body/labels changed.
+    pub updated: Vec<String>,
+    /// PRs left alone because someone else committed to their branch.
+    pub foreign: Vec<String>,
+    /// PRs closed as superseded.
+    pub closed: Vec<String>,
+    /// Updates that could not be made, with why.
+    pub errors: Vec<String>,
+    /// Updates held by the writer itself (generated files): `(dependency, why)`.
+    pub held: Vec<(String, String)>,
+}
+
+/// Run it all.
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
+    let (scan, config, versions) = scan_and_look_up(&args.scan)?;
+    let author = match &args.author {
+        Some(a) => Author::parse(a).ok_or_else(|| AppError::Run(format!("--author `{a}` is not `Name <email>`")))?,
+        None => Author::default(),
+    };
+    let writer = Writer::open(&args.scan.path, author).map_err(|e| AppError::Run(e.to_string()))?;
+    let workdir = writer
+        .workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| AppError::Run("the repository has no work tree".into()))?;
+    let forge = LocalForge::new(args.prs_dir.clone().unwrap_or_else(|| workdir.join(".upkeep").join("prs")));
+    let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
+    let (git_history, note) = history(&args.scan.path);
+    let mut events = closed_unmerged(&prs);
+    events.extend(git_history.events().iter().cloned());
+    let memory = History::new(events);
+    let open_groups: Vec<String> = prs
+        .iter()
+        .filter(|p| p.state == PrState::Open)
+        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
+        .collect();
+    let mut plan = plan_with(&scan, &versions, &config, &memory, &open_groups);
+    plan.notes.extend(note);
+    let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
+    let prefix = scan_prefix(&args.scan.path, &workdir);
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    let ctx = Ctx {
+        writer: &writer,
+        forge: &forge,
+        renderer: &renderer,
+        prefix,
+        versions: &versions,
+        remote: args.remote.as_deref(),
+        token: token.as_deref(),
+    };
+    let outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
+    if !args.dry_run {
+        let view = dashboard(&scan, &versions, &plan, &outcome, &forge);
+        let body = renderer.render("dashboard", &view).map_err(|e| AppError::Run(e.to_string()))?;
+        forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| AppError::Run(e.to_string()))?;
+    }
+    report(&outcome, &plan, args.dry_run, out)?;
+    Ok(())
+}
+
+struct Ctx<'a> {
+    writer: &'a Writer,
+    forge: &'a dyn Forge,
+    renderer: &'a Renderer,
+    prefix: String,
+    versions: &'a Versions,
+    remote: Option<&'a str>,
+    token: Option<&'a str>,
+}
+
+/// The scanned folder's path inside the repository (`""` at the root, else `sub/dir/`).
+fn scan_prefix(scan_root: &Path, workdir: &Path) -> String {
+    let root = scan_root.canonicalize().unwrap_or_else(|_| scan_root.to_path_buf());
+    let work = workdir.canonicalize().unwrap_or_else(|_| workdir.to_path_buf());
+    match root.strip_prefix(&work) {
+        Ok(p) if p.as_os_str().is_empty() => String::new(),
+        Ok(p) => format!("{}/", p.to_string_lossy().replace('\\', "/")),
+        Err(_) => String::new(),
+    }
+}
+
+fn changes<'a>(scan: &'a Scan, plan: &'a Plan) -> Vec<Change<'a>> {
+    let mut by_group: BTreeMap<String, Vec<(&Dependency, &Decision)>> = BTreeMap::new();
+    for d in &scan.dependencies {
+        if let Some(x) = plan.decisions.get(&d.id).filter(|x| x.action == Action::Propose)
+            && let Some(group) = &x.group
+        {
+            by_group.entry(group.clone()).or_default().push((d, x));
+        }
+    }
+    by_group.into_iter().map(|(group, items)| Change { group, items }).collect()
+}
+
+fn write_changes(
+    ctx: &Ctx<'_>,
+    scan: &Scan,
+    plan: &Plan,
+    prs: &[PullRequest],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, AppError> {
+    let mut outcome = Outcome::default();
+    let (base_name, base) = ctx.writer.default_branch().map_err(|e| AppError::Run(e.to_string()))?;
+    let changes = changes(scan, plan);
+    for change in &changes {
+        // A gotk-components.yaml is generated, not patched: hold it with the command to run.
+        let (generated, editable): (Vec<_>, Vec<_>) =
+            change.items.iter().partition(|(d, _)| d.kind == Kind::FluxComponents);
+        for (d, x) in &generated {
+            let path = format!("{}{}", ctx.prefix, d.manifest.file);
+            let components = ctx
+                .writer
+                .read(base, &path)
+                .ok()
+                .flatten()
+                .and_then(|t| crate::extract::flux::read_header(&t))
+                .map(|h| h.components.join(","))
+                .filter(|c| !c.is_empty())
+                .map_or_else(String::new, |c| format!(" --components={c}"));
+            outcome.held.push((
+                d.id.clone(),
+                format!(
+                    "`{}` is generated, not patched: with flux {} on PATH run `flux install --export{components} > {path}` (add the flags you bootstrapped with) and commit",
+                    d.id,
+                    x.target.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        if editable.is_empty() {
+            continue;
+        }
+        let change = Change { group: change.group.clone(), items: editable };
+        match write_change(ctx, &change, &base_name, base, prs, dry_run, out) {
+            Ok(done) => merge(&mut outcome, done),
+            Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
+        }
+    }
+    if !dry_run {
+        close_superseded(ctx, &changes, plan, prs, &mut outcome);
+    }
+    Ok(outcome)
+}
+
+fn merge(into: &mut Outcome, from: Outcome) {
+    into.branches.extend(from.branches);
+    into.opened.extend(from.opened);
+    into.updated.extend(from.updated);
+    into.foreign.extend(from.foreign);
+    into.errors.extend(from.errors);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_change(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    base_name: &str,
+    base: git2::Oid,
+    prs: &[PullRequest],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, String> {
+    let mut outcome = Outcome::default();
+    // Edits grouped by file, applied to the file as the default branch has it.
+    let mut by_file: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
+    for (d, x) in &change.items {
+        let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
+        let path = format!("{}{}", ctx.prefix, location.file);
+        by_file.entry(path).or_default().push(Edit {
+            dependency: d.id.clone(),
+            location,
+            from: d.current.clone().unwrap_or_default(),
+            to: x.target.clone().unwrap_or_default(),
+        });
+    }
+    let mut files = Vec::new();
+    for (path, edits) in &by_file {
+        let before = ctx
+            .writer
+            .read(base, path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
+        let after = apply(path, &before, edits).map_err(|e| e.to_string())?;
+        files.push((path.clone(), before, after));
+    }
+    let branch = change.branch();
+    let title = change.title();
+    if dry_run {
+        writeln!(out, "branch {branch}: {title}").map_err(|e| e.to_string())?;
+        for (path, before, after) in &files {
+            write!(out, "{}", line_diff(path, before, after)).map_err(|e| e.to_string())?;
+        }
+        writeln!(out).map_err(|e| e.to_string())?;
+        return Ok(outcome);
+    }
+    let contents: Vec<(String, String)> = files.iter().map(|(p, _, a)| (p.clone(), a.clone())).collect();
+    let tree = ctx.writer.tree_with(base, &contents).map_err(|e| e.to_string())?;
+    let existing_pr = prs.iter().find(|p| p.head == branch && p.state == PrState::Open);
+    match ctx.writer.branch_tip(&branch) {
+        Some(current) => {
+            let (t, parent) = ctx.writer.tree_and_parent(current).map_err(|e| e.to_string())?;
+            if !(t == tree && parent == Some(base)) {
+                let state = ctx.writer.branch_state(current, base).map_err(|e| e.to_string())?;
+                if !state.foreign.is_empty() {
+                    let note = format!(
+                        "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
+                        state.foreign.join(", ")
+                    );
+                    if let Some(pr) = existing_pr
+                        && !ctx.forge.comments(pr.number).map_err(|e| e.to_string())?.contains(&note)
+                    {
+                        ctx.forge.comment(pr.number, &note).map_err(|e| e.to_string())?;
+                    }
+                    outcome.foreign.push(branch);
+                    return Ok(outcome);
+                }
+                let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
+                ctx.writer
+                    .set_branch(&branch, commit, Some(current), "upkeep: recreate on the default branch")
+                    .map_err(|e| e.to_string())?;
+                if let Some(remote) = ctx.remote {
+                    ctx.writer.push(remote, &branch, Some(Some(current)), ctx.token).map_err(|e| e.to_string())?;
+                }
+                outcome.branches.push(branch.clone());
+            }
+        }
+        None => {
+            let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
+            ctx.writer.set_branch(&branch, commit, None, "upkeep: new update branch").map_err(|e| e.to_string())?;
+            if let Some(remote) = ctx.remote {
+                ctx.writer.push(remote, &branch, None, ctx.token).map_err(|e| e.to_string())?;
+            }
+            outcome.branches.push(branch.clone());
+        }
+    }
+    let body = pr_body(ctx, change).map_err(|e| e.to_string())?;
+    let labels = change
+        .items
+        .iter()
+        .flat_map(|(_, x)| x.labels.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>();
+    match existing_pr {
+        Some(pr) => {
+            if pr.title != title || pr.body != body || pr.labels != labels {
+                ctx.forge.update(pr.number, &title, &body, &labels).map_err(|e| e.to_string())?;
+                outcome.updated.push(branch);
+            }
+        }
+        None => {
+            let reviewers = change
+                .items
+                .iter()
+                .flat_map(|(_, x)| x.reviewers.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let automerge = change.items.iter().all(|(_, x)| x.automerge);
+            ctx.forge
+                .create(&NewPullRequest {
+                    head: branch.clone(),
+                    base: base_name.to_string(),
+                    title,
+                    body,
+                    labels,
+                    reviewers,
+                    automerge,
+                })
+                .map_err(|e| e.to_string())?;
+            outcome.opened.push(branch);
+        }
+    }
+    Ok(outcome)
+}
+
+/// A unified-style diff of a version edit (edits never add or remove lines).
+fn line_diff(path: &str, before: &str, after: &str) -> String {
+    let mut out = format!("--- a/{path}\n+++ b/{path}\n");
+    for (i, (a, b)) in before.split_inclusive('\n').zip(after.split_inclusive('\n')).enumerate() {
+        if a != b {
+            out.push_str(&format!(
+                "@@ -{n} +{n} @@\n-{}\n+{}\n",
+                a.trim_end_matches(['\n', '\r']),
+                b.trim_end_matches(['\n', '\r']),
+                n = i + 1
+            ));
+        }
+    }
+    out
+}
+
+/// The release date (a date, not an age: the body must not change from one day to the next).
+fn age(published: Option<jiff::Timestamp>) -> String {
+    published.map_or_else(|| "-".into(), |p| p.strftime("%Y-%m-%d").to_string())
+}
+
+fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::RenderError> {
+    let mut view = PrView {
+        updates: Vec::new(),
+        plural: change.items.len() > 1,
+        warnings: Vec::new(),
+        notes: Vec::new(),
+        after_merge: Vec::new(),
+        security: false,
+    };
+    for (d, x) in &change.items {
+        let from = d.current.clone().unwrap_or_default();
+        let to = x.target.clone().unwrap_or_default();
+        let releases = match ctx.versions.releases.get(&d.id) {
+            Some(Ok(r)) => r.as_slice(),
+            _ => &[],
+        };
+        let (vf, vt) = (Version::parse(&from), Version::parse(&to));
+        let between: Vec<&crate::model::Release> = releases
+            .iter()
+            .filter(|r| match (&vf, &vt, Version::parse(&r.version.replace('_', "+"))) {
+                (Some(f), Some(t), Some(v)) => &v > f && &v <= t,
+                _ => false,
+            })
+            .collect();
+        let target = releases.iter().find(|r| r.version == to);
+        view.updates.push(UpdateRow {
+            dependency: d.id.clone(),
+            package: display_name(d),
+            from: from.clone(),
+            to: to.clone(),
+            update_type: x.update_type.map_or("-", |u| u.as_str()).to_string(),
+            age: age(target.and_then(|r| r.published)),
+            file: d.location.as_ref().map_or_else(|| d.manifest.file.clone(), |l| format!("{}{}", ctx.prefix, l.file)),
+            line: d.line(),
+        });
+        for r in &between {
+            for s in &r.signals {
+                match s.kind {
+                    SignalKind::Security => {
+                        view.security = true;
+                        view.warnings.push(format!("Security ({} {}): {}", display_name(d), r.version, s.detail));
+                    }
+                    SignalKind::Breaking => {
+                        view.warnings.push(format!("Breaking change ({} {}): {}", display_name(d), r.version, s.detail))
+                    }
+                    SignalKind::Deprecated => {
+                        view.warnings.push(format!("Deprecated ({} {}): {}", display_name(d), r.version, s.detail))
+                    }
+                    SignalKind::KubeVersion => {}
+                }
+            }
+        }
+        if let Some((step, of)) = x.step {
+            let why = x
+                .reason
+                .split("; ")
+                .find(|p| p.starts_with("step"))
+                .and_then(|p| p.split_once(": "))
+                .map_or("", |(_, why)| why);
+            view.warnings.push(format!("Upgrade path: step {step} of {of}; {why}"));
+        }
+        for r in between.iter().take(5) {
+            if let Some(notes) = &r.notes {
+                view.notes.push(NotesSection {
+                    dependency: display_name(d),
+                    version: r.version.clone(),
+                    url: r.url.clone().filter(|u| u.starts_with("https://")),
+                    body: sanitize_notes(notes, NOTES_MAX, r.url.as_deref()),
+                });
+            }
+        }
+        view.after_merge.extend(after_merge(d, &to));
+    }
+    view.warnings.dedup();
+    view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
+    view.after_merge.push("Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). If anything fails, upkeep opens a revert PR with the evidence.".into());
+    view.after_merge.dedup();
+    let mut body = ctx.renderer.render("pr-body", &view)?;
+    body.push('\n');
+    for (d, x) in &change.items {
+        body.push_str(&marker(&d.id, d.current.as_deref().unwrap_or("?"), x.target.as_deref().unwrap_or("?")));
+        body.push('\n');
+    }
+    Ok(body)
+}
+
+fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
+    let ns = d.namespace.as_deref().unwrap_or("-");
+    match d.component {
+        Component::K3s => vec![format!(
+            "The system-upgrade-controller Plan {ns}/{} reaches Complete and its nodes report k3s {to} and Ready.",
+            d.name
+        )],
+        Component::Longhorn => vec![
+            format!("HelmRelease {ns}/{} reports Ready with chart {to} at the top of its history.", d.name),
+            "Longhorn volumes stay healthy (no degraded or faulted volumes). Longhorn cannot be downgraded: if this fails, upkeep opens a forward-fix issue instead of a revert.".into(),
+        ],
+        Component::Flux => vec!["Every Flux controller reports the new version and all Kustomizations and HelmReleases return to Ready.".into()],
+        Component::App => match d.kind {
+            Kind::HelmRelease => vec![format!("HelmRelease {ns}/{} reports Ready (UpgradeSucceeded) with chart {to} at the top of its history.", d.name)],
+            _ => vec![format!("{} {ns}/{} serves {to} and everything that uses it reconciles.", d.kind.as_str(), d.name)],
+        },
+    }
+}
+
+/// Close open upkeep PRs none of whose updates is still proposed or held in their group.
+fn close_superseded(ctx: &Ctx<'_>, changes: &[Change<'_>], plan: &Plan, prs: &[PullRequest], outcome: &mut Outcome) {
+    let live: BTreeSet<String> = changes.iter().map(Change::branch).collect();
+    for pr in prs.iter().filter(|p| p.state == PrState::Open && p.head.starts_with("upkeep/")) {
+        if live.contains(&pr.head) {
+            continue;
+        }
+        let group = pr.head.trim_start_matches("upkeep/");
+        let still = markers(&pr.body).iter().any(|(dep, _, _)| {
+            plan.decisions.get(dep).is_some_and(|x| {
+                matches!(x.action, Action::Hold | Action::Propose) && x.group.as_deref() == Some(group)
+            }) || plan.decisions.get(dep).is_some_and(|x| x.action == Action::Hold && x.group.is_none())
+        });
+        if still || markers(&pr.body).is_empty() {
+            continue;
+        }
+        let why = markers(&pr.body)
+            .iter()
+            .map(|(dep, _, _)| {
+                format!("{dep}: {}", plan.decisions.get(dep).map_or("no longer found", |x| x.reason.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        match ctx.forge.close(pr.number, &format!("Superseded, closing: {why}")) {
+            Ok(()) => outcome.closed.push(pr.head.clone()),
+            Err(e) => outcome.errors.push(format!("{}: {e}", pr.head)),
+        }
+    }
+}
+
+fn dashboard(scan: &Scan, versions: &Versions, plan: &Plan, outcome: &Outcome, forge: &dyn Forge) -> DashboardView {
+    let mut view = DashboardView { notes: plan.notes.clone(), ..DashboardView::default() };
+    let open: Vec<PullRequest> =
+        forge.upkeep_prs().unwrap_or_default().into_iter().filter(|p| p.state == PrState::Open).collect();
+    for pr in &open {
+        view.open.push(format!("#{} {} (`{}`)", pr.number, pr.title, pr.head));
+    }
+    let open_heads: BTreeSet<&str> = open.iter().map(|p| p.head.as_str()).collect();
+    for (id, x) in &plan.decisions {
+        if outcome.held.iter().any(|(held, _)| held == id) {
+            continue;
+        }
+        let line = format!("`{id}`: {}", x.reason);
+        match x.action {
+            Action::Propose
+                if !x.group.as_ref().is_some_and(|g| open_heads.contains(format!("upkeep/{g}").as_str())) =>
+            {
+                view.pending.push(line)
+            }
+            Action::Hold => view.held.push(line),
+            Action::Blocked => view.blocked.push(line),
+            _ => {}
+        }
+    }
+    view.held.extend(outcome.held.iter().map(|(_, why)| why.clone()));
+    view.errors.extend(scan.errors.iter().map(|e| format!("`{}`: {}", crate::report::error_place(e), e.message)));
+    view.errors.extend(versions.failures.iter().map(|f| format!("`{}`: {}: {}", f.id, f.url, f.message)));
+    view.errors.extend(outcome.errors.iter().cloned());
+    view
+}
+
+fn report(outcome: &Outcome, plan: &Plan, dry_run: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    if !dry_run {
+        writeln!(out, "branches written: {}", list(&outcome.branches))?;
+        writeln!(out, "PRs opened: {}", list(&outcome.opened))?;
+        writeln!(out, "PRs updated: {}", list(&outcome.updated))?;
+        writeln!(out, "PRs closed as superseded: {}", list(&outcome.closed))?;
+        writeln!(out, "branches left alone (commits by others): {}", list(&outcome.foreign))?;
+    }
+    for (_, h) in &outcome.held {
+        writeln!(out, "held: {h}")?;
+    }
+    for e in &outcome.errors {
+        writeln!(out, "error: {e}")?;
+    }
+    writeln!(out, "{}", crate::report::plan_summary(plan))
+}
+
+/// The PR directory the local forge uses for a repository.
+pub fn default_prs_dir(workdir: &Path) -> PathBuf {
+    workdir.join(".upkeep").join("prs")
+}
