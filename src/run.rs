@@ -399,17 +399,20 @@ fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::
             _ => &[],
         };
         let (vf, vt) = (Version::parse(&from), Version::parse(&to));
-        let between: Vec<&crate::model::Release> = releases
+        let mut between: Vec<(Version, &crate::model::Release)> = releases
             .iter()
-            .filter(|r| match (&vf, &vt, Version::parse(&r.version.replace('_', "+"))) {
-                (Some(f), Some(t), Some(v)) => &v > f && &v <= t,
+            .filter_map(|r| Version::parse(&r.version.replace('_', "+")).map(|v| (v, r)))
+            .filter(|(v, _)| match (&vf, &vt) {
+                (Some(f), Some(t)) => v > f && v <= t,
                 _ => false,
             })
             .collect();
+        between.sort_by(|a, b| b.0.cmp(&a.0));
+        let between: Vec<&crate::model::Release> = between.into_iter().map(|(_, r)| r).collect();
         let target = releases.iter().find(|r| r.version == to);
         view.updates.push(UpdateRow {
             dependency: d.id.clone(),
-            package: display_name(d),
+            package: if d.kind == Kind::Plan { format!("k3s (Plan {})", d.name) } else { display_name(d) },
             from: from.clone(),
             to: to.clone(),
             update_type: x.update_type.map_or("-", |u| u.as_str()).to_string(),
@@ -444,6 +447,9 @@ fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::
             view.warnings.push(format!("Upgrade path: step {step} of {of}; {why}"));
         }
         for r in between.iter().take(5) {
+            if view.notes.iter().any(|n| n.dependency == display_name(d) && n.version == r.version) {
+                continue;
+            }
             if let Some(notes) = &r.notes {
                 view.notes.push(NotesSection {
                     dependency: display_name(d),

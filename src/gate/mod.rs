@@ -250,6 +250,12 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         }
         candidates.push((v.clone(), r, kind, s));
     }
+    // A refused version is not replaced by an older one: only something newer is proposed.
+    let newest_refused =
+        parsed.iter().filter(|(_, r)| blocked.iter().any(|b| b.version == r.version)).map(|(v, _)| v).max();
+    if let Some(limit) = newest_refused {
+        candidates.retain(|c| &c.0 > limit);
+    }
     if candidates.is_empty() {
         if !refused.is_empty() {
             return Decision::new(
@@ -273,6 +279,15 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         let newest = versions.iter().max().cloned();
         candidates.retain(|c| allowed.contains(&c.0));
         if candidates.is_empty() {
+            if !refused.is_empty() {
+                return Decision::new(
+                    Action::Blocked,
+                    format!(
+                        "newer versions were refused before: {}; the next minor step has nothing newer yet",
+                        refused.join(", ")
+                    ),
+                );
+            }
             return Decision::new(Action::Hold, "no version one minor step away is available yet");
         }
         if steps > 1 {

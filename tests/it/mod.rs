@@ -8,6 +8,7 @@ mod lookup_github;
 mod lookup_helm;
 mod lookup_oci;
 mod registry;
+mod run;
 mod servers;
 mod util;
 mod walk;

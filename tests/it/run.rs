@@ -1,0 +1,299 @@
+//! `upkeep run` end to end with the local forge: real git repositories in tempdirs, a local bare
+//! remote, the bundled example's offline mirror, and every scenario a maintainer cares about.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::util::fixture;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn sig(name: &str) -> git2::Signature<'static> {
+    git2::Signature::now(name, &format!("{}@example.com", name.to_lowercase())).unwrap()
+}
+
+/// Commit every file of the work tree on the checked-out branch.
+fn commit_all(repo: &git2::Repository, message: &str, who: &str) -> git2::Oid {
+    let mut index = repo.index().unwrap();
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let parents: Vec<git2::Commit> = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).into_iter().collect();
+    let refs: Vec<&git2::Commit> = parents.iter().collect();
+    repo.commit(Some("HEAD"), &sig(who), &sig(who), message, &tree, &refs).unwrap()
+}
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    cache: PathBuf,
+}
+
+impl Sandbox {
+    /// The bundled example as a git repository, with the mirror its upkeep.yaml points at.
+    fn example() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let repo = root.join("repo");
+        copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("example"), &repo);
+        for part in ["charts.longhorn.io", "kubernetes.github.io", "oci", "github"] {
+            copy_dir(&fixture(&format!("mirror/{part}")), &root.join("fixtures/mirror").join(part));
+        }
+        let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+        commit_all(&git, "initial", "Maintainer");
+        Sandbox { cache: root.join("cache"), _dir: dir, root, repo }
+    }
+
+    fn git(&self) -> git2::Repository {
+        git2::Repository::open(&self.repo).unwrap()
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_upkeep"))
+            .arg("run")
+            .arg(&self.repo)
+            .args(args)
+            .env("UPKEEP_CACHE_DIR", &self.cache)
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "upkeep run failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn branches(&self) -> BTreeMap<String, git2::Oid> {
+        let git = self.git();
+        let mut out = BTreeMap::new();
+        for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
+            let name = b.0.name().unwrap().unwrap_or("").to_string();
+            if name.starts_with("upkeep/") {
+                out.insert(name, b.0.get().target().unwrap());
+            }
+        }
+        out
+    }
+
+    /// Every file upkeep keeps under .upkeep, with its content.
+    fn forge_files(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.repo.join(".upkeep")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.insert(
+                        e.path().strip_prefix(&self.repo).unwrap().display().to_string(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn pr(&self, number: u64) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.repo.join(format!(".upkeep/prs/{number}.json"))).unwrap())
+            .unwrap()
+    }
+
+    fn set_pr(&self, number: u64, key: &str, value: serde_json::Value) {
+        let mut pr = self.pr(number);
+        pr[key] = value;
+        std::fs::write(self.repo.join(format!(".upkeep/prs/{number}.json")), pr.to_string()).unwrap();
+    }
+
+    fn main_tip(&self) -> git2::Oid {
+        self.git().refname_to_id("refs/heads/main").unwrap()
+    }
+}
+
+const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn a_first_run_opens_one_pr_per_update_and_a_second_changes_nothing() {
+    let sb = Sandbox::example();
+    let first = sb.run(&[], &[]);
+    let text = stdout(&first);
+    assert!(text.contains("PRs opened: upkeep/helmrelease-cert-manager-cert-manager, upkeep/helmrelease-ingress-nginx-ingress-nginx, upkeep/helmrelease-longhorn-system-longhorn, upkeep/k3s-system-upgrade-system-upgrade"), "{text}");
+    assert!(
+        text.contains("held: `flux-components/clusters/home/flux-system` is generated")
+            && text.contains("flux install --export --components=source-controller"),
+        "{text}"
+    );
+    let branches = sb.branches();
+    assert_eq!(branches.len(), 4);
+    // Every branch is one upkeep commit on main's tip, with its trailer.
+    let git = sb.git();
+    for tip in branches.values() {
+        let c = git.find_commit(*tip).unwrap();
+        assert_eq!(c.parent_id(0).unwrap(), sb.main_tip());
+        assert!(c.message().unwrap().contains("\nUpkeep-Update: "));
+        assert_eq!(c.author().name().unwrap(), "upkeep[bot]");
+    }
+    let longhorn = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.md")).unwrap();
+    insta::assert_snapshot!("pr-body-longhorn", longhorn);
+    let k3s = std::fs::read_to_string(sb.repo.join(".upkeep/prs/4.md")).unwrap();
+    insta::assert_snapshot!("pr-body-k3s", k3s);
+
+    let files = sb.forge_files();
+    let second = sb.run(&[], &[]);
+    let text = stdout(&second);
+    assert!(
+        text.contains("branches written: none")
+            && text.contains("PRs opened: none")
+            && text.contains("PRs updated: none"),
+        "{text}"
+    );
+    assert_eq!(sb.branches(), branches, "no commit");
+    assert_eq!(sb.forge_files(), files, "no forge write");
+    let git = sb.git();
+    let statuses = git.statuses(None).unwrap();
+    let dirty: Vec<String> = statuses
+        .iter()
+        .filter(|s| !s.status().contains(git2::Status::IGNORED))
+        .map(|s| format!("{:?} {}", s.status(), s.path().unwrap_or("")))
+        .collect();
+    assert!(dirty.is_empty(), "the work tree is untouched: {dirty:?}");
+}
+
+#[test]
+fn a_newer_upstream_version_updates_the_existing_pr() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    let before = sb.branches()[LONGHORN];
+    let index = sb.root.join("fixtures/mirror/charts.longhorn.io/index.yaml");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let newer = "  longhorn:\n  - apiVersion: v1\n    created: \"2024-03-20T00:00:00Z\"\n    kubeVersion: '>=1.21.0-0'\n    name: longhorn\n    urls:\n    - https://github.com/longhorn/charts/releases/download/longhorn-1.5.5/longhorn-1.5.5.tgz\n    version: 1.5.5\n";
+    std::fs::write(&index, text.replacen("  longhorn:\n", newer, 1)).unwrap();
+    let out = sb.run(&[], &[]);
+    assert!(stdout(&out).contains(&format!("PRs updated: {LONGHORN}")), "{}", stdout(&out));
+    assert_eq!(sb.pr(3)["title"], "chore(deps): update longhorn to 1.5.5");
+    assert_ne!(sb.branches()[LONGHORN], before);
+    assert!(!sb.repo.join(".upkeep/prs/5.json").exists(), "no new PR");
+}
+
+#[test]
+fn a_moved_default_branch_rebases_branches_only_upkeep_wrote_and_leaves_human_work_alone() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    let git = sb.git();
+    // A maintainer commits on the longhorn branch...
+    let human_tip = {
+        let tip = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+        let tree = tip.tree().unwrap();
+        let mut builder = git.treebuilder(Some(&tree)).unwrap();
+        let blob = git.blob(b"notes\n").unwrap();
+        builder.insert("NOTES.md", blob, 0o100644).unwrap();
+        let tree = git.find_tree(builder.write().unwrap()).unwrap();
+        let oid =
+            git.commit(None, &sig("Maintainer"), &sig("Maintainer"), "docs: note the upgrade", &tree, &[&tip]).unwrap();
+        git.reference(&format!("refs/heads/{LONGHORN}"), oid, true, "human").unwrap();
+        oid
+    };
+    // ...and main moves on.
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    let new_main = commit_all(&git, "docs: move main", "Maintainer");
+    let out = sb.run(&[], &[]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("branches left alone (commits by others): {LONGHORN}")), "{text}");
+    for (name, tip) in sb.branches() {
+        if name == LONGHORN {
+            assert_eq!(tip, human_tip, "never rewritten");
+        } else {
+            assert_eq!(
+                git.find_commit(tip).unwrap().parent_id(0).unwrap(),
+                new_main,
+                "{name} recreated on the new tip"
+            );
+        }
+    }
+    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap();
+    assert!(comments.contains("commits upkeep did not write") && comments.contains("Maintainer"), "{comments}");
+    sb.run(&[], &[]);
+    let again = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap();
+    assert_eq!(again, comments, "the comment is not repeated");
+}
+
+#[test]
+fn a_pr_closed_without_merging_blocks_its_version() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    sb.set_pr(3, "state", serde_json::json!("closed"));
+    sb.set_pr(3, "closed_at", serde_json::json!("2026-11-20T00:00:00Z"));
+    let out = sb.run(&[], &[]);
+    assert!(!stdout(&out).contains("PRs opened: upkeep/helmrelease-longhorn"), "{}", stdout(&out));
+    assert!(!sb.repo.join(".upkeep/prs/5.json").exists());
+    let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
+    assert!(
+        dashboard.contains("## Blocked (1)") && dashboard.contains("1.5.4 (PR #3 was closed without merging)"),
+        "{dashboard}"
+    );
+}
+
+#[test]
+fn branches_push_to_a_bare_remote_with_a_lease() {
+    let sb = Sandbox::example();
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let remote = bare.to_string_lossy().to_string();
+    sb.run(&["--remote", &remote], &[]);
+    let pushed = git2::Repository::open_bare(&bare).unwrap();
+    assert_eq!(pushed.refname_to_id(&format!("refs/heads/{LONGHORN}")).unwrap(), sb.branches()[LONGHORN]);
+    // Someone moves the remote branch; upkeep must not overwrite it when it next rewrites.
+    let main = pushed.find_commit(sb.branches()[LONGHORN]).unwrap().parent_id(0).unwrap();
+    pushed.reference(&format!("refs/heads/{LONGHORN}"), main, true, "someone").ok();
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    commit_all(&sb.git(), "docs: move main", "Maintainer");
+    let out = sb.run(&["--remote", &remote], &[]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("error: {LONGHORN}: git: push {LONGHORN} was rejected")), "{text}");
+}
+
+#[test]
+fn the_token_never_appears_in_output() {
+    let sb = Sandbox::example();
+    let out =
+        sb.run(&["--remote", "https://127.0.0.1:9/org/repo.git", "-v"], &[("GITHUB_TOKEN", "ghp_supersecret123")]);
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("error: upkeep/"), "the push fails: {all}");
+    assert!(!all.contains("ghp_supersecret123"));
+    let files = sb.forge_files();
+    assert!(files.values().all(|f| !f.contains("ghp_supersecret123")));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let sb = Sandbox::example();
+    let out = sb.run(&["--dry-run"], &[]);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("branch {LONGHORN}: chore(deps): update longhorn to 1.5.4")), "{text}");
+    assert!(
+        text.contains("-      version: \"1.4.1\" # pinned on purpose\n+      version: \"1.5.4\" # pinned on purpose"),
+        "{text}"
+    );
+    assert!(sb.branches().is_empty() && !sb.repo.join(".upkeep").exists());
+}
