@@ -187,6 +187,13 @@ pub fn sanitize_notes(text: &str, max: usize, url: Option<&str>) -> String {
     body
 }
 
+/// Make one line of upstream text (a signal's evidence) safe inside a list item: the same
+/// neutralising as [`sanitize_notes`], on one line, without the blockquote.
+pub fn sanitize_inline(text: &str) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    sanitize_notes(&one_line, NOTES_MAX, None).trim_start_matches("> ").trim_start_matches('>').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +208,12 @@ mod tests {
         assert!(out.contains("me@example.com"), "an email is not a mention");
         assert!(out.lines().all(|l| l.starts_with('>')), "everything stays inside the quote");
         assert!(out.ends_with("> ```"), "the open fence is closed");
+    }
+
+    #[test]
+    fn inline_text_is_defused_too() {
+        let out = sanitize_inline("fix by [@johngmyers](https://github.com/x) in #3764\nnext");
+        assert_eq!(out, "fix by [@&#8203;johngmyers](https://redirect.github.com/x) in #&#8203;3764 next");
     }
 
     #[test]

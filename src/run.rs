@@ -23,7 +23,9 @@ use crate::gate::versioning::Version;
 use crate::gate::{Action, Decision, Plan};
 use crate::git::{Author, Writer};
 use crate::model::{Component, Dependency, Kind, SignalKind};
-use crate::render::{DashboardView, NOTES_MAX, NotesSection, PrView, Renderer, UpdateRow, sanitize_notes};
+use crate::render::{
+    DashboardView, NOTES_MAX, NotesSection, PrView, Renderer, UpdateRow, sanitize_inline, sanitize_notes,
+};
 
 /// Title of the dashboard.
 pub const DASHBOARD_TITLE: &str = "upkeep dependency dashboard";
@@ -425,14 +427,25 @@ fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::
                 match s.kind {
                     SignalKind::Security => {
                         view.security = true;
-                        view.warnings.push(format!("Security ({} {}): {}", display_name(d), r.version, s.detail));
+                        view.warnings.push(format!(
+                            "Security ({} {}): {}",
+                            display_name(d),
+                            r.version,
+                            sanitize_inline(&s.detail)
+                        ));
                     }
-                    SignalKind::Breaking => {
-                        view.warnings.push(format!("Breaking change ({} {}): {}", display_name(d), r.version, s.detail))
-                    }
-                    SignalKind::Deprecated => {
-                        view.warnings.push(format!("Deprecated ({} {}): {}", display_name(d), r.version, s.detail))
-                    }
+                    SignalKind::Breaking => view.warnings.push(format!(
+                        "Breaking change ({} {}): {}",
+                        display_name(d),
+                        r.version,
+                        sanitize_inline(&s.detail)
+                    )),
+                    SignalKind::Deprecated => view.warnings.push(format!(
+                        "Deprecated ({} {}): {}",
+                        display_name(d),
+                        r.version,
+                        sanitize_inline(&s.detail)
+                    )),
                     SignalKind::KubeVersion => {}
                 }
             }

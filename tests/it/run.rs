@@ -297,3 +297,124 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     );
     assert!(sb.branches().is_empty() && !sb.repo.join(".upkeep").exists());
 }
+
+/// Each corpus repository as a git repository with a bare remote and the index mirror on
+/// loopback: `upkeep run --forge local` writes branches whose diffs change only version
+/// scalars, and PR bodies that are sane Markdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_runs_change_only_version_scalars() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer};
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(super::servers::Mirror { root: fixture("mirror") }).mount(&server).await;
+    let sources = std::fs::read_to_string(fixture("mirror/SOURCES.tsv")).unwrap();
+    let mut config = String::from(
+        "registryRewrites:\n  - {from: 'oci://', to: 'http://127.0.0.1:9'}\n  - {from: 'https://api.github.com', to: 'http://127.0.0.1:9'}\n",
+    );
+    for url in sources.lines().skip(1).filter_map(|l| l.split('\t').next()) {
+        let hostpath = url.split_once("://").map_or(url, |(_, r)| r).trim_end_matches('/');
+        config.push_str(&format!("  - {{from: '{url}', to: '{}/{hostpath}'}}\n", server.uri()));
+    }
+    let mut total_branches = 0;
+    for repo in ["bjw-s-home-ops", "carpenike-k8s-gitops-2021", "onedr0p-home-ops-2022"] {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("repo");
+        copy_dir(&fixture(&format!("corpus/{repo}")), &work);
+        std::fs::write(work.join("upkeep.yaml"), &config).unwrap();
+        let git = git2::Repository::init_opts(&work, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+        commit_all(&git, "initial", "Maintainer");
+        let bare = dir.path().join("remote.git");
+        git2::Repository::init_bare(&bare).unwrap();
+        let (work2, bare2, cache) = (work.clone(), bare.clone(), dir.path().join("cache"));
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_upkeep"))
+                .arg("run")
+                .arg(&work2)
+                .args(["--forge", "local", "--remote"])
+                .arg(&bare2)
+                .env("UPKEEP_CACHE_DIR", cache)
+                .env_remove("GITHUB_TOKEN")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && !text.contains("error:"),
+            "{repo}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let main = git.refname_to_id("refs/heads/main").unwrap();
+        let main_tree = git.find_commit(main).unwrap().tree().unwrap();
+        let remote = git2::Repository::open_bare(&bare).unwrap();
+        let mut branches = 0;
+        for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
+            let name = b.0.name().unwrap().unwrap_or("").to_string();
+            if !name.starts_with("upkeep/") {
+                continue;
+            }
+            branches += 1;
+            let tip = git.find_commit(b.0.get().target().unwrap()).unwrap();
+            assert_eq!(remote.refname_to_id(&format!("refs/heads/{name}")).unwrap(), tip.id(), "{name} pushed");
+            let updates: Vec<(String, String)> = tip
+                .message()
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.strip_prefix("Upkeep-Update: "))
+                .map(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    (w[1].to_string(), w[3].to_string())
+                })
+                .collect();
+            assert!(!updates.is_empty(), "{name} has trailers");
+            let diff = git.diff_tree_to_tree(Some(&main_tree), Some(&tip.tree().unwrap()), None).unwrap();
+            for delta in diff.deltas() {
+                let path = delta.new_file().path().unwrap().to_path_buf();
+                let old = String::from_utf8(git.find_blob(delta.old_file().id()).unwrap().content().to_vec()).unwrap();
+                let new = String::from_utf8(git.find_blob(delta.new_file().id()).unwrap().content().to_vec()).unwrap();
+                assert_eq!(old.lines().count(), new.lines().count(), "{name} {}: line count", path.display());
+                for (a, b) in old.lines().zip(new.lines()).filter(|(a, b)| a != b) {
+                    let explained = updates.iter().any(|(from, to)| {
+                        b == a.replacen(from.as_str(), to, 1) || b == a.replacen(from.as_str(), &format!("\"{to}\""), 1)
+                    });
+                    assert!(explained, "{repo} {name} {}: `{a}` -> `{b}` is not a version edit", path.display());
+                }
+            }
+        }
+        assert!(branches > 0, "{repo}: some updates were written");
+        total_branches += branches;
+        for entry in std::fs::read_dir(work.join(".upkeep/prs")).unwrap().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "md") && !p.to_string_lossy().ends_with(".comments.md") {
+                markdown_is_sane(&std::fs::read_to_string(&p).unwrap(), &p.display().to_string());
+            }
+        }
+    }
+    assert!(total_branches > 20, "{total_branches}");
+}
+
+/// Balanced fences and details, tables with as many cells as their header, no live mention.
+fn markdown_is_sane(body: &str, name: &str) {
+    let fences = body.lines().filter(|l| l.trim_start().trim_start_matches("> ").starts_with("```")).count();
+    assert_eq!(fences % 2, 0, "{name}: unbalanced code fences");
+    assert_eq!(body.matches("<details>").count(), body.matches("</details>").count(), "{name}: details");
+    let mut columns = None;
+    for line in body.lines() {
+        if line.starts_with('|') {
+            let cells = line.replace("\\|", "").matches('|').count();
+            assert_eq!(*columns.get_or_insert(cells), cells, "{name}: ragged table row {line}");
+        } else {
+            columns = None;
+        }
+    }
+    for (i, _) in body.match_indices('@') {
+        let next = body[i + 1..].chars().next().unwrap_or(' ');
+        let prev = body[..i].chars().last().unwrap_or(' ');
+        assert!(
+            !(next.is_ascii_alphanumeric() && !prev.is_ascii_alphanumeric()),
+            "{name}: a live @mention: {}",
+            &body[i.saturating_sub(80)..(i + 40).min(body.len())]
+        );
+    }
+}
