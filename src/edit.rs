@@ -128,7 +128,14 @@ pub fn apply(file: &str, text: &str, edits: &[Edit]) -> Result<String, EditError
             .map(|b| *b as char)
             .filter(|c| *c == '\'' || *c == '"')
             .filter(|_| text.as_bytes().get(span.end).is_some_and(|b| *b == b'\'' || *b == b'"'));
-        let bytes = replacement(e, quote).map_err(|r| refuse(&e.dependency, r))?;
+        let bytes = if e.location.in_comment {
+            if e.to.contains(char::is_whitespace) || e.to.is_empty() {
+                return Err(refuse(&e.dependency, format!("`{}` cannot stand in a comment header", e.to)));
+            }
+            e.to.clone()
+        } else {
+            replacement(e, quote).map_err(|r| refuse(&e.dependency, r))?
+        };
         out.replace_range(span.clone(), &bytes);
         new_spans.push((span, e, bytes));
     }

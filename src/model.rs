@@ -125,6 +125,10 @@ pub struct Location {
     /// True when the bytes at `span` are exactly the value, so a splice is a faithful edit.
     #[serde(skip)]
     pub verbatim: bool,
+    /// The value sits in a comment (the gotk-components header), not a YAML scalar: it is never
+    /// quoted.
+    #[serde(skip)]
+    pub in_comment: bool,
 }
 
 /// Why a dependency will not be updated, in words a user can act on.

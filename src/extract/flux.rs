@@ -120,6 +120,7 @@ impl Extractor for Flux {
                     column: header.column,
                     span: header.span,
                     verbatim: true,
+                    in_comment: true,
                 });
             }
             None => {

@@ -226,6 +226,7 @@ pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
                 column: node.column,
                 span: s.span.clone(),
                 verbatim: s.verbatim,
+                in_comment: false,
             },
         },
         NodeKind::Alias(_) => VersionValue::Alias { value: None, line: node.line },

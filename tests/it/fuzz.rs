@@ -133,3 +133,67 @@ proptest! {
         }
     }
 }
+
+/// Every version found in the corpus can be replaced in place: the edit is proved and the
+/// edited text differs from the original only inside the version's span.
+#[test]
+fn every_corpus_version_can_be_edited_in_place() {
+    let mut edited = 0;
+    for repo in ["billimek-k8s-gitops", "bjw-s-home-ops", "carpenike-k8s-gitops-2021", "onedr0p-home-ops-2022"] {
+        let root = super::util::fixture(&format!("corpus/{repo}"));
+        let scan = super::util::scan_dir(&root);
+        for dep in scan.dependencies.iter().filter(|d| d.location.is_some()) {
+            let loc = dep.location.clone().unwrap();
+            let text = std::fs::read_to_string(root.join(&loc.file)).unwrap();
+            let from = dep.current.clone().unwrap();
+            for to in ["99.1.2", "1.10"] {
+                let edit = upkeep::edit::Edit {
+                    dependency: dep.id.clone(),
+                    location: loc.clone(),
+                    from: from.clone(),
+                    to: to.into(),
+                };
+                let out = upkeep::edit::apply(&loc.file, &text, &[edit]).unwrap_or_else(|e| panic!("{repo}: {e}"));
+                assert_eq!(&out[..loc.span.start], &text[..loc.span.start], "{repo} {}: bytes before the span", dep.id);
+                let tail = &text[loc.span.end..];
+                assert!(out.ends_with(tail), "{repo} {}: bytes after the span", dep.id);
+                let written = &out[loc.span.start..out.len() - tail.len()];
+                assert!(written == to || written == format!("\"{to}\""), "{repo} {}: wrote `{written}`", dep.id);
+            }
+            edited += 1;
+        }
+    }
+    assert!(edited > 250, "{edited}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Generated manifests in every quoting style, flow or block, CRLF or not, with a BOM or
+    /// not: an edit writes the new version and the file re-extracts to it.
+    #[test]
+    fn generated_manifests_edit_and_re_extract(
+        version in "[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}",
+        target in "[0-9]{1,2}\\.[0-9]{1,2}(\\.[0-9]{1,2})?",
+        quote in prop::sample::select(vec!["", "'", "\""]),
+        crlf in any::<bool>(),
+        bom in any::<bool>(),
+        flow in any::<bool>(),
+    ) {
+        let chart = if flow {
+            format!("  chart: {{spec: {{chart: app, version: {quote}{version}{quote}, sourceRef: {{kind: HelmRepository, name: repo}}}}}} # c\n")
+        } else {
+            format!("  chart:\n    spec:\n      chart: app\n      version: {quote}{version}{quote} # c\n      sourceRef:\n        kind: HelmRepository\n        name: repo\n")
+        };
+        let mut text = format!("apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: app\n  namespace: x\nspec:\n{chart}");
+        if crlf { text = text.replace('\n', "\r\n"); }
+        if bom { text.insert(0, '\u{feff}'); }
+        let dep = extract("gen.yaml", text.clone()).dependencies.remove(0);
+        let edit = upkeep::edit::Edit { dependency: dep.id.clone(), location: dep.location.clone().unwrap(), from: version.clone(), to: target.clone() };
+        let out = upkeep::edit::apply("gen.yaml", &text, &[edit]).unwrap();
+        let again = extract("gen.yaml", out.clone()).dependencies.remove(0);
+        prop_assert_eq!(again.current.as_deref(), Some(target.as_str()));
+        prop_assert_eq!(out.matches('\n').count(), text.matches('\n').count());
+        prop_assert_eq!(out.starts_with('\u{feff}'), bom);
+    }
+}
