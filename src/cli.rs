@@ -38,6 +38,8 @@ pub enum Command {
 pub enum ForgeKind {
     /// Branches in the local repository, PR bodies as files (no GitHub needed).
     Local,
+    /// Pull requests on GitHub (`GITHUB_API_URL`, `GITHUB_TOKEN`, `GITHUB_REPOSITORY`).
+    Github,
 }
 
 /// Arguments of `upkeep run`.
@@ -53,8 +55,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub prs_dir: Option<PathBuf>,
     /// Push upkeep's branches to this remote (name or URL); the token comes from `GITHUB_TOKEN`.
+    /// Default: none for the local forge, `origin` for GitHub.
     #[arg(long)]
     pub remote: Option<String>,
+    /// The GitHub repository, `owner/name`.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: Option<String>,
     /// Print the branches, diffs and PR titles it would produce; write nothing.
     #[arg(long)]
     pub dry_run: bool,

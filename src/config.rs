@@ -15,7 +15,10 @@
 //!     schedule: { days: [sat], hours: "02:00-06:00" }
 //!   - match: { chart: ["kube-prometheus-*"], updateType: [patch] }
 //!     group: monitoring
-//!     automerge: true
+//!     automerge: true          # GitHub auto-merge once checks pass
+//!     labels: [deps]
+//!   - match: { component: [k3s] }
+//!     draft: true              # open as a draft; reviewers: [alice]
 //!     minimumReleaseAge: 3d
 //!     ignoreVersions: [">=70.0.0"]
 //! registryRewrites:            # send lookups for a URL prefix elsewhere (mirrors, air gaps)
@@ -90,6 +93,8 @@ struct RawRule {
     group: Option<String>,
     /// Enable GitHub auto-merge on the PR.
     automerge: Option<bool>,
+    /// Open the PR as a draft.
+    draft: Option<bool>,
     /// PR labels.
     labels: Option<Vec<String>>,
     /// PR reviewers.
@@ -373,6 +378,7 @@ fn policy(
                 minimum_release_age,
                 group: r.group,
                 automerge: r.automerge,
+                draft: r.draft,
                 labels: r.labels,
                 reviewers: r.reviewers,
                 schedule,

@@ -13,9 +13,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::app::{AppError, Versions, history, plan_with, scan_and_look_up};
-use crate::cli::RunArgs;
+use crate::cli::{ForgeKind, RunArgs};
 use crate::edit::{Edit, apply};
 use crate::extract::Scan;
+use crate::forge::github::GithubForge;
 use crate::forge::local::LocalForge;
 use crate::forge::{Forge, NewPullRequest, PrState, PullRequest, closed_unmerged, marker, markers};
 use crate::gate::history::History;
@@ -113,7 +114,29 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         .workdir()
         .map(Path::to_path_buf)
         .ok_or_else(|| AppError::Run("the repository has no work tree".into()))?;
-    let forge = LocalForge::new(args.prs_dir.clone().unwrap_or_else(|| workdir.join(".upkeep").join("prs")));
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    let (forge, remote): (Box<dyn Forge>, Option<String>) = match args.forge {
+        ForgeKind::Local => (
+            Box::new(LocalForge::new(args.prs_dir.clone().unwrap_or_else(|| default_prs_dir(&workdir)))),
+            args.remote.clone(),
+        ),
+        ForgeKind::Github => {
+            let api = std::env::var("GITHUB_API_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://api.github.com".into());
+            let repo = args
+                .repo
+                .clone()
+                .ok_or_else(|| AppError::Run("--forge github needs --repo owner/name or GITHUB_REPOSITORY".into()))?;
+            let max_wait = std::env::var("UPKEEP_MAX_WAIT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+            let forge = GithubForge::new(&api, &repo, token.as_deref().unwrap_or(""))
+                .map_err(|e| AppError::Run(e.to_string()))?
+                .with_max_wait(std::time::Duration::from_secs(max_wait));
+            (Box::new(forge), Some(args.remote.clone().unwrap_or_else(|| "origin".into())))
+        }
+    };
+    let forge = forge.as_ref();
     let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
     let (git_history, note) = history(&args.scan.path);
     let mut events = closed_unmerged(&prs);
@@ -128,19 +151,18 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     plan.notes.extend(note);
     let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
     let prefix = scan_prefix(&args.scan.path, &workdir);
-    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
     let ctx = Ctx {
         writer: &writer,
-        forge: &forge,
+        forge,
         renderer: &renderer,
         prefix,
         versions: &versions,
-        remote: args.remote.as_deref(),
+        remote: remote.as_deref(),
         token: token.as_deref(),
     };
     let outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
     if !args.dry_run {
-        let view = dashboard(&scan, &versions, &plan, &outcome, &forge);
+        let view = dashboard(&scan, &versions, &plan, &outcome, forge);
         let body = renderer.render("dashboard", &view).map_err(|e| AppError::Run(e.to_string()))?;
         forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| AppError::Run(e.to_string()))?;
     }
@@ -346,6 +368,7 @@ fn write_change(
                 .into_iter()
                 .collect();
             let automerge = change.items.iter().all(|(_, x)| x.automerge);
+            let draft = change.items.iter().any(|(_, x)| x.draft);
             ctx.forge
                 .create(&NewPullRequest {
                     head: branch.clone(),
@@ -355,6 +378,7 @@ fn write_change(
                     labels,
                     reviewers,
                     automerge,
+                    draft,
                 })
                 .map_err(|e| e.to_string())?;
             outcome.opened.push(branch);

@@ -29,6 +29,8 @@ struct Meta {
     reviewers: Vec<String>,
     #[serde(default)]
     automerge: bool,
+    #[serde(default)]
+    draft: bool,
     state: PrState,
     closed_at: Option<jiff::Timestamp>,
 }
@@ -124,6 +126,7 @@ impl Forge for LocalForge {
             labels: pr.labels.clone(),
             reviewers: pr.reviewers.clone(),
             automerge: pr.automerge,
+            draft: pr.draft,
             state: PrState::Open,
             closed_at: None,
         };

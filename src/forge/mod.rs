@@ -1,11 +1,12 @@
 //! Where pull requests live: a trait, and two implementations — [`local`] (files on disk, the
-//! embedded default, so everything works without GitHub); the GitHub REST forge comes next.
+//! embedded default, so everything works without GitHub) and [`github`] (the REST API).
 //!
 //! PRs are found by their head branch (`upkeep/<group>`), which is what makes runs idempotent:
 //! a re-run updates the PR it finds instead of opening another. Every PR body ends with hidden
 //! markers (`<!-- upkeep-update: <dependency-id> <from> -> <to> -->`) so a PR closed without
 //! merging can be read back as "not this version".
 
+pub mod github;
 pub mod local;
 
 use crate::gate::history::Event;
@@ -62,6 +63,8 @@ pub struct NewPullRequest {
     pub reviewers: Vec<String>,
     /// Turn on auto-merge.
     pub automerge: bool,
+    /// Open as a draft.
+    pub draft: bool,
 }
 
 /// A forge call that failed.

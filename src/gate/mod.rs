@@ -81,6 +81,9 @@ pub struct Decision {
     /// Merge automatically.
     #[serde(skip)]
     pub automerge: bool,
+    /// Open as a draft.
+    #[serde(skip)]
+    pub draft: bool,
     /// PR labels.
     #[serde(skip)]
     pub labels: Vec<String>,
@@ -104,6 +107,7 @@ impl Decision {
             step: None,
             security: false,
             automerge: false,
+            draft: false,
             labels: Vec::new(),
             reviewers: Vec::new(),
             published: None,
@@ -371,6 +375,7 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         step,
         security,
         automerge: settings.automerge,
+        draft: settings.draft,
         labels: settings.labels.clone(),
         reviewers: settings.reviewers.clone(),
         published: release.published,

@@ -67,6 +67,8 @@ pub struct RuleSettings {
     pub group: Option<String>,
     /// Merge automatically when checks pass.
     pub automerge: Option<bool>,
+    /// Open PRs as drafts.
+    pub draft: Option<bool>,
     /// PR labels.
     pub labels: Option<Vec<String>>,
     /// PR reviewers.
@@ -105,6 +107,8 @@ pub struct Settings {
     pub group: Option<String>,
     /// Merge automatically.
     pub automerge: bool,
+    /// Open PRs as drafts.
+    pub draft: bool,
     /// PR labels.
     pub labels: Vec<String>,
     /// PR reviewers.
@@ -134,6 +138,7 @@ impl Default for Settings {
             minimum_release_age: None,
             group: None,
             automerge: false,
+            draft: false,
             labels: Vec::new(),
             reviewers: Vec::new(),
             schedule: None,
@@ -165,6 +170,9 @@ pub fn settings_for(rules: &[Rule], dep: &Dependency, update_type: Option<Update
         }
         if let Some(v) = r.automerge {
             s.automerge = v;
+        }
+        if let Some(v) = r.draft {
+            s.draft = v;
         }
         if let Some(v) = &r.labels {
             s.labels = v.clone();

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use super::util::fixture;
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
@@ -24,7 +24,7 @@ fn sig(name: &str) -> git2::Signature<'static> {
 }
 
 /// Commit every file of the work tree on the checked-out branch.
-fn commit_all(repo: &git2::Repository, message: &str, who: &str) -> git2::Oid {
+pub(crate) fn commit_all(repo: &git2::Repository, message: &str, who: &str) -> git2::Oid {
     let mut index = repo.index().unwrap();
     index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
     index.write().unwrap();
@@ -34,16 +34,16 @@ fn commit_all(repo: &git2::Repository, message: &str, who: &str) -> git2::Oid {
     repo.commit(Some("HEAD"), &sig(who), &sig(who), message, &tree, &refs).unwrap()
 }
 
-struct Sandbox {
+pub(crate) struct Sandbox {
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) repo: PathBuf,
     cache: PathBuf,
 }
 
 impl Sandbox {
     /// The bundled example as a git repository, with the mirror its upkeep.yaml points at.
-    fn example() -> Sandbox {
+    pub(crate) fn example() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let repo = root.join("repo");
@@ -56,21 +56,12 @@ impl Sandbox {
         Sandbox { cache: root.join("cache"), _dir: dir, root, repo }
     }
 
-    fn git(&self) -> git2::Repository {
+    pub(crate) fn git(&self) -> git2::Repository {
         git2::Repository::open(&self.repo).unwrap()
     }
 
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_upkeep"))
-            .arg("run")
-            .arg(&self.repo)
-            .args(args)
-            .env("UPKEEP_CACHE_DIR", &self.cache)
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GITHUB_API_URL")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+    pub(crate) fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.try_run(args, env);
         assert!(
             out.status.success(),
             "upkeep run failed: {}\n{}",
@@ -80,7 +71,22 @@ impl Sandbox {
         out
     }
 
-    fn branches(&self) -> BTreeMap<String, git2::Oid> {
+    /// `upkeep run` on the sandbox, successful or not.
+    pub(crate) fn try_run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_upkeep"))
+            .arg("run")
+            .arg(&self.repo)
+            .args(args)
+            .env("UPKEEP_CACHE_DIR", &self.cache)
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
+            .env_remove("GITHUB_REPOSITORY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    pub(crate) fn branches(&self) -> BTreeMap<String, git2::Oid> {
         let git = self.git();
         let mut out = BTreeMap::new();
         for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
@@ -122,14 +128,14 @@ impl Sandbox {
         std::fs::write(self.repo.join(format!(".upkeep/prs/{number}.json")), pr.to_string()).unwrap();
     }
 
-    fn main_tip(&self) -> git2::Oid {
+    pub(crate) fn main_tip(&self) -> git2::Oid {
         self.git().refname_to_id("refs/heads/main").unwrap()
     }
 }
 
-const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
+pub(crate) const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 

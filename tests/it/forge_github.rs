@@ -1,0 +1,329 @@
+//! The GitHub forge through a wire-level fake of GitHub's REST API on loopback
+//! (`GITHUB_API_URL`): `upkeep run --forge github` end to end against a real git repository and
+//! a bare remote, and the client's manners on its own — idempotent creation, "already exists",
+//! rate limits, permissions, pagination, and a token that never leaks.
+
+use std::time::Duration;
+
+use upkeep::forge::github::GithubForge;
+use upkeep::forge::{Forge, NewPullRequest, PrState};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::github_fake::{FakeGithub, Fault};
+use super::run::{LONGHORN, Sandbox, commit_all, stdout};
+
+const TOKEN: &str = "ghp_fakeTokenForTests0123456789";
+const REPO: &str = "home-ops/cluster";
+const CERT_MANAGER: &str = "upkeep/helmrelease-cert-manager-cert-manager";
+
+/// The fake on a loopback port. The server runs on its own runtime so tests (and the forge,
+/// which blocks on its own runtime) stay synchronous.
+struct Github {
+    server: MockServer,
+    fake: FakeGithub,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Github {
+    fn start() -> Github {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let fake = FakeGithub::new(REPO);
+        let server = runtime.block_on(async {
+            let server = MockServer::start().await;
+            Mock::given(any()).respond_with(fake.clone()).mount(&server).await;
+            server
+        });
+        Github { server, fake, _runtime: runtime }
+    }
+
+    fn forge(&self) -> GithubForge {
+        GithubForge::new(&self.server.uri(), REPO, TOKEN).unwrap().with_max_wait(Duration::from_secs(5))
+    }
+}
+
+fn new_pr(head: &str, labels: &[&str]) -> NewPullRequest {
+    NewPullRequest {
+        head: head.into(),
+        base: "main".into(),
+        title: format!("chore(deps): update {head}"),
+        body: "body".into(),
+        labels: labels.iter().map(|l| (*l).to_string()).collect(),
+        reviewers: Vec::new(),
+        automerge: false,
+        draft: false,
+    }
+}
+
+/// The bundled example pointed at the fake: release lookups (k3s, Flux) still read the offline
+/// mirror, now found under the fake's URL, and rules ask for labels, reviewers, a draft and
+/// auto-merge so every PR option crosses the wire.
+fn sandbox(gh: &Github) -> (Sandbox, String) {
+    let sb = Sandbox::example();
+    let config = sb.repo.join("upkeep.yaml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("https://api.github.com", &gh.server.uri());
+    let rules = "rules:\n  - match: { component: [longhorn] }\n    labels: [platform]\n    reviewers: [octocat]\n    draft: true\n  - match: { chart: [cert-manager] }\n    automerge: true\n";
+    std::fs::write(&config, format!("{text}{rules}")).unwrap();
+    commit_all(&sb.git(), "chore: upkeep config for GitHub", "Maintainer");
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    (sb, bare.to_string_lossy().to_string())
+}
+
+fn run_github(sb: &Sandbox, gh: &Github, remote: &str, extra: &[(&str, &str)]) -> std::process::Output {
+    let uri = gh.server.uri();
+    let mut env = vec![("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", TOKEN), ("GITHUB_REPOSITORY", REPO)];
+    env.extend_from_slice(extra);
+    sb.try_run(&["--forge", "github", "--remote", remote], &env)
+}
+
+fn all_output(out: &std::process::Output) -> String {
+    format!("{}{}", stdout(out), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_github_run_opens_prs_and_a_dashboard_then_a_second_run_writes_nothing() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    let first = run_github(&sb, &gh, &remote, &[]);
+    assert!(first.status.success(), "{}", all_output(&first));
+    let writes = gh.fake.writes();
+    let count = |w: &str| writes.iter().filter(|x| x.as_str() == w).count();
+    assert_eq!(count("POST /pulls"), 4, "{writes:?}");
+    assert_eq!(count("POST /issues"), 1, "one dashboard issue: {writes:?}");
+    assert_eq!(count("POST /graphql"), 1, "auto-merge for cert-manager only: {writes:?}");
+
+    let longhorn = gh.fake.pulls_for(LONGHORN);
+    assert_eq!(longhorn.len(), 1);
+    let n = longhorn[0]["number"].as_u64().unwrap();
+    assert_eq!(longhorn[0]["draft"], true);
+    assert_eq!(longhorn[0]["labels"][0]["name"], "platform");
+    assert!(writes.contains(&format!("POST /pulls/{n}/requested_reviewers")), "{writes:?}");
+    assert_eq!(longhorn[0]["title"], "chore(deps): update longhorn to 1.5.4");
+    assert!(
+        longhorn[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("<!-- upkeep-update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4 -->"),
+        "{}",
+        longhorn[0]["body"]
+    );
+    // Branches went to the remote, each the tip upkeep wrote locally.
+    let pushed = git2::Repository::open_bare(&remote).unwrap();
+    for (name, tip) in sb.branches() {
+        assert_eq!(pushed.refname_to_id(&format!("refs/heads/{name}")).unwrap(), tip, "{name}");
+    }
+    let dashboard = gh.fake.dashboard().unwrap();
+    assert_eq!(dashboard["title"], "upkeep dependency dashboard");
+    assert!(dashboard["body"].as_str().unwrap().contains(LONGHORN), "{}", dashboard["body"]);
+
+    // Every call carried the token in the header and nowhere else.
+    let tokens = gh.fake.state.lock().unwrap().tokens.clone();
+    assert!(!tokens.is_empty() && tokens.iter().all(|t| t == &format!("Bearer {TOKEN}")));
+    assert!(gh.fake.requests().iter().all(|r| !r.contains(TOKEN)));
+    assert!(!all_output(&first).contains(TOKEN));
+
+    let second = run_github(&sb, &gh, &remote, &[]);
+    assert!(second.status.success(), "{}", all_output(&second));
+    assert_eq!(gh.fake.writes(), writes, "the second run writes nothing to GitHub");
+    let text = stdout(&second);
+    assert!(text.contains("PRs opened: none") && text.contains("PRs updated: none"), "{text}");
+}
+
+#[test]
+fn a_pr_closed_without_merging_on_github_is_not_proposed_again() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    assert!(run_github(&sb, &gh, &remote, &[]).status.success());
+    gh.fake.close_unmerged(LONGHORN);
+    let before = gh.fake.writes();
+    let out = run_github(&sb, &gh, &remote, &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let new: Vec<String> = gh.fake.writes()[before.len()..].to_vec();
+    assert!(!new.iter().any(|w| w == "POST /pulls"), "no new PR: {new:?}");
+    assert_eq!(gh.fake.pulls_for(LONGHORN).len(), 1);
+    let dashboard = gh.fake.dashboard().unwrap();
+    let body = dashboard["body"].as_str().unwrap();
+    assert!(body.contains("was closed without merging"), "{body}");
+    assert!(new.iter().any(|w| w.starts_with("PATCH /issues/")), "the dashboard is edited in place: {new:?}");
+}
+
+#[test]
+fn a_create_that_github_completed_but_answered_502_is_not_duplicated() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    gh.fake.fault(Fault {
+        method: "POST",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(502).set_body_string("Bad Gateway"),
+        processed: true,
+    });
+    let first = run_github(&sb, &gh, &remote, &[]);
+    let text = all_output(&first);
+    assert!(text.contains(&format!("error: {CERT_MANAGER}: github: POST pulls: HTTP 502")), "{text}");
+    assert_eq!(gh.fake.pulls_for(CERT_MANAGER).len(), 1, "upkeep did not retry the POST");
+    let second = run_github(&sb, &gh, &remote, &[]);
+    assert!(second.status.success(), "{}", all_output(&second));
+    assert_eq!(gh.fake.pulls_for(CERT_MANAGER).len(), 1, "the next run found it by head branch");
+    assert!(!stdout(&second).contains("error:"), "{}", stdout(&second));
+    for head in [CERT_MANAGER, LONGHORN] {
+        assert_eq!(gh.fake.pulls_for(head).len(), 1, "{head}");
+    }
+}
+
+#[test]
+fn a_long_secondary_rate_limit_stops_the_run_with_a_clear_message() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+        })),
+        processed: false,
+    });
+    let out = run_github(&sb, &gh, &remote, &[("UPKEEP_MAX_WAIT_SECONDS", "1")]);
+    assert!(!out.status.success());
+    let text = all_output(&out);
+    assert!(
+        text.contains("rate limited (HTTP 403); GitHub asks to wait 60s") && text.contains("run again later"),
+        "{text}"
+    );
+    assert!(gh.fake.writes().is_empty() && sb.branches().is_empty(), "nothing half-written");
+}
+
+#[test]
+fn already_exists_is_treated_as_found() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let first = forge.create(&new_pr("upkeep/a", &[])).unwrap();
+    // A stale search misses the open PR, so upkeep POSTs and GitHub answers 422.
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(200).set_body_json(serde_json::json!([])),
+        processed: false,
+    });
+    let again = forge.create(&new_pr("upkeep/a", &[])).unwrap();
+    assert_eq!(again.number, first.number);
+    assert_eq!(gh.fake.pulls_for("upkeep/a").len(), 1);
+    assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /pulls").count(), 2, "the 422 happened");
+}
+
+#[test]
+fn retry_after_and_the_rate_limit_reset_are_waited_out() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    forge.create(&new_pr("upkeep/a", &[])).unwrap();
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        processed: false,
+    });
+    let reset = (jiff::Timestamp::now().as_second() + 1).to_string();
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.as_str())
+            .set_body_json(serde_json::json!({"message": "API rate limit exceeded for installation ID 1."})),
+        processed: false,
+    });
+    let before = gh.fake.requests().len();
+    let prs = forge.upkeep_prs().unwrap();
+    assert_eq!(prs.len(), 1);
+    assert_eq!(gh.fake.requests().len() - before, 3, "two limits waited out, then the answer");
+
+    // A reset an hour away is past the cap: a clear error, at once.
+    let reset = (jiff::Timestamp::now().as_second() + 3600).to_string();
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.as_str())
+            .set_body_json(serde_json::json!({"message": "API rate limit exceeded"})),
+        processed: false,
+    });
+    let err = forge.upkeep_prs().unwrap_err().to_string();
+    assert!(err.contains("rate limited (HTTP 403)") && err.contains("run again later"), "{err}");
+}
+
+#[test]
+fn permission_errors_name_the_missing_permission_and_never_the_token() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let cases = [
+        ("GET", "/pulls", 401, "Bad credentials", "GITHUB_TOKEN is missing, invalid or expired"),
+        ("GET", "/pulls", 404, "Not Found", "check GITHUB_REPOSITORY"),
+        ("POST", "/pulls", 403, "Resource not accessible by integration", "`pull-requests: write`"),
+    ];
+    for (method, path, status, message, hint) in cases {
+        gh.fake.fault(Fault {
+            method,
+            path_contains: path,
+            response: ResponseTemplate::new(status).set_body_json(serde_json::json!({"message": message})),
+            processed: false,
+        });
+        let err = forge.create(&new_pr("upkeep/b", &["deps"])).unwrap_err().to_string();
+        assert!(err.contains(hint) && err.contains(message), "{status}: {err}");
+        assert!(!err.contains(TOKEN));
+    }
+    gh.fake.fault(Fault {
+        method: "PUT",
+        path_contains: "/labels",
+        response: ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"message": "Resource not accessible by integration"})),
+        processed: false,
+    });
+    let err = forge.create(&new_pr("upkeep/b", &["deps"])).unwrap_err().to_string();
+    assert!(err.contains("`issues: write`"), "{err}");
+    // The PR exists without its label; updating it (as the next run does) puts the label on.
+    let pr = forge.upkeep_prs().unwrap().into_iter().find(|p| p.head == "upkeep/b").unwrap();
+    assert!(pr.labels.is_empty() && pr.state == PrState::Open);
+    forge.update(pr.number, &pr.title, &pr.body, &["deps".to_string()]).unwrap();
+    assert_eq!(gh.fake.pulls_for("upkeep/b")[0]["labels"][0]["name"], "deps");
+}
+
+#[test]
+fn every_page_of_pull_requests_is_read() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    for i in 0..7 {
+        forge.create(&new_pr(&format!("upkeep/p{i}"), &[])).unwrap();
+    }
+    forge.create(&new_pr("feature/not-ours", &[])).unwrap();
+    gh.fake.state.lock().unwrap().page_size = Some(3);
+    let prs = forge.upkeep_prs().unwrap();
+    assert_eq!(prs.len(), 7, "three pages, the human branch left out");
+    assert!(gh.fake.requests().iter().any(|r| r.contains("page=3")));
+
+    // A `next` link to another host would carry the token there: upkeep refuses.
+    gh.fake.fault(Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!([]))
+            .insert_header("link", "<http://127.0.0.1:9/steal?page=2>; rel=\"next\""),
+        processed: false,
+    });
+    let err = forge.upkeep_prs().unwrap_err().to_string();
+    assert!(err.contains("refusing to send the token there"), "{err}");
+}
+
+#[test]
+fn the_dashboard_issue_is_edited_in_place_and_left_alone_when_unchanged() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    forge.dashboard("upkeep dependency dashboard", "one").unwrap();
+    forge.dashboard("upkeep dependency dashboard", "one").unwrap();
+    forge.dashboard("upkeep dependency dashboard", "two").unwrap();
+    let writes = gh.fake.writes();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(gh.fake.dashboard().unwrap()["body"], "two");
+    assert_eq!(forge.writes(), 2);
+}

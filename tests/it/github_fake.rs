@@ -1,0 +1,248 @@
+//! A wire-level fake of the parts of GitHub's REST API upkeep uses, on loopback: pulls (list,
+//! create with 422 "already exists", update, close), labels, reviewers, comments, issues (the
+//! dashboard) and the auto-merge GraphQL mutation. Responses are built from the documented
+//! pull request payload in `fixtures/github/pull-request.json`. Faults can be queued.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use wiremock::{Request, Respond, ResponseTemplate};
+
+use super::util::fixture;
+
+/// One queued fault: the next request matching method and path gets this response. With
+/// `processed`, the fake does the work first and then answers with the fault, as GitHub does
+/// when a gateway times out on a request it completed (the case that makes naive clients
+/// open duplicate PRs on retry).
+pub(crate) struct Fault {
+    pub(crate) method: &'static str,
+    pub(crate) path_contains: &'static str,
+    pub(crate) response: ResponseTemplate,
+    pub(crate) processed: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) pulls: Vec<Value>,
+    pub(crate) issues: Vec<Value>,
+    pub(crate) comments: HashMap<u64, Vec<String>>,
+    pub(crate) writes: Vec<String>,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) tokens: Vec<String>,
+    /// Every request, `METHOD /path?query`.
+    pub(crate) requests: Vec<String>,
+    /// Items per page of list answers (GitHub's `per_page`, capped like GitHub at 100).
+    pub(crate) page_size: Option<usize>,
+}
+
+#[derive(Clone)]
+pub(crate) struct FakeGithub {
+    pub(crate) state: Arc<Mutex<State>>,
+    repo: String,
+}
+
+impl FakeGithub {
+    pub(crate) fn new(repo: &str) -> FakeGithub {
+        FakeGithub { state: Arc::new(Mutex::new(State::default())), repo: repo.into() }
+    }
+
+    pub(crate) fn writes(&self) -> Vec<String> {
+        self.state.lock().unwrap().writes.clone()
+    }
+
+    pub(crate) fn fault(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push(fault);
+    }
+
+    pub(crate) fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The pull requests whose head branch is `head`.
+    pub(crate) fn pulls_for(&self, head: &str) -> Vec<Value> {
+        self.state.lock().unwrap().pulls.iter().filter(|p| p["head"]["ref"] == head).cloned().collect()
+    }
+
+    /// Close a PR as a maintainer would, without merging.
+    pub(crate) fn close_unmerged(&self, head: &str) {
+        let mut s = self.state.lock().unwrap();
+        for p in s.pulls.iter_mut().filter(|p| p["head"]["ref"] == head) {
+            p["state"] = json!("closed");
+            p["closed_at"] = json!("2026-11-20T00:00:00Z");
+        }
+    }
+
+    pub(crate) fn dashboard(&self) -> Option<Value> {
+        self.state.lock().unwrap().issues.first().cloned()
+    }
+}
+
+/// One page of `items` as GitHub serves it, with a `Link: rel="next"` header when more follow.
+fn page(items: Vec<Value>, url: &wiremock::http::Url, size: usize, port: u16) -> ResponseTemplate {
+    let per_page: usize =
+        url.query_pairs().find(|(k, _)| k == "per_page").and_then(|(_, v)| v.parse().ok()).unwrap_or(30).min(size);
+    let number: usize = url.query_pairs().find(|(k, _)| k == "page").and_then(|(_, v)| v.parse().ok()).unwrap_or(1);
+    let chunk: Vec<Value> = items.iter().skip((number - 1) * per_page).take(per_page).cloned().collect();
+    let mut response = ResponseTemplate::new(200).set_body_json(chunk);
+    if number * per_page < items.len() {
+        // wiremock hands over the path with a placeholder host; GitHub's links are absolute.
+        let mut url = url.clone();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        let mut next = url.clone();
+        let pairs: Vec<(String, String)> =
+            url.query_pairs().filter(|(k, _)| k != "page").map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        next.query_pairs_mut().clear().extend_pairs(pairs).append_pair("page", &(number + 1).to_string());
+        response = response.insert_header("link", format!("<{next}>; rel=\"next\", <{url}>; rel=\"first\"").as_str());
+    }
+    response
+}
+
+fn template() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("github/pull-request.json")).unwrap()).unwrap()
+}
+
+impl Respond for FakeGithub {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut s = self.state.lock().unwrap();
+        let method = req.method.as_str().to_string();
+        let path = req.url.path().to_string();
+        if let Some(auth) = req.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            s.tokens.push(auth.to_string());
+        }
+        s.requests.push(format!("{method} {path}{}", req.url.query().map(|q| format!("?{q}")).unwrap_or_default()));
+        let mut fault = None;
+        if let Some(i) = s.faults.iter().position(|f| f.method == method && path.contains(f.path_contains)) {
+            let f = s.faults.remove(i);
+            if !f.processed {
+                return f.response;
+            }
+            fault = Some(f.response);
+        }
+        drop(s);
+        let answer = self.answer(req, &method, &path);
+        fault.unwrap_or(answer)
+    }
+}
+
+impl FakeGithub {
+    fn answer(&self, req: &Request, method: &str, path: &str) -> ResponseTemplate {
+        let mut s = self.state.lock().unwrap();
+        let size = s.page_size.unwrap_or(100);
+        let port = req
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(80);
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let query: HashMap<String, String> =
+            req.url.query_pairs().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let base = format!("/repos/{}", self.repo);
+        let Some(rest) = path.strip_prefix(base.as_str()) else {
+            if path == "/graphql" {
+                s.writes.push("POST /graphql".into());
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": {"enablePullRequestAutoMerge": {"clientMutationId": null}}}));
+            }
+            return ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}));
+        };
+        if method != "GET" {
+            s.writes.push(format!("{method} {rest}"));
+        }
+        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("GET", ["pulls"]) => {
+                let state = query.get("state").cloned().unwrap_or_else(|| "open".into());
+                let head = query.get("head").and_then(|h| h.split_once(':').map(|(_, b)| b.to_string()));
+                let list: Vec<Value> = s
+                    .pulls
+                    .iter()
+                    .filter(|p| state == "all" || p["state"] == state.as_str())
+                    .filter(|p| head.as_ref().is_none_or(|h| p["head"]["ref"] == h.as_str()))
+                    .cloned()
+                    .collect();
+                page(list, &req.url, size, port)
+            }
+            ("POST", ["pulls"]) => {
+                let head = body["head"].as_str().unwrap_or("").to_string();
+                if s.pulls.iter().any(|p| p["head"]["ref"] == head.as_str() && p["state"] == "open") {
+                    return ResponseTemplate::new(422).set_body_json(json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for owner:{head}.")}],
+                        "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+                    }));
+                }
+                let number = 100 + s.pulls.len() as u64 + s.issues.len() as u64;
+                let mut pr = template();
+                pr["number"] = json!(number);
+                pr["title"] = body["title"].clone();
+                pr["body"] = body["body"].clone();
+                pr["head"]["ref"] = json!(head);
+                pr["base"]["ref"] = body["base"].clone();
+                pr["draft"] = json!(body["draft"].as_bool().unwrap_or(false));
+                pr["node_id"] = json!(format!("PR_node{number}"));
+                pr["html_url"] = json!(format!("https://github.com/{}/pull/{number}", self.repo));
+                s.pulls.push(pr.clone());
+                ResponseTemplate::new(201).set_body_json(pr)
+            }
+            ("PATCH", ["pulls", n]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) else { return ResponseTemplate::new(404) };
+                for key in ["title", "body", "state"] {
+                    if !body[key].is_null() {
+                        pr[key] = body[key].clone();
+                    }
+                }
+                if body["state"] == "closed" {
+                    pr["closed_at"] = json!("2026-11-24T00:00:00Z");
+                }
+                ResponseTemplate::new(200).set_body_json(pr.clone())
+            }
+            ("PUT", ["issues", n, "labels"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let labels: Vec<Value> = body["labels"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| json!({"name": l}))
+                    .collect();
+                if let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) {
+                    pr["labels"] = json!(labels);
+                }
+                ResponseTemplate::new(200).set_body_json(labels)
+            }
+            ("POST", ["pulls", _, "requested_reviewers"]) => ResponseTemplate::new(201).set_body_json(template()),
+            ("GET", ["issues", n, "comments"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let list: Vec<Value> =
+                    s.comments.get(&n).cloned().unwrap_or_default().into_iter().map(|b| json!({"body": b})).collect();
+                ResponseTemplate::new(200).set_body_json(list)
+            }
+            ("POST", ["issues", n, "comments"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                s.comments.entry(n).or_default().push(body["body"].as_str().unwrap_or("").to_string());
+                ResponseTemplate::new(201).set_body_json(json!({"id": 1, "body": body["body"]}))
+            }
+            ("GET", ["issues"]) => page(s.issues.clone(), &req.url, size, port),
+            ("POST", ["issues"]) => {
+                let number = 500 + s.issues.len() as u64;
+                let issue = json!({"number": number, "title": body["title"], "body": body["body"], "state": "open"});
+                s.issues.push(issue.clone());
+                ResponseTemplate::new(201).set_body_json(issue)
+            }
+            ("PATCH", ["issues", n]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let Some(issue) = s.issues.iter_mut().find(|i| i["number"] == n) else {
+                    return ResponseTemplate::new(404);
+                };
+                issue["body"] = body["body"].clone();
+                ResponseTemplate::new(200).set_body_json(issue.clone())
+            }
+            _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+        }
+    }
+}
