@@ -85,6 +85,20 @@ impl HistorySource for GitHistory {
     }
 }
 
+/// A unified diff of one file, for dry runs of whole-file changes (regenerated files).
+pub fn unified_diff(path: &str, before: &str, after: &str) -> Result<String, GitError> {
+    let mut patch = git2::Patch::from_buffers(
+        before.as_bytes(),
+        Some(Path::new(path)),
+        after.as_bytes(),
+        Some(Path::new(path)),
+        None,
+    )
+    .map_err(git_err("diff"))?;
+    let buf = patch.to_buf().map_err(git_err("diff"))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ use crate::gate::versioning::Version;
 use crate::gate::{Action, Decision, Plan};
 use crate::git::{Author, Writer};
 use crate::model::{Component, Dependency, Kind, SignalKind};
+use crate::regenerate;
 use crate::render::{
     DashboardView, NOTES_MAX, NotesSection, PrView, Renderer, UpdateRow, sanitize_inline, sanitize_notes,
 };
@@ -215,34 +216,25 @@ fn write_changes(
     let (base_name, base) = ctx.writer.default_branch().map_err(|e| AppError::Run(e.to_string()))?;
     let changes = changes(scan, plan);
     for change in &changes {
-        // A gotk-components.yaml is generated, not patched: hold it with the command to run.
-        let (generated, editable): (Vec<_>, Vec<_>) =
-            change.items.iter().partition(|(d, _)| d.kind == Kind::FluxComponents);
-        for (d, x) in &generated {
-            let path = format!("{}{}", ctx.prefix, d.manifest.file);
-            let components = ctx
-                .writer
-                .read(base, &path)
-                .ok()
-                .flatten()
-                .and_then(|t| crate::extract::flux::read_header(&t))
-                .map(|h| h.components.join(","))
-                .filter(|c| !c.is_empty())
-                .map_or_else(String::new, |c| format!(" --components={c}"));
-            outcome.held.push((
-                d.id.clone(),
-                format!(
-                    "`{}` is generated, not patched: with flux {} on PATH run `flux install --export{components} > {path}` (add the flags you bootstrapped with) and commit",
-                    d.id,
-                    x.target.as_deref().unwrap_or("?")
-                ),
-            ));
+        // A gotk-components.yaml is generated, not patched: regenerate it with the flux CLI of
+        // the target version, or hold it with the exact command to run.
+        let (generated, mut items): (Vec<_>, Vec<_>) =
+            change.items.iter().copied().partition(|(d, _)| d.kind == Kind::FluxComponents);
+        let mut whole = BTreeMap::new();
+        for (d, x) in generated {
+            match regenerate_components(ctx, base, d, x) {
+                Ok((path, file)) => {
+                    whole.insert(path, file);
+                    items.push((d, x));
+                }
+                Err(why) => outcome.held.push((d.id.clone(), why)),
+            }
         }
-        if editable.is_empty() {
+        if items.is_empty() {
             continue;
         }
-        let change = Change { group: change.group.clone(), items: editable };
-        match write_change(ctx, &change, &base_name, base, prs, dry_run, out) {
+        let change = Change { group: change.group.clone(), items };
+        match write_change(ctx, &change, &whole, &base_name, base, prs, dry_run, out) {
             Ok(done) => merge(&mut outcome, done),
             Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
         }
@@ -251,6 +243,37 @@ fn write_changes(
         close_superseded(ctx, &changes, plan, prs, &mut outcome);
     }
     Ok(outcome)
+}
+
+/// A regenerated file: its new text and the command that produced it.
+struct Regenerated {
+    text: String,
+    command: String,
+}
+
+/// Regenerate the gotk-components file of `d` for the target of `x`, or say why not, with the
+/// exact command a maintainer can run instead.
+fn regenerate_components(
+    ctx: &Ctx<'_>,
+    base: git2::Oid,
+    d: &Dependency,
+    x: &Decision,
+) -> Result<(String, Regenerated), String> {
+    let path = format!("{}{}", ctx.prefix, d.manifest.file);
+    let target = x.target.as_deref().unwrap_or("?");
+    let current = ctx.writer.read(base, &path).map_err(|e| e.to_string())?.unwrap_or_default();
+    let flags = regenerate::install_flags(&current);
+    let command = regenerate::command(&flags, &path);
+    let held = |why: &str| {
+        format!("`{}` is generated, not patched ({why}): with flux {target} on PATH run `{command}` and commit", d.id)
+    };
+    let Some(flux) = regenerate::find_flux() else {
+        return Err(held("no flux CLI on PATH"));
+    };
+    match regenerate::regenerate(&flux, target, &current, &flags) {
+        Ok(text) => Ok((path, Regenerated { text, command })),
+        Err(e) => Err(held(&e.0)),
+    }
 }
 
 fn merge(into: &mut Outcome, from: Outcome) {
@@ -265,6 +288,7 @@ fn merge(into: &mut Outcome, from: Outcome) {
 fn write_change(
     ctx: &Ctx<'_>,
     change: &Change<'_>,
+    whole: &BTreeMap<String, Regenerated>,
     base_name: &str,
     base: git2::Oid,
     prs: &[PullRequest],
@@ -275,6 +299,9 @@ fn write_change(
     // Edits grouped by file, applied to the file as the default branch has it.
     let mut by_file: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
     for (d, x) in &change.items {
+        if d.kind == Kind::FluxComponents {
+            continue; // regenerated whole, below
+        }
         let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
         let path = format!("{}{}", ctx.prefix, location.file);
         by_file.entry(path).or_default().push(Edit {
@@ -294,12 +321,25 @@ fn write_change(
         let after = apply(path, &before, edits).map_err(|e| e.to_string())?;
         files.push((path.clone(), before, after));
     }
+    for (path, regenerated) in whole {
+        let before = ctx
+            .writer
+            .read(base, path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
+        files.push((path.clone(), before, regenerated.text.clone()));
+    }
     let branch = change.branch();
     let title = change.title();
     if dry_run {
         writeln!(out, "branch {branch}: {title}").map_err(|e| e.to_string())?;
         for (path, before, after) in &files {
-            write!(out, "{}", line_diff(path, before, after)).map_err(|e| e.to_string())?;
+            let diff = if whole.contains_key(path) {
+                crate::git::unified_diff(path, before, after).map_err(|e| e.to_string())?
+            } else {
+                line_diff(path, before, after)
+            };
+            write!(out, "{diff}").map_err(|e| e.to_string())?;
         }
         writeln!(out).map_err(|e| e.to_string())?;
         return Ok(outcome);
@@ -344,7 +384,7 @@ fn write_change(
             outcome.branches.push(branch.clone());
         }
     }
-    let body = pr_body(ctx, change).map_err(|e| e.to_string())?;
+    let body = pr_body(ctx, change, whole).map_err(|e| e.to_string())?;
     let labels = change
         .items
         .iter()
@@ -408,7 +448,11 @@ fn age(published: Option<jiff::Timestamp>) -> String {
     published.map_or_else(|| "-".into(), |p| p.strftime("%Y-%m-%d").to_string())
 }
 
-fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::RenderError> {
+fn pr_body(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    whole: &BTreeMap<String, Regenerated>,
+) -> Result<String, crate::render::RenderError> {
     let mut view = PrView {
         updates: Vec::new(),
         plural: change.items.len() > 1,
@@ -497,6 +541,12 @@ fn pr_body(ctx: &Ctx<'_>, change: &Change<'_>) -> Result<String, crate::render::
             }
         }
         view.after_merge.extend(after_merge(d, &to));
+    }
+    for (path, regenerated) in whole {
+        view.warnings.push(format!(
+            "`{path}` was regenerated with `{}`. The flags were read back from the old file; a bootstrap flag that leaves no trace in it is not carried over, so compare with how you bootstrapped.",
+            regenerated.command
+        ));
     }
     view.warnings.dedup();
     view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());

@@ -9,6 +9,7 @@ mod github_fake;
 mod lookup_github;
 mod lookup_helm;
 mod lookup_oci;
+mod regenerate;
 mod registry;
 mod run;
 mod servers;

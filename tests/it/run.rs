@@ -81,6 +81,7 @@ impl Sandbox {
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_API_URL")
             .env_remove("GITHUB_REPOSITORY")
+            .env("UPKEEP_FLUX", "off")
             .envs(env.iter().copied())
             .output()
             .unwrap()
