@@ -49,7 +49,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub scan: ScanArgs,
     /// Where PRs go.
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, value_enum, default_value = "local", env = "UPKEEP_FORGE")]
     pub forge: ForgeKind,
     /// Directory of the local forge's PR files (default: `.upkeep/prs` in the repository).
     #[arg(long)]
@@ -62,7 +62,7 @@ pub struct RunArgs {
     #[arg(long, env = "GITHUB_REPOSITORY")]
     pub repo: Option<String>,
     /// Print the branches, diffs and PR titles it would produce; write nothing.
-    #[arg(long)]
+    #[arg(long, env = "UPKEEP_DRY_RUN")]
     pub dry_run: bool,
     /// Commit author, `Name <email>`.
     #[arg(long, env = "UPKEEP_AUTHOR")]
