@@ -104,6 +104,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_in_messages_lose_their_credentials() {
+        assert_eq!(redact_url("https://x-access-token:ghp_abc@github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_url("origin"), "origin");
+    }
+
+    #[test]
     fn reads_update_and_revert_trailers() {
         let at = jiff::Timestamp::UNIX_EPOCH;
         let msg = "chore(deps): update longhorn to 1.5.4\n\nbody\n\nUpkeep-Update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4\nUpkeep-Update: broken line\n";
@@ -263,26 +270,66 @@ impl Writer {
         Ok(BranchState { tip, behind, foreign })
     }
 
-    /// What `remote` has for `branch`, if anything.
-    pub fn remote_tip(&self, remote: &str, branch: &str, token: Option<&str>) -> Result<Option<git2::Oid>, GitError> {
+    /// upkeep's branches on `remote` (`upkeep/*` → tip), with their commits fetched into a
+    /// private namespace (`refs/upkeep/remote/*`) so they can be inspected. The remote, not the
+    /// local repository, is the truth when there is one: a CI checkout has no local `upkeep/*`
+    /// branches, and deciding from local state alone would re-push every branch every run.
+    pub fn remote_branches(
+        &self,
+        remote: &str,
+        token: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, git2::Oid>, GitError> {
         let mut r = self.remote(remote)?;
-        let conn = r.connect_auth(git2::Direction::Fetch, Some(callbacks(token)), None).map_err(git_err("connect"))?;
-        let refname = format!("refs/heads/{branch}");
-        let list = conn.list().map_err(git_err("list remote refs"))?;
-        Ok(list.iter().find(|h| h.name() == refname).map(|h| h.oid()))
+        let mut opts = git2::FetchOptions::new();
+        opts.remote_callbacks(callbacks(token));
+        opts.update_fetchhead(false);
+        opts.prune(git2::FetchPrune::On);
+        r.fetch(&["+refs/heads/upkeep/*:refs/upkeep/remote/*"], Some(&mut opts), Some("upkeep: read update branches"))
+            .map_err(|e| {
+                GitError(format!("cannot read upkeep's branches from {}: {}", redact_url(remote), e.message()))
+            })?;
+        let list = r.list().map_err(git_err("list remote refs"))?;
+        Ok(list
+            .iter()
+            .filter_map(|h| {
+                h.name()
+                    .strip_prefix("refs/heads/")
+                    .filter(|n| n.starts_with("upkeep/"))
+                    .map(|n| (n.to_string(), h.oid()))
+            })
+            .collect())
     }
 
     fn remote(&self, remote: &str) -> Result<git2::Remote<'_>, GitError> {
         self.repo.find_remote(remote).or_else(|_| self.repo.remote_anonymous(remote)).map_err(git_err("remote"))
     }
 
-    /// Push local `branch` to `remote`. With `expected`, the remote branch must still be at that
-    /// commit (checked during push negotiation: a lease, never a blind force).
-    pub fn push(
+    /// Push `commit` to `branch` on `remote`, only if the remote branch is still at `expected`
+    /// (`None`: it must not exist). The check runs in push negotiation against what the server
+    /// advertises — a lease, never a blind force — and a ref the server refuses is an error.
+    pub fn push_commit(
         &self,
         remote: &str,
         branch: &str,
-        expected: Option<Option<git2::Oid>>,
+        commit: git2::Oid,
+        expected: Option<git2::Oid>,
+        token: Option<&str>,
+    ) -> Result<(), GitError> {
+        let staging = format!("refs/upkeep/push/{branch}");
+        self.repo.reference(&staging, commit, true, "upkeep: stage a push").map_err(git_err(&staging))?;
+        let result = self.push_staged(remote, branch, &staging, expected, token);
+        if let Ok(mut r) = self.repo.find_reference(&staging) {
+            let _ = r.delete();
+        }
+        result
+    }
+
+    fn push_staged(
+        &self,
+        remote: &str,
+        branch: &str,
+        staging: &str,
+        expected: Option<git2::Oid>,
         token: Option<&str>,
     ) -> Result<(), GitError> {
         let mut r = self.remote(remote)?;
@@ -290,12 +337,11 @@ impl Writer {
         let refname = format!("refs/heads/{branch}");
         let mut cb = callbacks(token);
         cb.push_negotiation(|updates| {
-            if let Some(expected) = expected {
-                for u in updates {
-                    let current = (!u.dst().is_zero()).then(|| u.dst());
-                    if u.dst_refname().ok() == Some(refname.as_str()) && current != expected {
-                        return Err(git2::Error::from_str("the remote branch moved since upkeep last saw it"));
-                    }
+            for u in updates.iter().filter(|u| u.dst_refname().ok() == Some(refname.as_str())) {
+                // `src` is what the remote has now, `dst` what upkeep is about to put there.
+                let current = (!u.src().is_zero()).then(|| u.src());
+                if current != expected {
+                    return Err(git2::Error::from_str("the remote branch moved since upkeep read it"));
                 }
             }
             Ok(())
@@ -308,7 +354,7 @@ impl Writer {
         });
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cb);
-        let spec = format!("+{refname}:{refname}");
+        let spec = format!("+{staging}:{refname}");
         let pushed = r.push(&[spec.as_str()], Some(&mut opts));
         drop(opts);
         pushed.map_err(|e| GitError(format!("push {branch} was rejected: {}", e.message())))?;
@@ -316,6 +362,32 @@ impl Writer {
             return Err(GitError(format!("push rejected: {why}")));
         }
         Ok(())
+    }
+
+    /// Point local `name` at `to` whatever it was: the local branch mirrors what was pushed.
+    /// Refuses to move the checked-out branch, whose work tree would no longer match.
+    pub fn mirror_branch(&self, name: &str, to: git2::Oid) -> Result<(), GitError> {
+        let refname = format!("refs/heads/{name}");
+        if self.repo.head().ok().and_then(|h| h.name().ok().map(str::to_string)) == Some(refname.clone()) {
+            return Err(GitError(format!("{name} is checked out; check out the default branch before running upkeep")));
+        }
+        if self.branch_tip(name) == Some(to) {
+            return Ok(());
+        }
+        self.repo
+            .reference(&refname, to, true, "upkeep: mirror the pushed branch")
+            .map(|_| ())
+            .map_err(git_err(&refname))
+    }
+}
+
+/// A remote name or URL fit for a message: any `user:password@` is dropped.
+fn redact_url(remote: &str) -> String {
+    let Some((scheme, rest)) = remote.split_once("://") else { return remote.to_string() };
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority.len()..]),
+        None => remote.to_string(),
     }
 }
 

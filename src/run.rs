@@ -22,7 +22,7 @@ use crate::forge::{Forge, NewPullRequest, PrState, PullRequest, closed_unmerged,
 use crate::gate::history::History;
 use crate::gate::versioning::Version;
 use crate::gate::{Action, Decision, Plan};
-use crate::git::{Author, Writer};
+use crate::git::{Author, GitError, Writer};
 use crate::model::{Component, Dependency, Kind, SignalKind};
 use crate::regenerate;
 use crate::render::{
@@ -151,6 +151,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     let mut plan = plan_with(&scan, &versions, &config, &memory, &open_groups);
     plan.notes.extend(note);
     let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
+    // Without knowing what the remote has, nothing can be pushed safely: stop before writing.
+    let remote_heads = match remote.as_deref() {
+        Some(r) if !args.dry_run => {
+            writer.remote_branches(r, token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?
+        }
+        _ => BTreeMap::new(),
+    };
     let prefix = scan_prefix(&args.scan.path, &workdir);
     let ctx = Ctx {
         writer: &writer,
@@ -159,6 +166,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         prefix,
         versions: &versions,
         remote: remote.as_deref(),
+        remote_heads,
         token: token.as_deref(),
     };
     let outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
@@ -168,6 +176,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| AppError::Run(e.to_string()))?;
     }
     report(&outcome, &plan, args.dry_run, out)?;
+    if !outcome.errors.is_empty() {
+        return Err(AppError::Run(format!(
+            "{} update(s) could not be written (listed above and on the dashboard); the rest were",
+            outcome.errors.len()
+        )));
+    }
     Ok(())
 }
 
@@ -178,6 +192,8 @@ struct Ctx<'a> {
     prefix: String,
     versions: &'a Versions,
     remote: Option<&'a str>,
+    /// upkeep's branches on the remote, read once per run.
+    remote_heads: BTreeMap<String, git2::Oid>,
     token: Option<&'a str>,
 }
 
@@ -243,6 +259,20 @@ fn write_changes(
         close_superseded(ctx, &changes, plan, prs, &mut outcome);
     }
     Ok(outcome)
+}
+
+/// Move `branch` from `expected` to `commit`: with a remote, push first (with the lease) and
+/// mirror the local branch only once the remote took it, so a failed push leaves nothing
+/// behind that a later run would mistake for done; without one, move the local branch with
+/// the same lease.
+fn publish(ctx: &Ctx<'_>, branch: &str, commit: git2::Oid, expected: Option<git2::Oid>) -> Result<(), GitError> {
+    match ctx.remote {
+        Some(remote) => {
+            ctx.writer.push_commit(remote, branch, commit, expected, ctx.token)?;
+            ctx.writer.mirror_branch(branch, commit)
+        }
+        None => ctx.writer.set_branch(branch, commit, expected, "upkeep: update branch"),
+    }
 }
 
 /// A regenerated file: its new text and the command that produced it.
@@ -347,10 +377,20 @@ fn write_change(
     let contents: Vec<(String, String)> = files.iter().map(|(p, _, a)| (p.clone(), a.clone())).collect();
     let tree = ctx.writer.tree_with(base, &contents).map_err(|e| e.to_string())?;
     let existing_pr = prs.iter().find(|p| p.head == branch && p.state == PrState::Open);
-    match ctx.writer.branch_tip(&branch) {
+    // Where the branch stands: on the remote when there is one (a CI checkout has no local
+    // upkeep branches), else locally.
+    let current = match ctx.remote {
+        Some(_) => ctx.remote_heads.get(&branch).copied(),
+        None => ctx.writer.branch_tip(&branch),
+    };
+    match current {
         Some(current) => {
             let (t, parent) = ctx.writer.tree_and_parent(current).map_err(|e| e.to_string())?;
-            if !(t == tree && parent == Some(base)) {
+            if t == tree && parent == Some(base) {
+                if ctx.remote.is_some() {
+                    ctx.writer.mirror_branch(&branch, current).map_err(|e| e.to_string())?;
+                }
+            } else {
                 let state = ctx.writer.branch_state(current, base).map_err(|e| e.to_string())?;
                 if !state.foreign.is_empty() {
                     let note = format!(
@@ -366,21 +406,13 @@ fn write_change(
                     return Ok(outcome);
                 }
                 let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
-                ctx.writer
-                    .set_branch(&branch, commit, Some(current), "upkeep: recreate on the default branch")
-                    .map_err(|e| e.to_string())?;
-                if let Some(remote) = ctx.remote {
-                    ctx.writer.push(remote, &branch, Some(Some(current)), ctx.token).map_err(|e| e.to_string())?;
-                }
+                publish(ctx, &branch, commit, Some(current)).map_err(|e| e.to_string())?;
                 outcome.branches.push(branch.clone());
             }
         }
         None => {
             let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
-            ctx.writer.set_branch(&branch, commit, None, "upkeep: new update branch").map_err(|e| e.to_string())?;
-            if let Some(remote) = ctx.remote {
-                ctx.writer.push(remote, &branch, None, ctx.token).map_err(|e| e.to_string())?;
-            }
+            publish(ctx, &branch, commit, None).map_err(|e| e.to_string())?;
             outcome.branches.push(branch.clone());
         }
     }

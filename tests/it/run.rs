@@ -261,35 +261,197 @@ fn a_pr_closed_without_merging_blocks_its_version() {
     );
 }
 
+/// Every `upkeep/*` branch on a bare remote, with its tip.
+fn remote_branches(bare: &Path) -> BTreeMap<String, git2::Oid> {
+    let git = git2::Repository::open_bare(bare).unwrap();
+    let mut out = BTreeMap::new();
+    for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
+        let name = b.0.name().unwrap().unwrap_or("").to_string();
+        if name.starts_with("upkeep/") {
+            out.insert(name, b.0.get().target().unwrap());
+        }
+    }
+    out
+}
+
+/// Push the sandbox's main to `bare` (what the maintainer's repository on a forge has).
+fn push_main(sb: &Sandbox, bare: &Path) {
+    let git = sb.git();
+    let mut remote = git.remote_anonymous(&bare.to_string_lossy()).unwrap();
+    remote.push(&["+refs/heads/main:refs/heads/main"], None).unwrap();
+}
+
 #[test]
-fn branches_push_to_a_bare_remote_with_a_lease() {
+fn branches_go_to_the_remote_and_follow_the_default_branch_there() {
     let sb = Sandbox::example();
     let bare = sb.root.join("remote.git");
     git2::Repository::init_bare(&bare).unwrap();
     let remote = bare.to_string_lossy().to_string();
     sb.run(&["--remote", &remote], &[]);
-    let pushed = git2::Repository::open_bare(&bare).unwrap();
-    assert_eq!(pushed.refname_to_id(&format!("refs/heads/{LONGHORN}")).unwrap(), sb.branches()[LONGHORN]);
-    // Someone moves the remote branch; upkeep must not overwrite it when it next rewrites.
-    let main = pushed.find_commit(sb.branches()[LONGHORN]).unwrap().parent_id(0).unwrap();
-    pushed.reference(&format!("refs/heads/{LONGHORN}"), main, true, "someone").ok();
+    let pushed = remote_branches(&bare);
+    assert_eq!(pushed, sb.branches(), "every branch pushed as written");
+
+    // main moves; the remote branches are upkeep's own, so they are recreated on the new tip
+    // and pushed over the old ones (the lease matches what the remote has).
     std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
-    commit_all(&sb.git(), "docs: move main", "Maintainer");
+    let main = commit_all(&sb.git(), "docs: move main", "Maintainer");
     let out = sb.run(&["--remote", &remote], &[]);
-    let text = stdout(&out);
-    assert!(text.contains(&format!("error: {LONGHORN}: git: push {LONGHORN} was rejected")), "{text}");
+    assert!(stdout(&out).contains("branches written: upkeep/"), "{}", stdout(&out));
+    let moved = remote_branches(&bare);
+    let git = sb.git();
+    for (name, tip) in &moved {
+        assert_ne!(Some(tip), pushed.get(name), "{name} was recreated");
+        assert_eq!(git.find_commit(*tip).unwrap().parent_id(0).unwrap(), main, "{name} sits on the new main");
+        assert_eq!(sb.branches()[name], *tip, "the local branch mirrors the remote");
+    }
+
+    // A maintainer pushes a fix onto upkeep's branch on the remote: upkeep leaves it alone
+    // and says so on the PR, once.
+    let human = {
+        let bare_git = git2::Repository::open_bare(&bare).unwrap();
+        let tip = bare_git.find_commit(moved[LONGHORN]).unwrap();
+        let who = sig("Maintainer");
+        bare_git
+            .commit(Some(&format!("refs/heads/{LONGHORN}")), &who, &who, "fix: values", &tip.tree().unwrap(), &[&tip])
+            .unwrap()
+    };
+    std::fs::write(sb.repo.join("README.md"), "moved again\n").unwrap();
+    commit_all(&sb.git(), "docs: move main again", "Maintainer");
+    for _ in 0..2 {
+        let out = sb.run(&["--remote", &remote], &[]);
+        assert!(
+            stdout(&out).contains(&format!("branches left alone (commits by others): {LONGHORN}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(remote_branches(&bare)[LONGHORN], human, "the maintainer's commit stays");
+    let pr: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.json")).unwrap()).unwrap();
+    assert_eq!(pr["head"], LONGHORN);
+    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap_or_default();
+    assert_eq!(comments.matches("upkeep did not update this branch").count(), 1, "{comments}");
 }
 
 #[test]
-fn the_token_never_appears_in_output() {
+fn a_fresh_clone_finds_the_branches_on_the_remote_and_writes_nothing() {
     let sb = Sandbox::example();
-    let out =
-        sb.run(&["--remote", "https://127.0.0.1:9/org/repo.git", "-v"], &[("GITHUB_TOKEN", "ghp_supersecret123")]);
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_opts(&bare, git2::RepositoryInitOptions::new().bare(true).initial_head("main")).unwrap();
+    push_main(&sb, &bare);
+    let remote = bare.to_string_lossy().to_string();
+    sb.run(&["--remote", &remote], &[]);
+    let pushed = remote_branches(&bare);
+    assert_eq!(pushed.len(), 4);
+
+    // CI checks out a clone: no local upkeep branches, the same forge state.
+    let clone_dir = sb.root.join("ci-checkout");
+    git2::Repository::clone(&remote, &clone_dir).unwrap();
+    let prs = sb.repo.join(".upkeep/prs");
+    let out = Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .args(["run"])
+        .arg(&clone_dir)
+        .args(["--remote", "origin", "--prs-dir"])
+        .arg(&prs)
+        .env("UPKEEP_CACHE_DIR", sb.root.join("cache"))
+        .env("UPKEEP_FLUX", "off")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GITHUB_API_URL")
+        .output()
+        .unwrap();
+    // The clone's upkeep.yaml points at ../fixtures/mirror, which sits beside it too.
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("branches written: none") && text.contains("PRs opened: none"), "{text}");
+    assert_eq!(remote_branches(&bare), pushed, "nothing pushed");
+}
+
+#[test]
+fn a_push_whose_lease_no_longer_holds_is_refused() {
+    let sb = Sandbox::example();
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let remote = bare.to_string_lossy().to_string();
+    sb.run(&["--remote", &remote], &[]);
+    let writer = upkeep::git::Writer::open(&sb.repo, upkeep::git::Author::default()).unwrap();
+    let tip = remote_branches(&bare)[LONGHORN];
+    let main = sb.main_tip();
+    // Someone else moved the remote branch after upkeep read it (upkeep expects `main`).
+    let err = writer.push_commit(&remote, LONGHORN, tip, Some(main), None).unwrap_err().to_string();
+    assert!(err.contains("the remote branch moved since upkeep read it"), "{err}");
+    // A branch upkeep believes absent but that exists is not overwritten either.
+    let err = writer.push_commit(&remote, LONGHORN, main, None, None).unwrap_err().to_string();
+    assert!(err.contains("moved"), "{err}");
+    assert_eq!(remote_branches(&bare)[LONGHORN], tip);
+    // The lease that holds goes through.
+    writer.push_commit(&remote, LONGHORN, main, Some(tip), None).unwrap();
+    assert_eq!(remote_branches(&bare)[LONGHORN], main);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_goes_only_into_the_credential_exchange() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const TOKEN: &str = "ghp_supersecret123";
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"GitHub\""))
+        .mount(&server)
+        .await;
+    let sb = Sandbox::example();
+    let remote = format!("{}/org/repo.git", server.uri());
+    let out = tokio::task::spawn_blocking({
+        let remote = remote.clone();
+        let sb_repo = sb.repo.clone();
+        let cache = sb.root.join("cache");
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_upkeep"))
+                .arg("run")
+                .arg(&sb_repo)
+                .args(["--remote", &remote, "-v"])
+                .env("UPKEEP_CACHE_DIR", cache)
+                .env("UPKEEP_FLUX", "off")
+                .env("GITHUB_TOKEN", TOKEN)
+                .env_remove("GITHUB_API_URL")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
     let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
-    assert!(all.contains("error: upkeep/"), "the push fails: {all}");
-    assert!(!all.contains("ghp_supersecret123"));
-    let files = sb.forge_files();
-    assert!(files.values().all(|f| !f.contains("ghp_supersecret123")));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("cannot read upkeep's branches from") && all.contains("`contents: write`"), "{all}");
+    // The server was offered the token once, as Basic credentials, and it appears nowhere else.
+    let requests = server.received_requests().await.unwrap();
+    let basic: Vec<String> = requests
+        .iter()
+        .filter_map(|r| r.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string))
+        .collect();
+    let expected = format!("Basic {}", base64_of(&format!("x-access-token:{TOKEN}")));
+    assert_eq!(basic, vec![expected.clone()], "one attempt with the token, no loop");
+    assert!(requests.iter().all(|r| !r.url.as_str().contains(TOKEN)), "never in a URL");
+    assert!(!all.contains(TOKEN) && !all.contains(&expected[6..]), "never in output: {all}");
+    assert!(sb.branches().is_empty() && !sb.repo.join(".upkeep/prs").exists(), "nothing half-written");
+}
+
+fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[test]
