@@ -26,6 +26,11 @@ pub const MAX_DEPTH: usize = 256;
 /// Most nodes accepted in one file, a guard against pathological inputs that pass the size cap.
 pub const MAX_NODES: usize = 4_000_000;
 
+/// Most bytes of scalar text that aliases may copy in one file. Collections are never expanded,
+/// but an alias of a scalar reads as a copy of it; without a bound, a 2 MiB anchored string
+/// aliased 500,000 times would ask for a terabyte.
+pub const MAX_ALIAS_BYTES: usize = 16 * 1024 * 1024;
+
 /// A parse failure, located in the source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
@@ -269,6 +274,8 @@ struct Builder<'a> {
     pos: Positions<'a>,
     stack: Vec<Frame>,
     nodes: usize,
+    /// Bytes of scalar text copied by aliases so far (bounded by [`MAX_ALIAS_BYTES`]).
+    alias_bytes: usize,
     doc_start: usize,
     root: Option<Node>,
     duplicate_keys: Vec<DuplicateKey>,
@@ -286,6 +293,7 @@ pub fn parse_stream(text: &str) -> Stream {
         pos: Positions::new(text),
         stack: Vec::new(),
         nodes: 0,
+        alias_bytes: 0,
         doc_start: 0,
         root: None,
         duplicate_keys: Vec::new(),
@@ -385,7 +393,16 @@ impl Builder<'_> {
             }
             Event::Alias(id) => {
                 let kind = match self.scalar_anchors.get(&id) {
-                    Some(scalar) => NodeKind::Scalar(Scalar { alias: true, ..scalar.clone() }),
+                    Some(scalar) => {
+                        self.alias_bytes = self.alias_bytes.saturating_add(scalar.value.len());
+                        if self.alias_bytes > MAX_ALIAS_BYTES {
+                            return Err(self.error_at(
+                                start,
+                                format!("aliases copy more than {} MiB of text in one file", MAX_ALIAS_BYTES >> 20),
+                            ));
+                        }
+                        NodeKind::Scalar(Scalar { alias: true, ..scalar.clone() })
+                    }
                     None => NodeKind::Alias(id),
                 };
                 let node = self.node(kind, start);
@@ -613,6 +630,20 @@ mod tests {
         assert!(stream.error.is_none());
         let count = |n: &Node| n.as_map().map(|m| m.len()).unwrap_or(0);
         assert_eq!(count(&stream.documents[0].root), 40);
+    }
+
+    #[test]
+    fn aliases_of_a_big_scalar_are_bounded() {
+        let big = "x".repeat(1 << 20);
+        let mut text = format!("a: &big {big}\nb: [");
+        text.push_str(&"*big, ".repeat(100_000));
+        text.push_str("]\n");
+        let stream = parse_stream(&text);
+        let err = stream.error.expect("copying 100 GB of aliases is refused");
+        assert!(err.to_string().contains("aliases copy more than 16 MiB"), "{err}");
+        // A handful of aliases of a big scalar are fine.
+        let ok = parse_stream(&format!("a: &big {big}\nb: [*big, *big]\n"));
+        assert!(ok.error.is_none());
     }
 
     #[test]

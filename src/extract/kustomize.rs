@@ -13,7 +13,7 @@
 //! A file reached through chains that disagree (one base in two overlays with different
 //! namespaces) gets no inferred namespace; its own `metadata.namespace` is used instead.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::yaml::{Node, Stream};
 
@@ -113,6 +113,7 @@ pub fn layout<'a>(files: impl IntoIterator<Item = (&'a str, &'a Stream)>) -> Lay
         all_files: &all_files,
         assigned: &mut assigned,
         patches: &mut patches,
+        seen: HashSet::new(),
     };
 
     for (path, target) in &flux_roots {
@@ -159,11 +160,18 @@ struct Walker<'a> {
     all_files: &'a BTreeSet<String>,
     assigned: &'a mut HashMap<String, BTreeSet<Option<String>>>,
     patches: &'a mut HashMap<String, String>,
+    /// `(path, namespace carried in)` already walked: the same folder reached again through
+    /// another parent with the same namespace adds nothing, and without this a diamond of
+    /// `resources:` 64 levels deep would take 2^64 steps.
+    seen: HashSet<(String, Option<String>)>,
 }
 
 impl Walker<'_> {
     fn visit(&mut self, path: &str, carry: Option<&str>, depth: usize, stack: &mut Vec<String>) {
         if depth > MAX_DEPTH || stack.iter().any(|p| p == path) {
+            return;
+        }
+        if !self.seen.insert((path.to_string(), carry.map(str::to_string))) {
             return;
         }
         if let Some(k) = self.kustomizations.get(path) {
@@ -218,6 +226,23 @@ mod tests {
         assert_eq!(join("a", "./b.yaml").as_deref(), Some("a/b.yaml"));
         assert_eq!(join("", "../x"), None);
         assert_eq!(join("a", "https://example.com/x.yaml"), None);
+    }
+
+    #[test]
+    fn a_deep_diamond_of_resources_is_walked_once_per_folder() {
+        // Level i lists level i+1 twice (as `./n` and `n/`): 2^60 paths, 60 folders.
+        let mut files: Vec<(String, String)> = (0..60)
+            .map(|i| {
+                let dir = (0..=i).map(|j| format!("d{j}")).collect::<Vec<_>>().join("/");
+                (format!("{dir}/kustomization.yaml"), format!("resources: [./d{n}, d{n}/, release.yaml]\n", n = i + 1))
+            })
+            .collect();
+        files.push(("kustomization.yaml".into(), "namespace: top\nresources: [./d0, d0]\n".into()));
+        let deepest = format!("{}/release.yaml", (0..60).map(|j| format!("d{j}")).collect::<Vec<_>>().join("/"));
+        files.push((deepest.clone(), "kind: HelmRelease\n".into()));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let layout = layout_of(&refs);
+        assert_eq!(layout.namespace_of(&deepest), Some("top"));
     }
 
     #[test]

@@ -161,7 +161,11 @@ impl GithubForge {
                 Some(Duration::from_secs(s))
             } else if primary {
                 let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-                Some(Duration::from_secs(u64::try_from(reset - jiff::Timestamp::now().as_second()).unwrap_or(0) + 1))
+                Some(Duration::from_secs(
+                    u64::try_from(reset.saturating_sub(jiff::Timestamp::now().as_second()))
+                        .unwrap_or(0)
+                        .saturating_add(1),
+                ))
             } else if secondary || status == 429 {
                 Some(Duration::from_secs(60))
             } else {

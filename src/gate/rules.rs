@@ -207,7 +207,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "w" => 604_800,
         _ => return Err(format!("`{text}` has an unknown unit; use s, m, h, d or w")),
     };
-    Ok(Duration::from_secs(n * secs))
+    n.checked_mul(secs)
+        .filter(|s| *s <= 100 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is longer than a hundred years"))
 }
 
 #[cfg(test)]
@@ -284,5 +287,7 @@ mod tests {
         assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(259_200)));
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
         assert!(parse_duration("3 days").is_err() && parse_duration("d").is_err());
+        let absurd = parse_duration("18446744073709551615w").unwrap_err();
+        assert!(absurd.contains("longer than a hundred years"), "{absurd}");
     }
 }

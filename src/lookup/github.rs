@@ -72,7 +72,12 @@ impl GithubReleases {
         if self.ctx.offline {
             return cached.and_then(|e| e.packages.into_values().next()).ok_or_else(|| LookupError::offline(&key));
         }
-        let auth = self.ctx.github_token.clone().map(Auth::Bearer).unwrap_or_default();
+        // The token is for GitHub itself: a rewrite to a mirror does not get it (give a mirror
+        // its own credentials with hostRules).
+        let auth = match &self.ctx.github_token {
+            Some(token) if api == self.ctx.github_api => Auth::Bearer(token.clone()),
+            _ => self.ctx.auth_for(&api),
+        };
         let mut url = first;
         let mut releases = Vec::new();
         let mut validators = None;
@@ -116,7 +121,8 @@ impl GithubReleases {
                 }
                 (status, _) => return Err(LookupError::status(&key, status, "GitHub releases")),
             }
-            match next_link(&response.headers, &api) {
+            // Links point at GitHub itself (rewritten below) or at the mirror serving them.
+            match next_link(&response.headers, &self.ctx.github_api).or_else(|| next_link(&response.headers, &api)) {
                 Some(next) if next != url => url = self.ctx.rewrites.apply(&next),
                 _ => break,
             }

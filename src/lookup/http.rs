@@ -413,8 +413,16 @@ fn wait_hint(headers: &HeaderMap) -> Option<Duration> {
     let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     match (remaining, reset) {
         (Some("0"), Some(reset)) => {
-            let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
-            Some(reset.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+            // A reset absurdly far away (hostile or broken server) is simply "longer than we wait".
+            let Some(reset) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
+                return Some(Duration::MAX);
+            };
+            Some(
+                reset
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+                    .saturating_add(Duration::from_secs(1)),
+            )
         }
         _ => None,
     }
@@ -423,6 +431,16 @@ fn wait_hint(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absurd_rate_limit_reset_is_a_long_wait_not_a_panic() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("18446744073709551615"));
+        assert_eq!(wait_hint(&h), Some(Duration::MAX));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("0"));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(1)), "a reset in the past waits a second");
+    }
 
     #[test]
     fn redacts_userinfo_and_token_parameters() {
@@ -466,15 +484,42 @@ pub fn next_link(headers: &HeaderMap, base: &str) -> Option<String> {
             p == "rel=\"next\"" || p == "rel=next"
         });
         let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-        is_next.then(|| {
-            if target.starts_with('/') { format!("{}{target}", base.trim_end_matches('/')) } else { target.to_string() }
-        })
+        if !is_next {
+            return None;
+        }
+        if target.starts_with('/') {
+            return Some(format!("{}{target}", base.trim_end_matches('/')));
+        }
+        // Credentials go with every page: never follow a link to another origin.
+        if origin(target) != origin(base) {
+            tracing::warn!("not following a next-page link to another host: {}", redact(target));
+            return None;
+        }
+        Some(target.to_string())
     })
+}
+
+/// `scheme://host:port` of a URL, for same-origin checks.
+fn origin(url: &str) -> Option<(String, Option<String>, Option<u16>)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some((u.scheme().to_string(), u.host_str().map(str::to_string), u.port_or_known_default()))
 }
 
 #[cfg(test)]
 mod link_tests {
     use super::*;
+
+    #[test]
+    fn next_links_to_another_host_are_not_followed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::LINK, HeaderValue::from_static("<https://evil.example/steal?page=2>; rel=\"next\""));
+        assert_eq!(next_link(&h, "https://api.github.com"), None);
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("<https://api.github.com/repositories/1/releases?page=2>; rel=\"next\""),
+        );
+        assert!(next_link(&h, "https://api.github.com").is_some());
+    }
 
     #[test]
     fn follows_relative_and_absolute_next_links() {
@@ -491,7 +536,7 @@ mod link_tests {
                 "<https://api.github.com/x?page=2>; rel=\"next\", <https://api.github.com/x?page=9>; rel=\"last\"",
             ),
         );
-        assert_eq!(next_link(&h, "").as_deref(), Some("https://api.github.com/x?page=2"));
+        assert_eq!(next_link(&h, "https://api.github.com").as_deref(), Some("https://api.github.com/x?page=2"));
         assert_eq!(next_link(&HeaderMap::new(), ""), None);
     }
 }

@@ -87,6 +87,19 @@ async fn the_token_is_sent_as_a_header_and_never_shown() {
 }
 
 #[tokio::test]
+async fn a_mirror_reached_by_a_rewrite_never_gets_the_github_token() {
+    let server = fake_github("k3s-io/k3s").await;
+    let mut ctx = context(&[("https://api.github.com".into(), server.uri())], None, test_http());
+    ctx.github_api = "https://api.github.com".into();
+    ctx.github_token = Some("ghp_secret123".into());
+    let releases = Lookup::new(ctx).all([&github("k3s-io/k3s")]).await.into_values().next().unwrap().unwrap();
+    assert_eq!(releases.len(), 21, "every page read through the mirror");
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests.len() > 1);
+    assert!(requests.iter().all(|r| r.headers.get("authorization").is_none()), "no credentials sent to the mirror");
+}
+
+#[tokio::test]
 async fn a_warm_run_is_one_conditional_request() {
     let server = fake_github("k3s-io/k3s").await;
     let cache = tempfile::tempdir().unwrap();
