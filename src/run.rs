@@ -426,7 +426,7 @@ fn write_change(
         .collect::<Vec<_>>();
     match existing_pr {
         Some(pr) => {
-            if pr.title != title || pr.body != body || pr.labels != labels {
+            if pr.title != title || pr.body != body || !labels.iter().all(|l| pr.labels.contains(l)) {
                 ctx.forge.update(pr.number, &title, &body, &labels).map_err(|e| e.to_string())?;
                 outcome.updated.push(branch);
             }

@@ -281,7 +281,7 @@ impl Forge for GithubForge {
         let n = created.number;
         if !pr.labels.is_empty() {
             self.ok(
-                Method::PUT,
+                Method::POST,
                 &format!("/repos/{}/issues/{n}/labels", self.repo),
                 Some(&json!({"labels": pr.labels})),
             )?;
@@ -314,11 +314,14 @@ impl Forge for GithubForge {
             &format!("/repos/{}/pulls/{number}", self.repo),
             Some(&json!({"title": title, "body": body})),
         )?;
-        self.ok(
-            Method::PUT,
-            &format!("/repos/{}/issues/{number}/labels", self.repo),
-            Some(&json!({"labels": labels})),
-        )?;
+        if !labels.is_empty() {
+            // POST adds; PUT would drop the labels a maintainer put on the PR.
+            self.ok(
+                Method::POST,
+                &format!("/repos/{}/issues/{number}/labels", self.repo),
+                Some(&json!({"labels": labels})),
+            )?;
+        }
         Ok(())
     }
 

@@ -138,7 +138,11 @@ impl Forge for LocalForge {
     fn update(&self, number: u64, title: &str, body: &str, labels: &[String]) -> Result<(), ForgeError> {
         let mut meta = self.meta(number)?;
         meta.title = title.to_string();
-        meta.labels = labels.to_vec();
+        for label in labels {
+            if !meta.labels.contains(label) {
+                meta.labels.push(label.clone());
+            }
+        }
         self.write(&self.dir.join(format!("{number}.md")), body)?;
         self.save(&meta)
     }

@@ -85,7 +85,8 @@ pub trait Forge {
     fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError>;
     /// Open a PR; if one for the head already exists, return it.
     fn create(&self, pr: &NewPullRequest) -> Result<PullRequest, ForgeError>;
-    /// Change a PR's title, body and labels.
+    /// Change a PR's title and body and add any of `labels` it lacks (labels a maintainer put
+    /// on the PR stay).
     fn update(&self, number: u64, title: &str, body: &str, labels: &[String]) -> Result<(), ForgeError>;
     /// Comment on a PR.
     fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError>;

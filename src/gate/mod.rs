@@ -437,7 +437,21 @@ fn align_k3s(deps: &[Dependency], plan: &mut Plan) {
                     x.action = Action::Hold;
                     x.reason = format!("k3s Plans move together and {} is held: {why}", other.id);
                 }
-            } else if let Some((_, lowest)) = &lowest {
+            } else if let Some((target, lowest)) = &lowest {
+                // A Plan already at or past the group's target never moves back: it waits.
+                if d.current.as_deref().and_then(Version::parse).is_some_and(|c| c >= *target) {
+                    if x.action == Action::Propose {
+                        x.action = Action::Hold;
+                        x.reason = format!(
+                            "already at {}, at or past {}, where the cluster's other k3s Plans move now; it waits for them",
+                            d.current.as_deref().unwrap_or("?"),
+                            lowest.target.as_deref().unwrap_or("?")
+                        );
+                        x.target = None;
+                        x.group = None;
+                    }
+                    continue;
+                }
                 let role = if d.role == Some(PlanRole::Server) { "servers" } else { "agents" };
                 x.target = lowest.target.clone();
                 x.update_type = lowest.update_type;

@@ -123,9 +123,16 @@ fn a_github_run_opens_prs_and_a_dashboard_then_a_second_run_writes_nothing() {
     assert!(gh.fake.requests().iter().all(|r| !r.contains(TOKEN)));
     assert!(!all_output(&first).contains(TOKEN));
 
+    // A maintainer labels the PR; upkeep keeps that label and does not fight over it.
+    {
+        let mut s = gh.fake.state.lock().unwrap();
+        let pr = s.pulls.iter_mut().find(|p| p["head"]["ref"] == LONGHORN).unwrap();
+        pr["labels"].as_array_mut().unwrap().push(serde_json::json!({"name": "needs-maintenance-window"}));
+    }
     let second = run_github(&sb, &gh, &remote, &[]);
     assert!(second.status.success(), "{}", all_output(&second));
     assert_eq!(gh.fake.writes(), writes, "the second run writes nothing to GitHub");
+    assert_eq!(gh.fake.pulls_for(LONGHORN)[0]["labels"].as_array().unwrap().len(), 2);
     let text = stdout(&second);
     assert!(text.contains("PRs opened: none") && text.contains("PRs updated: none"), "{text}");
 }
@@ -274,7 +281,7 @@ fn permission_errors_name_the_missing_permission_and_never_the_token() {
         assert!(!err.contains(TOKEN));
     }
     gh.fake.fault(Fault {
-        method: "PUT",
+        method: "POST",
         path_contains: "/labels",
         response: ResponseTemplate::new(403)
             .set_body_json(serde_json::json!({"message": "Resource not accessible by integration"})),

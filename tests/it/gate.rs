@@ -182,6 +182,14 @@ fn k3s_plans_move_together_one_minor_at_a_time() {
     assert_eq!(summary(&plan, &ahead.id), summary(&plan, &behind.id));
     assert_eq!(summary(&plan, &ahead.id).1.as_deref(), Some("v1.31.2+k3s1"));
 
+    // A Plan already past where the others move now is never moved back: it waits.
+    let ahead = dep("plan/system-upgrade/k3s-agent", Component::K3s, "v1.31.0+k3s1");
+    let plan = Case::new(vec![(server.clone(), k3s.clone()), (ahead.clone(), k3s.clone())]).run();
+    assert_eq!(summary(&plan, &server.id), (Action::Propose, Some("v1.30.6+k3s1".into())));
+    let waiting = &plan.decisions[&ahead.id];
+    assert_eq!((waiting.action, waiting.target.as_deref()), (Action::Hold, None), "{}", waiting.reason);
+    assert!(waiting.reason.contains("already at v1.31.0+k3s1"), "{}", waiting.reason);
+
     // Only patches and k3s builds allowed; a build bump is its own kind of update.
     let only_patch = Case::new(vec![(server.clone(), k3s.clone())])
         .config("rules:\n  - match: {component: [k3s]}\n    allow: [patch, build]\n")

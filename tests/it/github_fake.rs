@@ -201,18 +201,17 @@ impl FakeGithub {
                 }
                 ResponseTemplate::new(200).set_body_json(pr.clone())
             }
-            ("PUT", ["issues", n, "labels"]) => {
+            // GitHub's "Add labels": POST appends to what the issue has.
+            ("POST", ["issues", n, "labels"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
-                let labels: Vec<Value> = body["labels"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|l| json!({"name": l}))
-                    .collect();
-                if let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) {
-                    pr["labels"] = json!(labels);
+                let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) else { return ResponseTemplate::new(404) };
+                let mut labels: Vec<Value> = pr["labels"].as_array().cloned().unwrap_or_default();
+                for l in body["labels"].as_array().cloned().unwrap_or_default() {
+                    if !labels.iter().any(|x| x["name"] == l) {
+                        labels.push(json!({"name": l}));
+                    }
                 }
+                pr["labels"] = json!(labels);
                 ResponseTemplate::new(200).set_body_json(labels)
             }
             ("POST", ["pulls", _, "requested_reviewers"]) => ResponseTemplate::new(201).set_body_json(template()),

@@ -72,7 +72,9 @@ async fn corpus_indexes_are_fetched_once_each_and_revalidated_with_304s() {
                 Err(e) => panic!("{repo}: {} {}: {e}", package.registry, package.name),
             }
         }
-        assert!(missing.len() * 10 <= results.len(), "{repo}: too many charts missing from their index: {missing:?}");
+        missing.sort();
+        missing.dedup();
+        assert_eq!(missing, expected_missing(repo), "{repo}: charts missing from their index");
         let stats = &cold.context().http.stats;
         assert_eq!(stats.requests.load(Ordering::Relaxed) as usize, distinct.len(), "{repo}: one request per index");
         assert_eq!(server.received_requests().await.unwrap_or_default().len(), distinct.len());
@@ -84,6 +86,18 @@ async fn corpus_indexes_are_fetched_once_each_and_revalidated_with_304s() {
         assert_eq!(stats.not_modified.load(Ordering::Relaxed) as usize, distinct.len(), "{repo}: all 304");
         assert_eq!(stats.bytes.load(Ordering::Relaxed), 0, "{repo}: no index body transferred");
     }
+}
+
+/// Charts the corpus pins that their repository's published index does not list (checked
+/// against the real index files in the mirror): each is a per-dependency error, and no others.
+fn expected_missing(repo: &str) -> Vec<String> {
+    let names: &[&str] = match repo {
+        // k8s-at-home published its library chart from a separate repository
+        // (library-charts.k8s-at-home.com); https://k8s-at-home.com/charts never listed it.
+        "onedr0p-home-ops-2022" => &["kah-common-chart"],
+        _ => &[],
+    };
+    names.iter().map(|n| (*n).to_string()).collect()
 }
 
 async fn serve(index: &'static str) -> MockServer {
