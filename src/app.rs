@@ -157,6 +157,28 @@ pub fn history(root: &std::path::Path) -> (History, Option<String>) {
     }
 }
 
+/// Closed-unmerged PRs (as events) and open upkeep groups from the local forge of the
+/// repository containing `path`, if it has one.
+fn local_forge_memory(path: &std::path::Path) -> (Vec<crate::gate::history::Event>, Vec<String>) {
+    use crate::forge::{Forge, PrState};
+    let Some(workdir) =
+        git2::Repository::discover(path).ok().and_then(|r| r.workdir().map(std::path::Path::to_path_buf))
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let dir = crate::run::default_prs_dir(&workdir);
+    if !dir.is_dir() {
+        return (Vec::new(), Vec::new());
+    }
+    let prs = crate::forge::local::LocalForge::new(dir).upkeep_prs().unwrap_or_default();
+    let open = prs
+        .iter()
+        .filter(|p| p.state == PrState::Open)
+        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
+        .collect();
+    (crate::forge::closed_unmerged(&prs), open)
+}
+
 /// Run the gate over a scan and its versions.
 pub fn plan(scan: &Scan, versions: &Versions, config: &Config, history: &History) -> Plan {
     plan_with(scan, versions, config, history, &[])
@@ -214,8 +236,12 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
 fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), AppError> {
     let (scan, config, versions) = scan_and_look_up(args)?;
     let decided = with_plan.then(|| {
-        let (history, note) = history(&args.path);
-        let mut plan = plan(&scan, &versions, &config, &history);
+        let (git, note) = history(&args.path);
+        // What the local forge knows (`upkeep run`'s default) counts too, so plan and run agree:
+        // a PR closed without merging refuses its version, an open one counts against limits.
+        let (mut events, open_groups) = local_forge_memory(&args.path);
+        events.extend(git.events().iter().cloned());
+        let mut plan = plan_with(&scan, &versions, &config, &History::new(events), &open_groups);
         plan.notes.extend(note);
         plan
     });

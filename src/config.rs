@@ -7,6 +7,7 @@
 //! timezone: Europe/Berlin      # default zone of schedules (UTC otherwise)
 //! memory:                      # what reverts mean (defaults shown)
 //!   revertWindow: 30d
+//!   stepSoak: 1d               # a Longhorn/k3s step runs this long before the next one
 //!   revertsToHold: 2
 //!   failureRate: 0.2
 //!   failureSample: 10
@@ -160,6 +161,9 @@ struct RawMemory {
     failure_rate: Option<f64>,
     /// How many recent updates the share is computed over (10).
     failure_sample: Option<usize>,
+    /// How long a Longhorn or k3s step upkeep merged runs before the next step is proposed (`1d`).
+    #[schemars(with = "Option<String>")]
+    step_soak: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -395,6 +399,9 @@ fn policy(
         }
         if let Some(n) = m.reverts_to_hold {
             mem.reverts_to_hold = n.max(1);
+        }
+        if let Some(w) = m.step_soak {
+            mem.step_soak = parse_duration(&w.value).map_err(|e| at(file, &w.referenced, format!("stepSoak: {e}")))?;
         }
         if let Some(r) = m.failure_rate {
             if !(0.0..=1.0).contains(&r) {

@@ -67,6 +67,9 @@ pub struct MemoryPolicy {
     pub failure_rate: f64,
     /// How many recent updates the share is computed over.
     pub failure_sample: usize,
+    /// How long a platform step (Longhorn, k3s) upkeep merged must run before the next step of
+    /// the chain is proposed: the window the verifier watches it in.
+    pub step_soak: Duration,
 }
 
 impl Default for MemoryPolicy {
@@ -76,6 +79,7 @@ impl Default for MemoryPolicy {
             reverts_to_hold: 2,
             failure_rate: 0.2,
             failure_sample: 10,
+            step_soak: Duration::from_secs(86_400),
         }
     }
 }
@@ -128,6 +132,14 @@ impl History {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The newest upkeep update that moved `dep` to `version`: when, and in which commit.
+    pub fn arrived(&self, dep: &str, version: &str) -> Option<(Timestamp, &str)> {
+        self.events.iter().find_map(|e| match e {
+            Event::Updated { dep: d, to, at, commit, .. } if d == dep && to == version => Some((*at, commit.as_str())),
+            _ => None,
+        })
     }
 
     /// Reverts of `dep` within the window before `now`, newest first.

@@ -282,6 +282,26 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         let (allowed, steps) = paths::one_minor_at_a_time(&current, &versions, &stable);
         let newest = versions.iter().max().cloned();
         candidates.retain(|c| allowed.contains(&c.0));
+        // The step upkeep merged last runs a while before the next one: it must come back
+        // healthy (the verifier's soak) before the chain goes on.
+        if let Some(current_text) = dep.current.as_deref()
+            && let Some((at, commit)) = input.history.arrived(&dep.id, current_text)
+            && !candidates.is_empty()
+        {
+            let age = input.now.as_second() - at.as_second();
+            let soak = i64::try_from(input.policy.memory.step_soak.as_secs()).unwrap_or(i64::MAX);
+            if age < soak {
+                return Decision::new(
+                    Action::Hold,
+                    format!(
+                        "{current_text} arrived {} ago (upkeep commit {}); the next step opens after it has run for {} (memory.stepSoak)",
+                        human_age(age.max(0)),
+                        &commit[..commit.len().min(12)],
+                        human_age(soak)
+                    ),
+                );
+            }
+        }
         if candidates.is_empty() {
             if !refused.is_empty() {
                 return Decision::new(

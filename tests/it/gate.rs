@@ -156,6 +156,27 @@ fn longhorn_moves_one_minor_at_a_time_on_its_real_index() {
     )])
     .run();
     assert!(plan.decisions["helmrelease/longhorn-system/longhorn"].reason.contains("step 1 of 2 towards 1.6.0"));
+
+    // Step 1 (1.4.1 -> 1.5.4) merged two hours ago: step 2 waits for it to run a day first.
+    let id = "helmrelease/longhorn-system/longhorn";
+    let mut case = Case::new(vec![(dep(id, Component::Longhorn, "1.5.4"), longhorn_releases())]);
+    let merged: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+    case.history = History::new(vec![Event::Updated {
+        dep: id.into(),
+        from: "1.4.1".into(),
+        to: "1.5.4".into(),
+        at: merged,
+        commit: "0123456789abcdef".into(),
+    }]);
+    let d = case.run().decisions[id].clone();
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(d.reason.contains("1.5.4 arrived 2h ago (upkeep commit 0123456789ab)"), "{}", d.reason);
+    case.now = "2026-11-25T10:00:01Z".parse().unwrap();
+    let d = case.run().decisions[id].clone();
+    assert_eq!((d.action, d.target.as_deref()), (Action::Propose, Some("1.6.0")), "{}", d.reason);
+    case.now = "2026-11-24T12:00:00Z".parse().unwrap();
+    let case = case.config("memory:\n  stepSoak: 1h\n");
+    assert_eq!(case.run().decisions[id].action, Action::Propose, "the soak is configurable");
 }
 
 #[test]

@@ -259,6 +259,21 @@ fn a_pr_closed_without_merging_blocks_its_version() {
         dashboard.contains("## Blocked (1)") && dashboard.contains("1.5.4 (PR #3 was closed without merging)"),
         "{dashboard}"
     );
+    // `upkeep plan` reads the same forge, so it agrees with `run`.
+    let plan = Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .args(["plan", "--format", "json"])
+        .arg(&sb.repo)
+        .env("UPKEEP_CACHE_DIR", sb.root.join("cache"))
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let longhorn = json["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "helmrelease/longhorn-system/longhorn")
+        .unwrap();
+    assert_eq!(longhorn["decision"]["action"], "blocked", "{longhorn}");
 }
 
 /// Every `upkeep/*` branch on a bare remote, with its tip.
