@@ -39,6 +39,20 @@ pub struct EditError {
     pub reason: String,
 }
 
+/// `target` written the way the manifest writes `current`: with or without a leading `v`.
+/// Releases are named after their tags (`v2.4.0`) while a FluxInstance may say `2.3.0`; the
+/// edit keeps the manifest's own spelling.
+pub fn in_style_of(current: &str, target: &str) -> String {
+    let digit_after = |s: &str, n: usize| s[n..].starts_with(|c: char| c.is_ascii_digit());
+    let current_v = current.starts_with('v') && digit_after(current, 1);
+    let target_v = target.starts_with('v') && digit_after(target, 1);
+    match (current_v, target_v) {
+        (false, true) if digit_after(current, 0) => target[1..].to_string(),
+        (true, false) if digit_after(target, 0) => format!("v{target}"),
+        _ => target.to_string(),
+    }
+}
+
 /// Would YAML read this plain scalar as something other than a string (`1.10` is a float,
 /// `true` a bool)? Such a value must be quoted to stay a version.
 pub fn needs_quotes(value: &str) -> bool {
@@ -225,6 +239,15 @@ fn prove(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_keep_the_manifests_v_prefix_or_its_absence() {
+        assert_eq!(in_style_of("2.3.0", "v2.4.0"), "2.4.0");
+        assert_eq!(in_style_of("v1.2.0", "1.3.0"), "v1.3.0");
+        assert_eq!(in_style_of("v1.29.4+k3s1", "v1.30.6+k3s1"), "v1.30.6+k3s1");
+        assert_eq!(in_style_of("1.4.1", "1.5.4"), "1.5.4");
+        assert_eq!(in_style_of("latest", "v2.4.0"), "v2.4.0");
+    }
 
     fn hr(version: &str) -> String {
         format!(

@@ -338,7 +338,7 @@ fn write_change(
             dependency: d.id.clone(),
             location,
             from: d.current.clone().unwrap_or_default(),
-            to: x.target.clone().unwrap_or_default(),
+            to: crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or("")),
         });
     }
     let mut files = Vec::new();
@@ -635,7 +635,14 @@ fn close_superseded(ctx: &Ctx<'_>, changes: &[Change<'_>], plan: &Plan, prs: &[P
             })
             .collect::<Vec<_>>()
             .join("; ");
-        match ctx.forge.close(pr.number, &format!("Superseded, closing: {why}")) {
+        // Closed by upkeep is not "refused by a maintainer": retire the markers first so the
+        // versions stay proposable (in the PR that replaces this one).
+        let retired = pr.body.replace("<!-- upkeep-update: ", "<!-- upkeep-superseded: ");
+        let closed = ctx
+            .forge
+            .update(pr.number, &pr.title, &retired, &[])
+            .and_then(|()| ctx.forge.close(pr.number, &format!("Superseded, closing: {why}")));
+        match closed {
             Ok(()) => outcome.closed.push(pr.head.clone()),
             Err(e) => outcome.errors.push(format!("{}: {e}", pr.head)),
         }

@@ -12,6 +12,7 @@ mod lookup_oci;
 mod regenerate;
 mod registry;
 mod run;
+mod run_scenarios;
 mod servers;
 mod util;
 mod walk;

@@ -1,0 +1,121 @@
+//! More of `upkeep run` with the local forge: regrouping supersedes PRs, repository template
+//! overrides, a FluxInstance edit, and a configurable commit author.
+
+use std::path::Path;
+
+use super::run::{LONGHORN, Sandbox, commit_all, stdout};
+use super::util::fixture;
+
+const CERT_MANAGER: &str = "upkeep/helmrelease-cert-manager-cert-manager";
+const INGRESS: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
+
+fn pr(sb: &Sandbox, n: u64) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{n}.json"))).unwrap()).unwrap()
+}
+
+fn add_to_config(sb: &Sandbox, yaml: &str) {
+    let path = sb.repo.join("upkeep.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}{yaml}")).unwrap();
+    commit_all(&sb.git(), "chore: upkeep config", "Maintainer");
+}
+
+#[test]
+fn a_new_group_supersedes_single_prs_without_refusing_their_versions() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    assert_eq!((pr(&sb, 1)["head"].as_str(), pr(&sb, 2)["head"].as_str()), (Some(CERT_MANAGER), Some(INGRESS)));
+    add_to_config(&sb, "rules:\n  - match: { chart: [cert-manager, ingress-nginx] }\n    group: web\n");
+
+    let out = sb.run(&[], &[]);
+    let text = stdout(&out);
+    assert!(text.contains("PRs opened: upkeep/web"), "{text}");
+    let closed = text.lines().find(|l| l.starts_with("PRs closed as superseded: ")).unwrap();
+    assert!(closed.contains(CERT_MANAGER) && closed.contains(INGRESS), "{text}");
+    for n in [1, 2] {
+        assert_eq!(pr(&sb, n)["state"], "closed");
+        let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{n}.comments.md"))).unwrap();
+        assert!(comments.contains("Superseded, closing"), "{comments}");
+    }
+    let web = std::fs::read_to_string(sb.repo.join(".upkeep/prs/5.md")).unwrap();
+    assert!(web.contains("cert-manager") && web.contains("ingress-nginx"), "{web}");
+
+    // upkeep closed them, nobody refused the versions: the grouped PR stays, nothing is blocked.
+    let again = stdout(&sb.run(&[], &[]));
+    assert!(again.contains("PRs opened: none") && again.contains("PRs closed as superseded: none"), "{again}");
+    assert!(again.contains("0 blocked"), "{again}");
+    assert_eq!(pr(&sb, 5)["state"], "open");
+}
+
+#[test]
+fn a_repository_template_overrides_the_pr_body_and_a_broken_one_is_named() {
+    let sb = Sandbox::example();
+    let dir = sb.repo.join(".github/upkeep/templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pr-body.hbs"),
+        "Platform team update.\n\n{{#each updates}}- {{package}}: {{from}} → {{to}} ({{update_type}})\n{{/each}}",
+    )
+    .unwrap();
+    commit_all(&sb.git(), "chore: our PR template", "Maintainer");
+    sb.run(&[], &[]);
+    let body = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.md")).unwrap();
+    assert!(body.starts_with("Platform team update.\n\n- longhorn: 1.4.1 → 1.5.4 (minor)\n"), "{body}");
+    assert!(
+        body.contains("<!-- upkeep-update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4 -->"),
+        "markers stay"
+    );
+
+    // A template naming a variable that does not exist fails loudly (strict mode), by file.
+    std::fs::write(dir.join("pr-body.hbs"), "{{#each updates}}{{no_such_field}}{{/each}}").unwrap();
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    commit_all(&sb.git(), "docs: move main", "Maintainer");
+    let out = sb.try_run(&[], &[]);
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("template pr-body") && all.contains("no_such_field"), "{all}");
+}
+
+#[test]
+fn a_flux_instance_is_a_plain_edit_in_the_manifests_own_spelling() {
+    let sb = Sandbox::example();
+    let target = sb.repo.join("clusters/home/flux-operator/instance.yaml");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::copy(fixture("flux/fluxinstance-pinned.yaml"), &target).unwrap();
+    commit_all(&sb.git(), "feat: flux-operator", "Maintainer");
+    let out = stdout(&sb.run(&[], &[]));
+    let branch = "upkeep/fluxinstance-flux-system-flux";
+    assert!(out.contains(branch), "{out}");
+    let git = sb.git();
+    let tip = git.find_commit(sb.branches()[branch]).unwrap();
+    let entry = tip.tree().unwrap().get_path(Path::new("clusters/home/flux-operator/instance.yaml")).unwrap();
+    let after = String::from_utf8(git.find_blob(entry.id()).unwrap().content().to_vec()).unwrap();
+    let before = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(
+        after,
+        before.replace("version: \"2.3.0\"   # bump with care", "version: \"2.4.0\"   # bump with care"),
+        "only the version bytes moved, without a `v` the manifest never had"
+    );
+    assert!(tip.message().unwrap().contains("Upkeep-Update: fluxinstance/flux-system/flux 2.3.0 -> v2.4.0"));
+}
+
+#[test]
+fn the_commit_author_is_configurable_and_stays_upkeeps() {
+    let sb = Sandbox::example();
+    let author = "Cluster Bot <cluster-bot@example.com>";
+    sb.run(&["--author", author], &[]);
+    let git = sb.git();
+    let c = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+    assert_eq!((c.author().name(), c.author().email()), (Ok("Cluster Bot"), Ok("cluster-bot@example.com")));
+    // Its own commits are recognised as its own when main moves.
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    commit_all(&git, "docs: move main", "Maintainer");
+    let out = stdout(&sb.run(&[], &[("UPKEEP_AUTHOR", author)]));
+    assert!(
+        out.contains(&format!("branches written: {CERT_MANAGER}"))
+            && out.contains("left alone (commits by others): none"),
+        "{out}"
+    );
+    let bad = sb.try_run(&["--author", "no email"], &[]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not `Name <email>`"));
+}
