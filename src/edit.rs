@@ -41,7 +41,8 @@ pub struct EditError {
 
 /// `target` written the way the manifest writes `current`: with or without a leading `v`.
 /// Releases are named after their tags (`v2.4.0`) while a FluxInstance may say `2.3.0`; the
-/// edit keeps the manifest's own spelling.
+/// edit keeps the manifest's own spelling. (Only for such tag-named releases: a chart version
+/// is written exactly as the index has it, which may drop a `v` the old one had.)
 pub fn in_style_of(current: &str, target: &str) -> String {
     let digit_after = |s: &str, n: usize| s[n..].starts_with(|c: char| c.is_ascii_digit());
     let current_v = current.starts_with('v') && digit_after(current, 1);

@@ -338,7 +338,13 @@ fn write_change(
             dependency: d.id.clone(),
             location,
             from: d.current.clone().unwrap_or_default(),
-            to: crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or("")),
+            // A FluxInstance names a Flux release (a tag, `v2.4.0`) in its own spelling; every
+            // other version is written exactly as its index or registry names it.
+            to: if d.kind == Kind::FluxInstance {
+                crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or(""))
+            } else {
+                x.target.clone().unwrap_or_default()
+            },
         });
     }
     let mut files = Vec::new();
