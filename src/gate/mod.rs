@@ -508,12 +508,24 @@ fn apply_limits(input: &GateInput<'_>, plan: &mut Plan) {
     let mut ordered: Vec<(String, Vec<String>)> = units.into_iter().collect();
     ordered.sort_by(|a, b| key(&a.1).cmp(&key(&b.1)).then_with(|| a.0.cmp(&b.0)));
     let mut open: usize = input.open_groups.len();
+    let bucket_of =
+        |plan: &Plan, ids: &[String]| ids.iter().filter_map(|i| plan.decisions.get(i)).find_map(|d| d.bucket.clone());
+    // PRs already open hold their slots, in the global limit and in their rule's limit alike:
+    // a new proposal never displaces an open PR.
     let mut buckets: HashMap<String, usize> = HashMap::new();
+    for (group, ids) in &ordered {
+        if input.open_groups.contains(group)
+            && let Some((name, _)) = bucket_of(plan, ids)
+        {
+            *buckets.entry(name).or_default() += 1;
+        }
+    }
     for (group, ids) in ordered {
         let already_open = input.open_groups.contains(&group);
-        let bucket = ids.iter().filter_map(|i| plan.decisions.get(i)).find_map(|d| d.bucket.clone());
+        let bucket = bucket_of(plan, &ids);
         let over_global = input.policy.max_open_prs.is_some_and(|max| !already_open && open >= max);
-        let over_bucket = bucket.as_ref().is_some_and(|(name, max)| buckets.get(name).copied().unwrap_or(0) >= *max);
+        let over_bucket =
+            !already_open && bucket.as_ref().is_some_and(|(name, max)| buckets.get(name).copied().unwrap_or(0) >= *max);
         if over_global || over_bucket {
             let why = if over_global {
                 format!(
@@ -534,9 +546,9 @@ fn apply_limits(input: &GateInput<'_>, plan: &mut Plan) {
         }
         if !already_open {
             open += 1;
-        }
-        if let Some((name, _)) = bucket {
-            *buckets.entry(name).or_default() += 1;
+            if let Some((name, _)) = bucket {
+                *buckets.entry(name).or_default() += 1;
+            }
         }
     }
 }

@@ -202,6 +202,44 @@ fn a_long_secondary_rate_limit_stops_the_run_with_a_clear_message() {
 }
 
 #[test]
+fn a_secondary_limit_mid_run_is_waited_out_or_fails_only_that_update() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    // A PR creation meets a secondary limit that asks for one second: upkeep waits and goes on.
+    let limited = || Fault {
+        method: "POST",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(403).insert_header("retry-after", "1").set_body_json(serde_json::json!({
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+        })),
+        processed: false,
+    };
+    gh.fake.fault(limited());
+    let out = run_github(&sb, &gh, &remote, &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /pulls").count(), 4, "every PR opened after the wait");
+
+    // Past the cap, only the update that met the limit fails; the run says so and exits 1.
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    let mut fault = limited();
+    fault.response = ResponseTemplate::new(403)
+        .insert_header("retry-after", "120")
+        .set_body_json(serde_json::json!({"message": "You have exceeded a secondary rate limit."}));
+    gh.fake.fault(fault);
+    let out = run_github(&sb, &gh, &remote, &[("UPKEEP_MAX_WAIT_SECONDS", "5")]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("error: {CERT_MANAGER}: github: POST /repos/home-ops/cluster/pulls: rate limited")),
+        "{text}"
+    );
+    assert!(text.contains("run again later"), "{text}");
+    assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /pulls").count(), 3, "the other three PRs opened");
+    assert!(gh.fake.dashboard().unwrap()["body"].as_str().unwrap().contains(CERT_MANAGER), "the dashboard lists it");
+}
+
+#[test]
 fn already_exists_is_treated_as_found() {
     let gh = Github::start();
     let forge = gh.forge();

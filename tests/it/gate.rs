@@ -92,6 +92,7 @@ struct Case {
     policy: Policy,
     history: History,
     now: Timestamp,
+    open_groups: Vec<String>,
 }
 
 impl Case {
@@ -104,6 +105,7 @@ impl Case {
             policy: Policy::default(),
             history: History::default(),
             now: "2026-11-24T12:00:00Z".parse().unwrap(),
+            open_groups: Vec::new(),
         }
     }
 
@@ -121,7 +123,7 @@ impl Case {
             policy: &self.policy,
             history: &self.history,
             now: self.now,
-            open_groups: &[],
+            open_groups: &self.open_groups,
         })
     }
 }
@@ -388,6 +390,56 @@ fn max_open_prs_keeps_security_then_smallest_then_oldest() {
     assert_eq!(proposed, ["helmrelease/apps/patch-old", "helmrelease/apps/secure-major"]);
     let held = &plan.decisions["helmrelease/apps/minor"];
     assert!(held.reason.starts_with("PR limit: 2 upkeep PRs open or planned (maxOpenPRs 2)"), "{}", held.reason);
+}
+
+#[test]
+fn a_rules_pr_limit_keeps_open_prs_and_holds_new_ones() {
+    let deps: Vec<(Dependency, Vec<Release>)> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            (
+                dep(&format!("helmrelease/apps/{n}"), Component::App, "1.0.0"),
+                vec![release("1.0.1", "2026-06-01T00:00:00Z")],
+            )
+        })
+        .collect();
+    let mut case = Case::new(deps).config("rules:\n  - match: {id: ['helmrelease/apps/*']}\n    maxOpenPRs: 1\n");
+    let plan = case.run();
+    let proposed: Vec<&str> =
+        plan.decisions.iter().filter(|(_, d)| d.action == Action::Propose).map(|(id, _)| id.as_str()).collect();
+    assert_eq!(proposed, ["helmrelease/apps/a"]);
+    assert!(plan.decisions["helmrelease/apps/b"].reason.starts_with("PR limit of rules[0]: 1 open (maxOpenPRs)"));
+    // c's PR is already open: it keeps the slot, a is held instead of displacing it.
+    case.open_groups = vec![plan_group(&plan, "helmrelease/apps/c")];
+    let plan = case.run();
+    assert_eq!(plan.decisions["helmrelease/apps/c"].action, Action::Propose);
+    assert_eq!(plan.decisions["helmrelease/apps/a"].action, Action::Hold);
+}
+
+fn plan_group(plan: &Plan, id: &str) -> String {
+    plan.decisions[id].group.clone().unwrap_or_else(|| {
+        // Held decisions carry no group; the slug is the id's.
+        id.replace('/', "-")
+    })
+}
+
+#[test]
+fn kind_and_registry_matchers_pick_their_dependencies() {
+    let k3s = github_releases("k3s-io/k3s");
+    let server = dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.29.4+k3s1");
+    let app = dep("helmrelease/apps/app", Component::App, "1.0.0");
+    let app_releases = vec![release("1.1.0", "2026-06-01T00:00:00Z"), release("1.0.1", "2026-05-01T00:00:00Z")];
+    let case = Case::new(vec![(server.clone(), k3s), (app.clone(), app_releases)]).config(
+        "rules:\n  - match: {kind: [plan]}\n    enabled: false\n  - match: {registry: ['https://charts.example.com*']}\n    allow: [patch]\n",
+    );
+    let plan = case.run();
+    assert_eq!(plan.decisions[&server.id].action, Action::Skip, "{}", plan.decisions[&server.id].reason);
+    assert!(plan.decisions[&server.id].reason.contains("enabled: false"));
+    assert_eq!(
+        summary(&plan, &app.id),
+        (Action::Propose, Some("1.0.1".into())),
+        "the registry rule allows patches only"
+    );
 }
 
 /// A real git history in a tempdir, written the way upkeep and its verifier write commits.
