@@ -217,7 +217,7 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
         };
         let lookup = Lookup::new(lookup_context(
             &config,
-            &LookupOptions { cache, offline: args.offline, http: HttpConfig::default() },
+            &LookupOptions { cache, offline: args.offline, http: HttpConfig::from_env() },
         )?);
         let versions = look_up(&scan, &lookup)?;
         let stats = &lookup.context().http.stats;

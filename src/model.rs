@@ -322,6 +322,10 @@ pub struct Release {
     pub notes: Option<String>,
     /// A page about this release (GitHub release page, chart download URL).
     pub url: Option<String>,
+    /// The chart archive's digest as the index lists it (`sha256` hex), for a verifier or a
+    /// PR body to pin against.
+    #[serde(default)]
+    pub digest: Option<String>,
     /// Signals read from the notes and metadata.
     pub signals: Vec<Signal>,
 }

@@ -80,6 +80,7 @@ mod tests {
             kube_version: None,
             notes: None,
             url: None,
+            digest: None,
             signals: signals.iter().map(|k| Signal { kind: *k, detail: version.into() }).collect(),
         }
     }

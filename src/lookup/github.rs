@@ -52,6 +52,7 @@ pub fn parse_page(bytes: &[u8]) -> Result<Vec<Release>, String> {
                 signals: notes.as_deref().map(signals::from_notes).unwrap_or_default(),
                 notes,
                 url: r.html_url,
+                digest: None,
                 version: r.tag_name,
             }
         })

@@ -1,7 +1,7 @@
 //! Helm repositories over HTTP(S): `<url>/index.yaml`.
 //!
 //! The index is read as a stream of parser events, keeping only what a decision needs per
-//! version (`version`, `created`, `deprecated`, `appVersion`, `kubeVersion`, `urls[0]`, the
+//! version (`version`, `created`, `deprecated`, `appVersion`, `kubeVersion`, `urls[0]`, `digest`, the
 //! `artifacthub.io/changes` annotation) and skipping everything else without building a tree.
 //! Aliases are never expanded, so a hostile index cannot multiply itself; its size is capped by
 //! the HTTP layer. One fetch serves every chart of the repository: the in-flight fetch is
@@ -250,6 +250,7 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
     let mut app_version = None;
     let mut kube_version = None;
     let mut url = None;
+    let mut digest = None;
     let mut changes = None;
     loop {
         let key = match events.next()? {
@@ -270,6 +271,7 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
             "created" => created = events.scalar()?,
             "deprecated" => deprecated = events.scalar()?.is_some_and(|v| v == "true"),
             "appVersion" => app_version = events.scalar()?,
+            "digest" => digest = events.scalar()?.filter(|d| !d.trim().is_empty()),
             "kubeVersion" => kube_version = events.scalar()?.filter(|v| !v.trim().is_empty()),
             "urls" => match events.next()? {
                 Event::SequenceStart(..) => loop {
@@ -321,6 +323,7 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
         kube_version,
         notes: (!parsed_changes.is_empty()).then(|| signals::changes_as_notes(&parsed_changes)),
         url,
+        digest,
         signals,
         version,
     }))
@@ -341,6 +344,7 @@ entries:
     appVersion: "2.0"
     kubeVersion: ">=1.25.0-0"
     urls: [https://example.com/app-1.2.0.tgz]
+    digest: 0f3a1c2e9b7d4a6f8e5c3b1a0d9f7e6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e
     maintainers: [{name: x, email: y}]
     annotations:
       artifacthub.io/changes: |
@@ -361,6 +365,8 @@ generated: "2024-05-01T10:00:00Z"
         assert_eq!(r.published.map(|t| t.as_second()), Some(1714557600));
         assert_eq!(r.kube_version.as_deref(), Some(">=1.25.0-0"));
         assert_eq!(r.url.as_deref(), Some("https://example.com/app-1.2.0.tgz"));
+        assert_eq!(r.digest.as_deref(), Some("0f3a1c2e9b7d4a6f8e5c3b1a0d9f7e6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e"));
+        assert_eq!(app[0].digest, None);
         let kinds: Vec<SignalKind> = r.signals.iter().map(|s| s.kind).collect();
         assert_eq!(kinds, [SignalKind::Security, SignalKind::KubeVersion]);
         assert!(app[0].deprecated && app[0].signals.iter().any(|s| s.kind == SignalKind::Deprecated));

@@ -55,6 +55,23 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// The defaults, with `UPKEEP_HTTP_TIMEOUT_SECONDS` (per attempt) and `UPKEEP_HTTP_RETRIES`
+    /// from the environment: a slow mirror may need more time, a CI job less patience.
+    pub fn from_env() -> HttpConfig {
+        let number = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let mut c = HttpConfig::default();
+        if let Some(s) = number("UPKEEP_HTTP_TIMEOUT_SECONDS").filter(|s| *s > 0) {
+            c.total_timeout = Duration::from_secs(s);
+            c.connect_timeout = c.connect_timeout.min(c.total_timeout);
+        }
+        if let Some(n) = number("UPKEEP_HTTP_RETRIES") {
+            c.retries = u32::try_from(n.min(10)).unwrap_or(3);
+        }
+        c
+    }
+}
+
 /// Credentials for one request.
 #[derive(Clone, Default)]
 pub enum Auth {

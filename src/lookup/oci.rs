@@ -266,6 +266,7 @@ pub fn releases_from_tags(tags: Vec<String>) -> Vec<Release> {
             kube_version: None,
             notes: None,
             url: None,
+            digest: None,
             signals: Vec::new(),
         })
         .collect()

@@ -188,3 +188,118 @@ fn plan_adds_a_decision_to_every_dependency() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("propose 1.5.4 (minor) [step 1/2]") && text.contains("6 propose (5 PRs)"), "{text}");
 }
+
+/// Every upstream fault the lookups know, through the real binary: each is one dependency's
+/// error in the report, the scan exits 0, and every other dependency still gets its versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_upstream_fault_is_one_dependencys_error_and_the_scan_goes_on() {
+    use std::io::Write as _;
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let index = |chart: &str| format!("apiVersion: v1\nentries:\n  {chart}:\n  - version: 1.2.0\n  - version: 1.1.0\n");
+    let ok = |chart: &str| ResponseTemplate::new(200).set_body_string(index(chart));
+    // 500 once, then the index.
+    Mock::given(path("/flaky/index.yaml"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/flaky/index.yaml")).respond_with(ok("flaky")).mount(&server).await;
+    // 429 with Retry-After once, then the index.
+    Mock::given(path("/limited/index.yaml"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/limited/index.yaml")).respond_with(ok("limited")).mount(&server).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(index("zipped").as_bytes()).unwrap();
+    Mock::given(path("/zipped/index.yaml"))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("content-encoding", "gzip").set_body_bytes(gz.finish().unwrap()),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/moved/index.yaml"))
+        .respond_with(
+            ResponseTemplate::new(301)
+                .insert_header("location", format!("{}/moved-here/index.yaml", server.uri()).as_str()),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/moved-here/index.yaml")).respond_with(ok("moved")).mount(&server).await;
+    Mock::given(path("/stall/index.yaml"))
+        .respond_with(ok("stall").set_delay(std::time::Duration::from_secs(30)))
+        .mount(&server)
+        .await;
+    let mut bomb = String::from(
+        "apiVersion: v1\nentries:\n  a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..30 {
+        let p = i - 1;
+        bomb.push_str(&format!("  a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"));
+    }
+    Mock::given(path("/bomb/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(bomb))
+        .mount(&server)
+        .await;
+    let truncated = super::servers::raw_server(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nContent-Type: text/yaml\r\n\r\n",
+        false,
+        b"apiVersion: v1\nentries:\n  cut:\n  - version: 1.",
+    );
+    let endless =
+        super::servers::raw_server("HTTP/1.1 200 OK\r\nContent-Type: text/yaml\r\n\r\n", true, b"apiVersion: v1\n");
+
+    let good = ["flaky", "limited", "zipped", "moved"];
+    let bad = ["stall", "bomb", "cut", "endless"];
+    let release = |name: &str| {
+        format!(
+            "---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  url: https://{name}.example.com\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  chart:\n    spec:\n      chart: {name}\n      version: 1.1.0\n      sourceRef: {{kind: HelmRepository, name: {name}, namespace: flux-system}}\n"
+        )
+    };
+    let mut config = String::from("registryRewrites:\n");
+    for name in good.iter().chain(["stall", "bomb"].iter()) {
+        config.push_str(&format!("  - {{from: 'https://{name}.example.com', to: '{}/{name}'}}\n", server.uri()));
+    }
+    config.push_str(&format!("  - {{from: 'https://cut.example.com', to: '{truncated}'}}\n"));
+    config.push_str(&format!("  - {{from: 'https://endless.example.com', to: '{endless}'}}\n"));
+    let mut files: Vec<(String, Vec<u8>)> =
+        good.iter().chain(bad.iter()).map(|n| (format!("{n}.yaml"), release(n).into_bytes())).collect();
+    files.push(("upkeep.yaml".into(), config.into_bytes()));
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    let dir = super::util::tree(&refs);
+    let cache = tempfile::tempdir().unwrap();
+    let (root, cache_dir) = (dir.path().to_path_buf(), cache.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_upkeep"))
+            .arg("scan")
+            .arg(&root)
+            .env("UPKEEP_CACHE_DIR", &cache_dir)
+            .env("UPKEEP_HTTP_TIMEOUT_SECONDS", "2")
+            .env("UPKEEP_HTTP_RETRIES", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in good {
+        let d = json["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap();
+        assert_eq!(d["latest"], "1.2.0", "{name}: {d}");
+    }
+    let errors = json["lookup_errors"].as_array().unwrap();
+    let mut failed: Vec<&str> = errors.iter().filter_map(|e| e["id"].as_str()).collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["helmrelease/apps/bomb", "helmrelease/apps/cut", "helmrelease/apps/endless", "helmrelease/apps/stall"]
+    );
+    for e in errors {
+        assert!(e["url"].as_str().is_some_and(|u| u.ends_with("/index.yaml")), "every error names its URL: {e}");
+    }
+}

@@ -35,6 +35,7 @@ fn release(version: &str, published: &str) -> Release {
         kube_version: None,
         notes: None,
         url: None,
+        digest: None,
         signals: Vec::new(),
     }
 }
