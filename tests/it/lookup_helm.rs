@@ -298,3 +298,111 @@ async fn plan_gives_every_corpus_dependency_a_decision() {
         insta::assert_snapshot!(format!("plan-{repo}"), text);
     }
 }
+
+#[tokio::test]
+async fn basic_auth_comes_from_host_rules_and_never_reaches_the_cache() {
+    use wiremock::matchers::header;
+    let server = MockServer::start().await;
+    // "chartuser:s3cret-pass" in Basic.
+    Mock::given(path("/private/index.yaml"))
+        .and(header("authorization", "Basic Y2hhcnR1c2VyOnMzY3JldC1wYXNz"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/private/index.yaml"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let cache = tempfile::tempdir().unwrap();
+    let rewrites = vec![("https://charts.private.test".to_string(), format!("{}/private", server.uri()))];
+    let package = helm("https://charts.private.test", "app");
+
+    let anonymous = Lookup::new(context(&rewrites, None, test_http()));
+    let err = anonymous.all([&package]).await.into_values().next().unwrap().unwrap_err();
+    assert!(err.message.contains("401"), "{err}");
+
+    let mut ctx = context(&rewrites, Some(cache.path()), test_http());
+    ctx.host_rules = vec![upkeep::lookup::HostRule {
+        host: "charts.private.test".into(),
+        username: Some("chartuser".into()),
+        password: Some("s3cret-pass".into()),
+    }];
+    let releases = Lookup::new(ctx).all([&package]).await.into_values().next().unwrap().unwrap();
+    assert!(!releases.is_empty());
+    let mut stack = vec![cache.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            files += 1;
+            let bytes = std::fs::read(e.path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            let name = e.file_name().to_string_lossy().to_string();
+            for secret in ["s3cret-pass", "chartuser", "Y2hhcnR1c2VyOnMzY3JldC1wYXNz"] {
+                assert!(!text.contains(secret) && !name.contains(secret), "{name} holds a credential");
+            }
+        }
+    }
+    assert!(files > 0, "the index was cached");
+}
+
+#[tokio::test]
+async fn a_408_is_retried() {
+    let server = serve(INDEX).await;
+    Mock::given(path("/slow/index.yaml"))
+        .respond_with(ResponseTemplate::new(408))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/slow/index.yaml"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
+        .mount(&server)
+        .await;
+    assert!(lookup_one(&server.uri(), "slow").await.is_ok());
+}
+
+/// A server that answers after a pause and records how many requests it served at once.
+fn concurrency_server(peak: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use std::io::Read;
+    use std::sync::atomic::AtomicUsize;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let now = std::sync::Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(64) {
+            let (peak, now) = (peak.clone(), now.clone());
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let current = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(current, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(150));
+                let body = INDEX.as_bytes();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                now.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_one_host_are_bounded_but_parallel() {
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = concurrency_server(peak.clone());
+    let packages: Vec<Package> = (0..8).map(|i| helm(&format!("{base}/repo{i}"), "app")).collect();
+    let lookup = Lookup::new(context(&[], None, upkeep::lookup::http::HttpConfig { per_host: 3, ..test_http() }));
+    let results = lookup.all(&packages).await;
+    assert!(results.values().all(Result::is_ok));
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&peak), "at most 3 at once, and more than one: {peak}");
+}

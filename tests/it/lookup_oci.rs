@@ -135,3 +135,41 @@ async fn bearer_challenges_are_answered_with_a_token() {
     let result = Lookup::new(ctx).all([&oci("oci://registry.test/org/app")]).await.into_values().next().unwrap();
     assert_eq!(versions(&result), ["3.1.0", "3.0.0"]);
 }
+
+/// ghcr.io's flow for public images: a 401 challenge, an anonymous token request (no
+/// credentials at all), then the tag list with that token.
+#[tokio::test]
+async fn anonymous_bearer_challenges_get_an_anonymous_token() {
+    let server = MockServer::start().await;
+    let challenge =
+        format!(r#"Bearer realm="{}/token",service="registry.test",scope="repository:org/app:pull""#, server.uri());
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(query_param("scope", "repository:org/app:pull"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"token":"anon-1"}"#))
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/org/app/tags/list"))
+        .and(header("authorization", "Bearer anon-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"name":"org/app","tags":["0.9.0","1.0.0"]}"#))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/org/app/tags/list"))
+        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let rules = vec![("oci://registry.test".to_string(), server.uri())];
+    let result = Lookup::new(context(&rules, None, test_http()))
+        .all([&oci("oci://registry.test/org/app")])
+        .await
+        .into_values()
+        .next()
+        .unwrap();
+    assert_eq!(versions(&result), ["1.0.0", "0.9.0"]);
+    let token_requests: Vec<_> =
+        server.received_requests().await.unwrap().into_iter().filter(|r| r.url.path() == "/token").collect();
+    assert_eq!(token_requests.len(), 1);
+    assert!(token_requests[0].headers.get("authorization").is_none(), "no credentials were sent");
+}
