@@ -143,7 +143,10 @@ pub fn apply(file: &str, text: &str, edits: &[Edit]) -> Result<String, EditError
             .map(|b| *b as char)
             .filter(|c| *c == '\'' || *c == '"')
             .filter(|_| text.as_bytes().get(span.end).is_some_and(|b| *b == b'\'' || *b == b'"'));
-        let bytes = if e.location.in_comment {
+        let bytes = if e.location.block {
+            // The one line of a block scalar: always a string, so never quoted.
+            replacement(e, Some('|')).map_err(|r| refuse(&e.dependency, r))?
+        } else if e.location.in_comment {
             if e.to.contains(char::is_whitespace) || e.to.is_empty() {
                 return Err(refuse(&e.dependency, format!("`{}` cannot stand in a comment header", e.to)));
             }
@@ -280,6 +283,14 @@ mod tests {
             let out = apply("hr.yaml", &text, &[edit_of(&text, to)]).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(out, hr(expected), "{written} -> {to}");
         }
+    }
+
+    #[test]
+    fn a_one_line_block_scalar_is_edited_in_place_and_never_quoted() {
+        let block = |v: &str| hr("|").replace("version: | # pinned\n", &format!("version: | # pinned\n        {v}\n"));
+        let text = block("1.9.0");
+        let out = apply("hr.yaml", &text, &[edit_of(&text, "1.10")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out, block("1.10"), "a block scalar is a string already: no quotes");
     }
 
     #[test]

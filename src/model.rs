@@ -129,6 +129,9 @@ pub struct Location {
     /// quoted.
     #[serde(skip)]
     pub in_comment: bool,
+    /// The value is the one line of a block scalar (`|`/`>`): always a string, never quoted.
+    #[serde(skip)]
+    pub block: bool,
 }
 
 /// Why a dependency will not be updated, in words a user can act on.

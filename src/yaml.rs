@@ -512,7 +512,29 @@ impl Builder<'_> {
                     (s..trim_end(bytes, s, end), false)
                 }
             }
-            Style::Literal | Style::Folded => (s..trim_end(bytes, s, end), false),
+            Style::Literal | Style::Folded => {
+                // `|` / `>` header, then the content from its indentation. A one-line value is
+                // exactly the first content line's bytes, which makes it safe to splice.
+                // (The parser's span for a block scalar may stop short of its content, so look
+                // past it; the equality check below is what makes the span trustworthy.)
+                let limit = bytes.len();
+                let header_end = match bytes.get(s) {
+                    Some(b'|' | b'>') => self.text[s..limit].find('\n').map_or(limit, |i| s + i + 1),
+                    _ => s, // the parser already points at the content
+                };
+                let mut c = header_end;
+                while c < limit && bytes[c] == b' ' {
+                    c += 1;
+                }
+                let line_end = self.text[c..limit].find('\n').map_or(limit, |i| c + i);
+                let line_end = if line_end > c && bytes[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+                let one_line = value.trim_end_matches(['\n', '\r']);
+                if !one_line.is_empty() && !one_line.contains('\n') && self.text.get(c..line_end) == Some(one_line) {
+                    (c..line_end, true)
+                } else {
+                    (s..trim_end(bytes, s, end), false)
+                }
+            }
         };
         Scalar { value, style, span, verbatim, anchor, tag, alias: false }
     }
@@ -595,13 +617,32 @@ mod tests {
     }
 
     #[test]
-    fn escaped_and_block_scalars_are_not_verbatim() {
+    fn escaped_and_multi_line_block_scalars_are_not_verbatim() {
         let text = "a: \"x\\ty\"\nb: 'it''s'\nc: |\n  block\nd: >\n  folded\n  text\n";
         let doc = &parse_stream(text).documents[0];
-        for key in ["a", "b", "c", "d"] {
+        for key in ["a", "b", "d"] {
             assert!(!scalar(doc, &[key]).verbatim, "{key} should not be verbatim");
         }
         assert_eq!(&text[scalar(doc, &["b"]).span.clone()], "it''s");
+        // A one-line block scalar is exactly its content line.
+        let c = scalar(doc, &["c"]);
+        assert!(c.verbatim);
+        assert_eq!(&text[c.span.clone()], "block");
+    }
+
+    #[test]
+    fn one_line_block_scalars_have_exact_spans_with_any_header_and_line_ending() {
+        for text in [
+            "version: |\n  1.2.3\n",
+            "version: >-\n    1.2.3\nnext: x\n",
+            "version: |+ # keep\r\n  1.2.3\r\n",
+            "\u{feff}version: &v |2\n  1.2.3\n",
+        ] {
+            let doc = &parse_stream(text).documents[0];
+            let s = scalar(doc, &["version"]);
+            assert!(s.verbatim, "{text:?}");
+            assert_eq!(&text[s.span.clone()], "1.2.3", "{text:?}");
+        }
     }
 
     #[test]

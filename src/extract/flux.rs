@@ -121,6 +121,7 @@ impl Extractor for Flux {
                     span: header.span,
                     verbatim: true,
                     in_comment: true,
+                    block: false,
                 });
             }
             None => {

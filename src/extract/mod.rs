@@ -219,7 +219,13 @@ pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
         NodeKind::Scalar(s) if s.alias => VersionValue::Alias { value: Some(s.value.clone()), line: node.line },
         NodeKind::Scalar(s) if s.is_null() || s.value.trim().is_empty() => VersionValue::Missing,
         NodeKind::Scalar(s) => VersionValue::Literal {
-            value: s.value.clone(),
+            // A one-line block scalar's value ends in the line break chomping keeps; the version
+            // is the line itself (what its span covers).
+            value: if s.verbatim && matches!(s.style, crate::yaml::Style::Literal | crate::yaml::Style::Folded) {
+                s.value.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                s.value.clone()
+            },
             location: Location {
                 file: file.relative.clone(),
                 line: node.line,
@@ -227,6 +233,7 @@ pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
                 span: s.span.clone(),
                 verbatim: s.verbatim,
                 in_comment: false,
+                block: matches!(s.style, crate::yaml::Style::Literal | crate::yaml::Style::Folded),
             },
         },
         NodeKind::Alias(_) => VersionValue::Alias { value: None, line: node.line },
