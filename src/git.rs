@@ -317,18 +317,40 @@ impl Writer {
     ) -> Result<(), GitError> {
         let staging = format!("refs/upkeep/push/{branch}");
         self.repo.reference(&staging, commit, true, "upkeep: stage a push").map_err(git_err(&staging))?;
-        let result = self.push_staged(remote, branch, &staging, expected, token);
+        let result = self.push_ref(remote, branch, Some(&staging), expected, token);
         if let Ok(mut r) = self.repo.find_reference(&staging) {
             let _ = r.delete();
         }
         result
     }
 
-    fn push_staged(
+    /// Delete `branch` on `remote`, only if it is still at `expected` (the same lease).
+    pub fn delete_remote_branch(
         &self,
         remote: &str,
         branch: &str,
-        staging: &str,
+        expected: git2::Oid,
+        token: Option<&str>,
+    ) -> Result<(), GitError> {
+        self.push_ref(remote, branch, None, Some(expected), token)
+    }
+
+    /// Delete local `branch` if it still points at `expected`.
+    pub fn delete_branch(&self, branch: &str, expected: git2::Oid) -> Result<(), GitError> {
+        let refname = format!("refs/heads/{branch}");
+        match self.repo.find_reference(&refname) {
+            Ok(mut r) if r.target() == Some(expected) => r.delete().map_err(git_err(&refname)),
+            Ok(_) => Err(GitError(format!("{branch} moved; left in place"))),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Push `source` (or a deletion, with `None`) to `branch` under the lease `expected`.
+    fn push_ref(
+        &self,
+        remote: &str,
+        branch: &str,
+        source: Option<&str>,
         expected: Option<git2::Oid>,
         token: Option<&str>,
     ) -> Result<(), GitError> {
@@ -354,7 +376,10 @@ impl Writer {
         });
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cb);
-        let spec = format!("+{staging}:{refname}");
+        let spec = match source {
+            Some(staging) => format!("+{staging}:{refname}"),
+            None => format!(":{refname}"),
+        };
         let pushed = r.push(&[spec.as_str()], Some(&mut opts));
         drop(opts);
         pushed.map_err(|e| GitError(format!("push {branch} was rejected: {}", e.message())))?;

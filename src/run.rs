@@ -256,7 +256,7 @@ fn write_changes(
         }
     }
     if !dry_run {
-        close_superseded(ctx, &changes, plan, prs, &mut outcome);
+        close_superseded(ctx, &changes, plan, prs, base, &mut outcome);
     }
     Ok(outcome)
 }
@@ -619,7 +619,14 @@ fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
 }
 
 /// Close open upkeep PRs none of whose updates is still proposed or held in their group.
-fn close_superseded(ctx: &Ctx<'_>, changes: &[Change<'_>], plan: &Plan, prs: &[PullRequest], outcome: &mut Outcome) {
+fn close_superseded(
+    ctx: &Ctx<'_>,
+    changes: &[Change<'_>],
+    plan: &Plan,
+    prs: &[PullRequest],
+    base: git2::Oid,
+    outcome: &mut Outcome,
+) {
     let live: BTreeSet<String> = changes.iter().map(Change::branch).collect();
     for pr in prs.iter().filter(|p| p.state == PrState::Open && p.head.starts_with("upkeep/")) {
         if live.contains(&pr.head) {
@@ -649,9 +656,34 @@ fn close_superseded(ctx: &Ctx<'_>, changes: &[Change<'_>], plan: &Plan, prs: &[P
             .update(pr.number, &pr.title, &retired, &[])
             .and_then(|()| ctx.forge.close(pr.number, &format!("Superseded, closing: {why}")));
         match closed {
-            Ok(()) => outcome.closed.push(pr.head.clone()),
+            Ok(()) => {
+                outcome.closed.push(pr.head.clone());
+                if let Err(e) = delete_superseded_branch(ctx, &pr.head, base) {
+                    outcome.errors.push(format!("{}: closed, but its branch stays: {e}", pr.head));
+                }
+            }
             Err(e) => outcome.errors.push(format!("{}: {e}", pr.head)),
         }
+    }
+}
+
+/// Delete the branch of a PR upkeep closed, as Renovate does, unless someone else committed
+/// to it; remote first (under a lease), then the local mirror.
+fn delete_superseded_branch(ctx: &Ctx<'_>, branch: &str, base: git2::Oid) -> Result<(), GitError> {
+    let tip = match ctx.remote {
+        Some(_) => ctx.remote_heads.get(branch).copied(),
+        None => ctx.writer.branch_tip(branch),
+    };
+    let Some(tip) = tip else { return Ok(()) };
+    if !ctx.writer.branch_state(tip, base)?.foreign.is_empty() {
+        return Ok(()); // someone's work is on it: leave it for them
+    }
+    if let Some(remote) = ctx.remote {
+        ctx.writer.delete_remote_branch(remote, branch, tip, ctx.token)?;
+    }
+    match ctx.writer.branch_tip(branch) {
+        Some(local) => ctx.writer.delete_branch(branch, local),
+        None => Ok(()),
     }
 }
 

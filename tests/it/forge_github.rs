@@ -372,3 +372,23 @@ fn the_dashboard_issue_is_edited_in_place_and_left_alone_when_unchanged() {
     assert_eq!(gh.fake.dashboard().unwrap()["body"], "two");
     assert_eq!(forge.writes(), 2);
 }
+
+#[test]
+fn closing_comments_and_reading_comments_go_through_the_issues_api() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let pr = forge.create(&new_pr("upkeep/old-group", &[])).unwrap();
+    forge.comment(pr.number, "upkeep did not update this branch").unwrap();
+    assert_eq!(forge.comments(pr.number).unwrap(), ["upkeep did not update this branch"]);
+    forge.close(pr.number, "Superseded, closing: moved into upkeep/web").unwrap();
+    let stored = &gh.fake.pulls_for("upkeep/old-group")[0];
+    assert_eq!(stored["state"], "closed");
+    assert!(stored["merged_at"].is_null(), "closed, not merged");
+    assert_eq!(
+        forge.comments(pr.number).unwrap().last().map(String::as_str),
+        Some("Superseded, closing: moved into upkeep/web")
+    );
+    let listed = forge.upkeep_prs().unwrap();
+    assert_eq!(listed[0].state, PrState::Closed);
+    assert!(listed[0].closed_at.is_some());
+}

@@ -23,11 +23,15 @@ fn add_to_config(sb: &Sandbox, yaml: &str) {
 #[test]
 fn a_new_group_supersedes_single_prs_without_refusing_their_versions() {
     let sb = Sandbox::example();
-    sb.run(&[], &[]);
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let remote = bare.to_string_lossy().to_string();
+    let args = ["--remote", remote.as_str()];
+    sb.run(&args, &[]);
     assert_eq!((pr(&sb, 1)["head"].as_str(), pr(&sb, 2)["head"].as_str()), (Some(CERT_MANAGER), Some(INGRESS)));
     add_to_config(&sb, "rules:\n  - match: { chart: [cert-manager, ingress-nginx] }\n    group: web\n");
 
-    let out = sb.run(&[], &[]);
+    let out = sb.run(&args, &[]);
     let text = stdout(&out);
     assert!(text.contains("PRs opened: upkeep/web"), "{text}");
     let closed = text.lines().find(|l| l.starts_with("PRs closed as superseded: ")).unwrap();
@@ -37,11 +41,18 @@ fn a_new_group_supersedes_single_prs_without_refusing_their_versions() {
         let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{n}.comments.md"))).unwrap();
         assert!(comments.contains("Superseded, closing"), "{comments}");
     }
+    // Their branches go too, here and on the remote, as Renovate does with autoclosed PRs.
+    let pushed = git2::Repository::open_bare(&bare).unwrap();
+    for branch in [CERT_MANAGER, INGRESS] {
+        assert!(!sb.branches().contains_key(branch), "{branch} deleted locally");
+        assert!(pushed.find_reference(&format!("refs/heads/{branch}")).is_err(), "{branch} deleted on the remote");
+    }
+    assert!(pushed.find_reference("refs/heads/upkeep/web").is_ok());
     let web = std::fs::read_to_string(sb.repo.join(".upkeep/prs/5.md")).unwrap();
     assert!(web.contains("cert-manager") && web.contains("ingress-nginx"), "{web}");
 
     // upkeep closed them, nobody refused the versions: the grouped PR stays, nothing is blocked.
-    let again = stdout(&sb.run(&[], &[]));
+    let again = stdout(&sb.run(&args, &[]));
     assert!(again.contains("PRs opened: none") && again.contains("PRs closed as superseded: none"), "{again}");
     assert!(again.contains("0 blocked"), "{again}");
     assert_eq!(pr(&sb, 5)["state"], "open");
