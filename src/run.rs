@@ -18,7 +18,7 @@ use crate::edit::{Edit, apply};
 use crate::extract::Scan;
 use crate::forge::github::GithubForge;
 use crate::forge::local::LocalForge;
-use crate::forge::{Forge, NewPullRequest, PrState, PullRequest, closed_unmerged, marker, markers};
+use crate::forge::{Forge, NewPullRequest, PrState, PullRequest, closed_unmerged, marker, markers, retired_markers};
 use crate::gate::history::History;
 use crate::gate::versioning::Version;
 use crate::gate::{Action, Decision, Plan};
@@ -256,7 +256,7 @@ fn write_changes(
         }
     }
     if !dry_run {
-        close_superseded(ctx, &changes, plan, prs, base, &mut outcome);
+        close_superseded(ctx, scan, &changes, plan, prs, base, &mut outcome);
     }
     Ok(outcome)
 }
@@ -398,7 +398,10 @@ fn write_change(
                 }
             } else {
                 let state = ctx.writer.branch_state(current, base).map_err(|e| e.to_string())?;
-                if !state.foreign.is_empty() {
+                // Someone's commits on the branch of an open PR are theirs to keep. A branch left
+                // over from a merged or closed PR is upkeep's to start again (its commits stay
+                // reachable from that PR).
+                if !state.foreign.is_empty() && existing_pr.is_some() {
                     let note = format!(
                         "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
                         state.foreign.join(", ")
@@ -621,6 +624,7 @@ fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
 /// Close open upkeep PRs none of whose updates is still proposed or held in their group.
 fn close_superseded(
     ctx: &Ctx<'_>,
+    scan: &Scan,
     changes: &[Change<'_>],
     plan: &Plan,
     prs: &[PullRequest],
@@ -628,20 +632,37 @@ fn close_superseded(
     outcome: &mut Outcome,
 ) {
     let live: BTreeSet<String> = changes.iter().map(Change::branch).collect();
+    // Without the whole repository in view (a sub-folder scan, a file that failed to parse),
+    // a dependency missing from the scan may still exist: only a full, clean scan may say
+    // "no longer found".
+    let whole_scan = ctx.prefix.is_empty() && scan.errors.is_empty();
     for pr in prs.iter().filter(|p| p.state == PrState::Open && p.head.starts_with("upkeep/")) {
         if live.contains(&pr.head) {
             continue;
         }
         let group = pr.head.trim_start_matches("upkeep/");
-        let still = markers(&pr.body).iter().any(|(dep, _, _)| {
-            plan.decisions.get(dep).is_some_and(|x| {
-                matches!(x.action, Action::Hold | Action::Propose) && x.group.as_deref() == Some(group)
-            }) || plan.decisions.get(dep).is_some_and(|x| x.action == Action::Hold && x.group.is_none())
-        });
-        if still || markers(&pr.body).is_empty() {
+        // A half-finished close from an earlier run has only retired markers: finish it.
+        let updates = match markers(&pr.body) {
+            m if m.is_empty() => retired_markers(&pr.body),
+            m => m,
+        };
+        if updates.is_empty() {
             continue;
         }
-        let why = markers(&pr.body)
+        // Close only on evidence: every dependency was found and looked up, and none is still
+        // proposed or held for this PR. A failed lookup ("versions unknown") proves nothing.
+        let keep = updates.iter().any(|(dep, _, _)| match plan.decisions.get(dep) {
+            None => !whole_scan,
+            Some(x) => {
+                !matches!(ctx.versions.releases.get(dep), Some(Ok(_)))
+                    || (matches!(x.action, Action::Hold | Action::Propose) && x.group.as_deref() == Some(group))
+                    || (x.action == Action::Hold && x.group.is_none())
+            }
+        });
+        if keep {
+            continue;
+        }
+        let why = updates
             .iter()
             .map(|(dep, _, _)| {
                 format!("{dep}: {}", plan.decisions.get(dep).map_or("no longer found", |x| x.reason.as_str()))

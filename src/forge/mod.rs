@@ -107,8 +107,17 @@ pub fn marker(dependency: &str, from: &str, to: &str) -> String {
 
 /// The updates a PR body carries, from its markers: `(dependency, from, to)`.
 pub fn markers(body: &str) -> Vec<(String, String, String)> {
+    markers_with(body, "<!-- upkeep-update: ")
+}
+
+/// The updates of a PR upkeep retired (closing it as superseded): same form, other prefix.
+pub fn retired_markers(body: &str) -> Vec<(String, String, String)> {
+    markers_with(body, "<!-- upkeep-superseded: ")
+}
+
+fn markers_with(body: &str, prefix: &str) -> Vec<(String, String, String)> {
     body.lines()
-        .filter_map(|l| l.trim().strip_prefix("<!-- upkeep-update: ")?.strip_suffix(" -->").map(str::to_string))
+        .filter_map(|l| l.trim().strip_prefix(prefix)?.strip_suffix(" -->").map(str::to_string))
         .filter_map(|m| {
             let words: Vec<&str> = m.split_whitespace().collect();
             match words.as_slice() {

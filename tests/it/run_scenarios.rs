@@ -30,6 +30,10 @@ fn a_new_group_supersedes_single_prs_without_refusing_their_versions() {
     sb.run(&args, &[]);
     assert_eq!((pr(&sb, 1)["head"].as_str(), pr(&sb, 2)["head"].as_str()), (Some(CERT_MANAGER), Some(INGRESS)));
     add_to_config(&sb, "rules:\n  - match: { chart: [cert-manager, ingress-nginx] }\n    group: web\n");
+    // As if an earlier run retired PR 1's markers and then failed to close it: this run finishes.
+    let body = sb.repo.join(".upkeep/prs/1.md");
+    let text = std::fs::read_to_string(&body).unwrap();
+    std::fs::write(&body, text.replace("<!-- upkeep-update: ", "<!-- upkeep-superseded: ")).unwrap();
 
     let out = sb.run(&args, &[]);
     let text = stdout(&out);
@@ -129,4 +133,44 @@ fn the_commit_author_is_configurable_and_stays_upkeeps() {
     );
     let bad = sb.try_run(&["--author", "no email"], &[]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not `Name <email>`"));
+}
+
+#[test]
+fn a_failed_lookup_never_closes_an_open_pr() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    assert_eq!(pr(&sb, 3)["head"], LONGHORN);
+    // Longhorn's chart repository is down this run.
+    std::fs::remove_file(sb.root.join("fixtures/mirror/charts.longhorn.io/index.yaml")).unwrap();
+    let text = stdout(&sb.run(&[], &[]));
+    assert!(text.contains("PRs closed as superseded: none"), "{text}");
+    assert_eq!(pr(&sb, 3)["state"], "open");
+    assert!(sb.branches().contains_key(LONGHORN));
+}
+
+#[test]
+fn a_leftover_branch_with_a_maintainers_commit_is_started_again_for_a_new_pr() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    // A maintainer pushes a commit onto the Longhorn branch, then closes the PR unmerged.
+    let git = sb.git();
+    let tip = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+    let who = git2::Signature::now("Maintainer", "maintainer@example.com").unwrap();
+    git.commit(Some(&format!("refs/heads/{LONGHORN}")), &who, &who, "fix: values", &tip.tree().unwrap(), &[&tip])
+        .unwrap();
+    let meta = sb.repo.join(".upkeep/prs/3.json");
+    let mut json = pr(&sb, 3);
+    json["state"] = serde_json::json!("closed");
+    json["closed_at"] = serde_json::json!("2026-11-20T00:00:00Z");
+    std::fs::write(&meta, json.to_string()).unwrap();
+    // A newer patch appears: it gets a fresh branch and a new PR.
+    let index = sb.root.join("fixtures/mirror/charts.longhorn.io/index.yaml");
+    let text = std::fs::read_to_string(&index).unwrap();
+    let newer = "  longhorn:\n  - apiVersion: v1\n    created: \"2024-03-20T00:00:00Z\"\n    name: longhorn\n    urls:\n    - https://github.com/longhorn/charts/releases/download/longhorn-1.5.5/longhorn-1.5.5.tgz\n    version: 1.5.5\n";
+    std::fs::write(&index, text.replacen("  longhorn:\n", newer, 1)).unwrap();
+    let out = stdout(&sb.run(&[], &[]));
+    assert!(out.contains(&format!("PRs opened: {LONGHORN}")), "{out}");
+    let fresh = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+    assert_eq!(fresh.parent_id(0).unwrap(), sb.main_tip());
+    assert_eq!(pr(&sb, 5)["title"], "chore(deps): update longhorn to 1.5.5");
 }
