@@ -29,6 +29,12 @@ impl GitHistory {
 pub fn trailers(message: &str, at: jiff::Timestamp, commit: &str) -> Vec<Event> {
     let mut out = Vec::new();
     for line in message.lines() {
+        // A squash merge that keeps the PR description carries its hidden markers
+        // (`<!-- upkeep-update: <dep> <from> -> <to> -->`) instead of the trailers.
+        let line = match line.trim().strip_prefix("<!-- ").and_then(|l| l.strip_suffix(" -->")) {
+            Some(marker) => marker,
+            None => line,
+        };
         let Some((key, value)) = line.split_once(':') else { continue };
         let words: Vec<&str> = value.split_whitespace().collect();
         match key.trim().to_ascii_lowercase().as_str() {
@@ -60,26 +66,49 @@ pub fn trailers(message: &str, at: jiff::Timestamp, commit: &str) -> Vec<Event> 
 }
 
 impl HistorySource for GitHistory {
+    /// Events along the default branch's first-parent line, each dated by the commit that
+    /// brought it there: a squash or rebase commit itself, or for a merge commit, every commit
+    /// it merged (so an update opened Monday and merged Thursday counts from Thursday).
     fn events(&self) -> Result<Vec<Event>, String> {
         let repo = match git2::Repository::discover(&self.root) {
             Ok(r) => r,
             // Not a git repository: nothing remembered, which is not an error for a scan.
             Err(_) => return Ok(Vec::new()),
         };
-        let mut walk = repo.revwalk().map_err(|e| format!("cannot read git history: {}", e.message()))?;
+        let failed = |e: git2::Error| format!("cannot read git history: {}", e.message());
+        let mut walk = repo.revwalk().map_err(failed)?;
         if walk.push_head().is_err() {
             return Ok(Vec::new()); // an empty repository
         }
+        walk.simplify_first_parent().map_err(failed)?;
         let mut events = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for oid in walk.take(MAX_COMMITS) {
-            let oid = oid.map_err(|e| format!("cannot read git history: {}", e.message()))?;
+            let oid = oid.map_err(failed)?;
             let Ok(commit) = repo.find_commit(oid) else { continue };
-            let Ok(message) = commit.message() else { continue };
-            if !message.contains("Upkeep-") && !message.to_ascii_lowercase().contains("upkeep-") {
-                continue;
-            }
             let at = jiff::Timestamp::from_second(commit.time().seconds()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-            events.extend(trailers(message, at, &oid.to_string()));
+            let mut carried = vec![oid];
+            if commit.parent_count() > 1 {
+                let mut side = repo.revwalk().map_err(failed)?;
+                for p in commit.parent_ids().skip(1) {
+                    side.push(p).map_err(failed)?;
+                }
+                side.hide(commit.parent_id(0).map_err(failed)?).map_err(failed)?;
+                carried.extend(side.take(200).flatten());
+            }
+            for id in carried {
+                let Ok(c) = repo.find_commit(id) else { continue };
+                let Ok(message) = c.message() else { continue };
+                if !message.to_ascii_lowercase().contains("upkeep-") {
+                    continue;
+                }
+                for event in trailers(message, at, &id.to_string()) {
+                    // A squash message may carry both the trailers and the PR body's markers.
+                    if seen.insert(format!("{event:?}")) {
+                        events.push(event);
+                    }
+                }
+            }
         }
         Ok(events)
     }

@@ -563,3 +563,41 @@ fn non_versions_and_failed_lookups_are_skipped_with_reasons() {
         plan.decisions["helmrelease/apps/down"].reason.starts_with("versions unknown: https://x/index.yaml: HTTP 503")
     );
 }
+
+/// Updates are dated by when they reached the default branch: a merge commit dates what it
+/// merged; a squash commit that kept the PR description is read through its markers.
+#[test]
+fn updates_are_dated_by_their_merge_and_read_from_squashed_descriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let day = |d: i64| 1_795_000_000 + d * 86_400;
+    let commit = |message: &str, time: i64, parents: &[git2::Oid], update_ref: Option<&str>| {
+        let sig = git2::Signature::new("someone", "someone@example.com", &git2::Time::new(time, 0)).unwrap();
+        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let parents: Vec<git2::Commit> = parents.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(update_ref, &sig, &sig, message, &tree, &refs).unwrap()
+    };
+    let base = commit("initial", day(0), &[], Some("HEAD"));
+    let upkeep = commit(
+        "chore(deps): update longhorn to 1.5.4\n\nUpkeep-Update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4\n",
+        day(1),
+        &[base],
+        None,
+    );
+    let other = commit("docs", day(2), &[base], Some("HEAD"));
+    commit("Merge pull request #3 from upkeep/longhorn", day(4), &[other, upkeep], Some("HEAD"));
+    let head = repo.head().unwrap().target().unwrap();
+    commit(
+        "chore(deps): update k3s to v1.30.6+k3s1 (#4)\n\nbody of the PR\n<!-- upkeep-update: plan/system-upgrade/k3s-server v1.29.4+k3s1 -> v1.30.6+k3s1 -->\n",
+        day(6),
+        &[head],
+        Some("HEAD"),
+    );
+    let history = History::new(GitHistory::at(dir.path()).events().unwrap());
+    let (at, _) = history.arrived("helmrelease/longhorn-system/longhorn", "1.5.4").unwrap();
+    assert_eq!(at.as_second(), day(4), "dated by the merge, not by the branch commit");
+    let (at, _) = history.arrived("plan/system-upgrade/k3s-server", "v1.30.6+k3s1").unwrap();
+    assert_eq!(at.as_second(), day(6));
+    assert_eq!(history.events().len(), 2);
+}
