@@ -448,9 +448,21 @@ fn redact_url(remote: &str) -> String {
 /// Credentials: a token over HTTPS as `x-access-token` (GitHub's convention), never in a URL.
 fn callbacks<'a>(token: Option<&str>) -> git2::RemoteCallbacks<'a> {
     let token = token.map(str::to_string);
+    let server = std::env::var("GITHUB_SERVER_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "https://github.com".into());
     let mut cb = git2::RemoteCallbacks::new();
     let mut tried = false;
-    cb.credentials(move |_url, _user, allowed| {
+    cb.credentials(move |url, _user, allowed| {
+        // The token is GitHub's: offered only to the GitHub server (GITHUB_SERVER_URL, as
+        // Actions sets it), never to another host or over a downgraded scheme.
+        if token.is_some() && origin(url) != origin(&server) {
+            return Err(git2::Error::from_str(&format!(
+                "authentication required by {}; upkeep offers GITHUB_TOKEN only to {server} (set GITHUB_SERVER_URL for GitHub Enterprise)",
+                origin(url).unwrap_or_default()
+            )));
+        }
         match &token {
             Some(t) if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) && !tried => {
                 tried = true;
@@ -461,4 +473,12 @@ fn callbacks<'a>(token: Option<&str>) -> git2::RemoteCallbacks<'a> {
         }
     });
     cb
+}
+
+/// `scheme://host[:port]` of a URL, without any user info.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
 }

@@ -403,37 +403,46 @@ fn a_push_whose_lease_no_longer_holds_is_refused() {
     assert_eq!(remote_branches(&bare)[LONGHORN], main);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_token_goes_only_into_the_credential_exchange() {
+/// `upkeep run --remote <remote> -v` with a token, from a blocking thread.
+async fn run_with_token(sb: &Sandbox, remote: &str, token: &str, server_url: Option<String>) -> Output {
+    let (repo, cache, remote, token) = (sb.repo.clone(), sb.root.join("cache"), remote.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upkeep"));
+        cmd.arg("run")
+            .arg(&repo)
+            .args(["--remote", &remote, "-v"])
+            .env("UPKEEP_CACHE_DIR", cache)
+            .env("UPKEEP_FLUX", "off")
+            .env("GITHUB_TOKEN", token)
+            .env_remove("GITHUB_API_URL")
+            .env_remove("GITHUB_SERVER_URL");
+        if let Some(url) = server_url {
+            cmd.env("GITHUB_SERVER_URL", url);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn demanding_server() -> wiremock::MockServer {
     use wiremock::matchers::any;
     use wiremock::{Mock, MockServer, ResponseTemplate};
-    const TOKEN: &str = "ghp_supersecret123";
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"GitHub\""))
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_goes_only_into_the_credential_exchange_with_the_github_server() {
+    const TOKEN: &str = "ghp_supersecret123";
+    let server = demanding_server().await;
     let sb = Sandbox::example();
     let remote = format!("{}/org/repo.git", server.uri());
-    let out = tokio::task::spawn_blocking({
-        let remote = remote.clone();
-        let sb_repo = sb.repo.clone();
-        let cache = sb.root.join("cache");
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_upkeep"))
-                .arg("run")
-                .arg(&sb_repo)
-                .args(["--remote", &remote, "-v"])
-                .env("UPKEEP_CACHE_DIR", cache)
-                .env("UPKEEP_FLUX", "off")
-                .env("GITHUB_TOKEN", TOKEN)
-                .env_remove("GITHUB_API_URL")
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = run_with_token(&sb, &remote, TOKEN, Some(server.uri())).await;
     let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("cannot read upkeep's branches from") && all.contains("`contents: write`"), "{all}");
@@ -448,6 +457,15 @@ async fn the_token_goes_only_into_the_credential_exchange() {
     assert!(requests.iter().all(|r| !r.url.as_str().contains(TOKEN)), "never in a URL");
     assert!(!all.contains(TOKEN) && !all.contains(&expected[6..]), "never in output: {all}");
     assert!(sb.branches().is_empty() && !sb.repo.join(".upkeep/prs").exists(), "nothing half-written");
+
+    // Any other host asking for credentials gets none (GITHUB_SERVER_URL defaults to github.com).
+    let other = demanding_server().await;
+    let out = run_with_token(&sb, &format!("{}/org/repo.git", other.uri()), TOKEN, None).await;
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("upkeep offers GITHUB_TOKEN only to https://github.com"), "{all}");
+    let offered =
+        other.received_requests().await.unwrap().iter().filter(|r| r.headers.get("authorization").is_some()).count();
+    assert_eq!(offered, 0);
 }
 
 fn base64_of(text: &str) -> String {
