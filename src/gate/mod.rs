@@ -294,9 +294,10 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
                 return Decision::new(
                     Action::Hold,
                     format!(
-                        "{current_text} arrived {} ago (upkeep commit {}); the next step opens after it has run for {} (memory.stepSoak)",
-                        human_age(age.max(0)),
+                        "{current_text} arrived {} (upkeep commit {}); the next step opens at {}, once it has run for {} (memory.stepSoak)",
+                        when(at.as_second()),
                         &commit[..commit.len().min(12)],
+                        when(at.as_second().saturating_add(soak)),
                         human_age(soak)
                     ),
                 );
@@ -358,11 +359,13 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
             let age = input.now.as_second() - published.as_second();
             let ok = age >= i64::try_from(min.as_secs()).unwrap_or(i64::MAX);
             if !ok && waiting.is_none() {
+                let min = i64::try_from(min.as_secs()).unwrap_or(i64::MAX);
                 waiting = Some(format!(
-                    "{} is {} old, rules want {} (minimumReleaseAge)",
+                    "{} was published {}, rules want it {} old (minimumReleaseAge): it can go at {}",
                     r.version,
-                    human_age(age),
-                    human_age(i64::try_from(min.as_secs()).unwrap_or(0))
+                    when(published.as_second()),
+                    human_age(min),
+                    when(published.as_second().saturating_add(min))
                 ));
             }
             ok
@@ -423,6 +426,13 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         decision.reason = format!("paused: {p}");
     }
     decision
+}
+
+/// A moment in words that do not go stale: reasons end up in the dashboard, which must not
+/// change between two runs unless something happened (`2026-11-24 10:00 UTC`).
+fn when(second: i64) -> String {
+    Timestamp::from_second(second)
+        .map_or_else(|_| "a far-off date".into(), |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 fn human_age(seconds: i64) -> String {

@@ -173,7 +173,13 @@ fn longhorn_moves_one_minor_at_a_time_on_its_real_index() {
     }]);
     let d = case.run().decisions[id].clone();
     assert_eq!(d.action, Action::Hold, "{}", d.reason);
-    assert!(d.reason.contains("1.5.4 arrived 2h ago (upkeep commit 0123456789ab)"), "{}", d.reason);
+    assert!(
+        d.reason.contains(
+            "1.5.4 arrived 2026-11-24 10:00 UTC (upkeep commit 0123456789ab); the next step opens at 2026-11-25 10:00 UTC"
+        ),
+        "{}",
+        d.reason
+    );
     case.now = "2026-11-25T10:00:01Z".parse().unwrap();
     let d = case.run().decisions[id].clone();
     assert_eq!((d.action, d.target.as_deref()), (Action::Propose, Some("1.6.0")), "{}", d.reason);
@@ -321,7 +327,9 @@ fn every_rule_setting() {
         .config("rules:\n  - {allow: [major], minimumReleaseAge: 3d}\n")
         .run();
     assert!(
-        waiting.decisions[id].reason.contains("3.0.0 is 1d old, rules want 3d"),
+        waiting.decisions[id].reason.contains(
+            "3.0.0 was published 2026-11-23 12:00 UTC, rules want it 3d old (minimumReleaseAge): it can go at 2026-11-26 12:00 UTC"
+        ),
         "{}",
         waiting.decisions[id].reason
     );
