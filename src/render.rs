@@ -56,6 +56,27 @@ impl Renderer {
         Ok(Renderer { hb })
     }
 
+    /// Render a PR body that GitHub will take: past [`PR_BODY_BUDGET`] characters, release
+    /// notes give way (the oldest last section first) and a warning says which were left out.
+    pub fn render_pr_body(&self, mut view: PrView) -> Result<String, RenderError> {
+        let mut body = self.render("pr-body", &view)?;
+        let mut left_out = Vec::new();
+        while body.chars().count() > PR_BODY_BUDGET {
+            let Some(section) = view.notes.pop() else { break };
+            left_out.push(format!("{} {}", section.dependency, section.version));
+            body = self.render("pr-body", &view)?;
+        }
+        if !left_out.is_empty() {
+            left_out.reverse();
+            view.warnings.push(format!(
+                "Release notes left out to keep this PR under GitHub's size limit: {}. Read them upstream.",
+                left_out.join(", ")
+            ));
+            body = self.render("pr-body", &view)?;
+        }
+        Ok(body)
+    }
+
     /// Render `name` with `data`.
     pub fn render<T: Serialize>(&self, name: &str, data: &T) -> Result<String, RenderError> {
         self.hb.render(name, data).map_err(|e| RenderError { name: name.to_string(), message: e.to_string() })
@@ -130,6 +151,9 @@ pub struct DashboardView {
     pub errors: Vec<String>,
 }
 
+/// Most characters of a rendered PR body (GitHub takes 65,536; the markers need a little room).
+pub const PR_BODY_BUDGET: usize = 60_000;
+
 /// Longest notes kept per version.
 pub const NOTES_MAX: usize = 6_000;
 
@@ -146,6 +170,11 @@ pub fn sanitize_notes(text: &str, max: usize, url: Option<&str>) -> String {
     for line in text.lines() {
         if kept.chars().count() + line.chars().count() > max {
             cut = true;
+            if kept.is_empty() {
+                // One enormous line: keep its beginning rather than nothing.
+                kept.extend(line.chars().take(max));
+                kept.push('\n');
+            }
             break;
         }
         kept.push_str(line);
@@ -197,6 +226,39 @@ pub fn sanitize_inline(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_enormous_line_keeps_its_beginning() {
+        let out = sanitize_notes(&"x".repeat(10_000), 100, Some("https://example.com/notes"));
+        assert!(out.starts_with(&format!("> {}", "x".repeat(100))), "{out}");
+        assert!(out.ends_with("[read the full notes](https://example.com/notes)"));
+    }
+
+    #[test]
+    fn a_pr_body_full_of_notes_stays_under_githubs_limit() {
+        let notes: Vec<NotesSection> = (0..20)
+            .map(|i| NotesSection {
+                dependency: format!("chart-{}", i / 5),
+                version: format!("1.{i}.0"),
+                url: None,
+                body: sanitize_notes(&"- a line of release notes with <b>markup</b>\n".repeat(400), NOTES_MAX, None),
+            })
+            .collect();
+        let view = PrView {
+            updates: Vec::new(),
+            plural: true,
+            warnings: Vec::new(),
+            notes,
+            after_merge: Vec::new(),
+            security: false,
+        };
+        let renderer = Renderer::new(None).unwrap_or_else(|e| panic!("{e}"));
+        let body = renderer.render_pr_body(view).unwrap_or_else(|e| panic!("{e}"));
+        assert!(body.chars().count() <= PR_BODY_BUDGET, "{}", body.chars().count());
+        assert!(body.contains("Release notes left out to keep this PR under GitHub's size limit: chart-"), "{body}");
+        assert!(body.contains("chart-3 1.19.0"), "the last sections went first");
+        assert!(body.contains("1.0.0"), "the first sections stay");
+    }
 
     #[test]
     fn hostile_notes_are_defused() {

@@ -593,7 +593,7 @@ fn pr_body(
     view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
     view.after_merge.push("Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). If anything fails, upkeep opens a revert PR with the evidence.".into());
     view.after_merge.dedup();
-    let mut body = ctx.renderer.render("pr-body", &view)?;
+    let mut body = ctx.renderer.render_pr_body(view)?;
     body.push('\n');
     for (d, x) in &change.items {
         body.push_str(&marker(&d.id, d.current.as_deref().unwrap_or("?"), x.target.as_deref().unwrap_or("?")));

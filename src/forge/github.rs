@@ -24,6 +24,7 @@ pub struct GithubForge {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     api: String,
+    graphql: String,
     repo: String,
     token: String,
     max_wait: Duration,
@@ -58,6 +59,19 @@ fn pr_from(v: &Value) -> PullRequest {
     }
 }
 
+/// The GraphQL endpoint: `GITHUB_GRAPHQL_URL` (Actions sets it), else next to the REST API
+/// (`https://api.github.com/graphql`, or `/api/graphql` beside GHES's `/api/v3`).
+fn graphql_url(api: &str) -> String {
+    if let Some(url) = std::env::var("GITHUB_GRAPHQL_URL").ok().filter(|v| !v.is_empty()) {
+        return url;
+    }
+    let api = api.trim_end_matches('/');
+    match api.strip_suffix("/api/v3") {
+        Some(host) => format!("{host}/api/graphql"),
+        None => format!("{api}/graphql"),
+    }
+}
+
 /// What a 401/403/404 means for this call, in terms of the token permission to grant.
 fn permission_hint(status: u16, method: &Method, path: &str) -> &'static str {
     let issues = path.contains("/issues") || path.contains("/labels") || path.contains("/comments");
@@ -66,7 +80,7 @@ fn permission_hint(status: u16, method: &Method, path: &str) -> &'static str {
         403 | 404 if *method == Method::GET => {
             "the token cannot read this repository: grant `contents: read`, `pull-requests: read` and `issues: read`, and check GITHUB_REPOSITORY / --repo"
         }
-        403 if path == "/graphql" => {
+        403 if path.ends_with("/graphql") => {
             "auto-merge needs `pull-requests: write` and auto-merge allowed in the repository settings"
         }
         403 | 404 if issues => "the token lacks `issues: write` (labels, comments and the dashboard issue)",
@@ -98,6 +112,7 @@ impl GithubForge {
             client,
             runtime,
             api: api.trim_end_matches('/').to_string(),
+            graphql: graphql_url(api),
             repo: repo.to_string(),
             token: token.to_string(),
             max_wait: Duration::from_secs(300),
@@ -300,9 +315,21 @@ impl Forge for GithubForge {
                 "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: SQUASH}) { clientMutationId } }",
                 "variables": {"id": node}
             });
-            // Auto-merge needs it enabled on the repository; failing to turn it on is not fatal.
-            if let Err(e) = self.ok(Method::POST, "/graphql", Some(&mutation)) {
-                tracing::warn!("could not enable auto-merge on #{n}: {e}");
+            // Auto-merge needs it allowed in the repository settings; failing to turn it on is
+            // not fatal, but it is said. GraphQL reports errors with HTTP 200 and `errors`.
+            let graphql = self.graphql.clone();
+            match self.ok(Method::POST, &graphql, Some(&mutation)) {
+                Ok(answer) if answer["errors"].as_array().is_some_and(|e| !e.is_empty()) => {
+                    let messages: Vec<&str> = answer["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e["message"].as_str())
+                        .collect();
+                    tracing::warn!("could not enable auto-merge on #{n}: {}", messages.join("; "));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("could not enable auto-merge on #{n}: {e}"),
             }
         }
         Ok(created)
@@ -359,5 +386,16 @@ impl Forge for GithubForge {
 
     fn writes(&self) -> usize {
         self.writes.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphql_sits_beside_the_rest_api() {
+        assert_eq!(graphql_url("https://api.github.com"), "https://api.github.com/graphql");
+        assert_eq!(graphql_url("https://ghes.example.com/api/v3/"), "https://ghes.example.com/api/graphql");
     }
 }

@@ -240,6 +240,25 @@ fn a_secondary_limit_mid_run_is_waited_out_or_fails_only_that_update() {
 }
 
 #[test]
+fn an_auto_merge_graphql_error_is_reported_not_swallowed() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    gh.fake.fault(Fault {
+        method: "POST",
+        path_contains: "/graphql",
+        response: ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": {"enablePullRequestAutoMerge": null},
+            "errors": [{"type": "UNPROCESSABLE", "message": "Pull request Auto merge is not allowed for this repository"}]
+        })),
+        processed: false,
+    });
+    let out = run_github(&sb, &gh, &remote, &[]);
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("could not enable auto-merge on #100: Pull request Auto merge is not allowed"), "{text}");
+}
+
+#[test]
 fn already_exists_is_treated_as_found() {
     let gh = Github::start();
     let forge = gh.forge();

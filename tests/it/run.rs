@@ -81,6 +81,8 @@ impl Sandbox {
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_API_URL")
             .env_remove("GITHUB_REPOSITORY")
+            .env_remove("GITHUB_GRAPHQL_URL")
+            .env_remove("GITHUB_SERVER_URL")
             .env("UPKEEP_FLUX", "off")
             .envs(env.iter().copied())
             .output()
