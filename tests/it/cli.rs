@@ -199,22 +199,10 @@ async fn every_upstream_fault_is_one_dependencys_error_and_the_scan_goes_on() {
     let server = MockServer::start().await;
     let index = |chart: &str| format!("apiVersion: v1\nentries:\n  {chart}:\n  - version: 1.2.0\n  - version: 1.1.0\n");
     let ok = |chart: &str| ResponseTemplate::new(200).set_body_string(index(chart));
-    // 500 once, then the index.
-    Mock::given(path("/flaky/index.yaml"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/flaky/index.yaml")).respond_with(ok("flaky")).mount(&server).await;
-    // 429 with Retry-After once, then the index.
-    Mock::given(path("/limited/index.yaml"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/limited/index.yaml")).respond_with(ok("limited")).mount(&server).await;
+    // 500 once, then the index; 429 with Retry-After once, then the index.
+    super::servers::once_then(&server, "/flaky/index.yaml", ResponseTemplate::new(500), ok("flaky")).await;
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "1");
+    super::servers::once_then(&server, "/limited/index.yaml", limited, ok("limited")).await;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(index("zipped").as_bytes()).unwrap();
     Mock::given(path("/zipped/index.yaml"))

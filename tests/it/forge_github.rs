@@ -276,6 +276,20 @@ fn already_exists_is_treated_as_found() {
     assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /pulls").count(), 2, "the 422 happened");
 }
 
+/// GitHub's primary rate limit on listing PRs: none left, reset `seconds` from now.
+fn primary_limit(seconds: i64) -> Fault {
+    let reset = (jiff::Timestamp::now().as_second() + seconds).to_string();
+    Fault {
+        method: "GET",
+        path_contains: "/pulls",
+        response: ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.as_str())
+            .set_body_json(serde_json::json!({"message": "API rate limit exceeded for installation ID 1."})),
+        processed: false,
+    }
+}
+
 #[test]
 fn retry_after_and_the_rate_limit_reset_are_waited_out() {
     let gh = Github::start();
@@ -287,32 +301,14 @@ fn retry_after_and_the_rate_limit_reset_are_waited_out() {
         response: ResponseTemplate::new(429).insert_header("retry-after", "1"),
         processed: false,
     });
-    let reset = (jiff::Timestamp::now().as_second() + 1).to_string();
-    gh.fake.fault(Fault {
-        method: "GET",
-        path_contains: "/pulls",
-        response: ResponseTemplate::new(403)
-            .insert_header("x-ratelimit-remaining", "0")
-            .insert_header("x-ratelimit-reset", reset.as_str())
-            .set_body_json(serde_json::json!({"message": "API rate limit exceeded for installation ID 1."})),
-        processed: false,
-    });
+    gh.fake.fault(primary_limit(1));
     let before = gh.fake.requests().len();
     let prs = forge.upkeep_prs().unwrap();
     assert_eq!(prs.len(), 1);
     assert_eq!(gh.fake.requests().len() - before, 3, "two limits waited out, then the answer");
 
     // A reset an hour away is past the cap: a clear error, at once.
-    let reset = (jiff::Timestamp::now().as_second() + 3600).to_string();
-    gh.fake.fault(Fault {
-        method: "GET",
-        path_contains: "/pulls",
-        response: ResponseTemplate::new(403)
-            .insert_header("x-ratelimit-remaining", "0")
-            .insert_header("x-ratelimit-reset", reset.as_str())
-            .set_body_json(serde_json::json!({"message": "API rate limit exceeded"})),
-        processed: false,
-    });
+    gh.fake.fault(primary_limit(3600));
     let err = forge.upkeep_prs().unwrap_err().to_string();
     assert!(err.contains("rate limited (HTTP 403)") && err.contains("run again later"), "{err}");
 }

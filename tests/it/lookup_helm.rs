@@ -11,7 +11,7 @@ use upkeep::model::{Datasource, Package};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::servers::{Mirror, context, raw_server, test_http};
+use super::servers::{Mirror, context, once_then, raw_server, test_http};
 use super::util::{fixture, scan_dir};
 
 const REPOS: [&str; 5] = [
@@ -123,17 +123,8 @@ async fn lookup_one(base: &str, sub: &str) -> Result<Vec<upkeep::model::Release>
 #[tokio::test]
 async fn a_500_then_200_is_retried() {
     let server = serve(INDEX).await;
-    Mock::given(path("/flaky/index.yaml"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/flaky/index.yaml"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let index = ResponseTemplate::new(200).set_body_string(INDEX);
+    once_then(&server, "/flaky/index.yaml", ResponseTemplate::new(500), index).await;
     let releases = lookup_one(&server.uri(), "flaky").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(releases[0].version, "1.1.0");
     assert_eq!(server.received_requests().await.unwrap_or_default().len(), 2);
@@ -142,17 +133,8 @@ async fn a_500_then_200_is_retried() {
 #[tokio::test]
 async fn retry_after_is_honoured_and_a_long_one_gives_up_with_advice() {
     let server = serve(INDEX).await;
-    Mock::given(path("/limited/index.yaml"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/limited/index.yaml"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "1");
+    once_then(&server, "/limited/index.yaml", limited, ResponseTemplate::new(200).set_body_string(INDEX)).await;
     let started = Instant::now();
     assert!(lookup_one(&server.uri(), "limited").await.is_ok());
     assert!(started.elapsed() >= Duration::from_millis(950), "waited {:?}", started.elapsed());
@@ -354,16 +336,8 @@ async fn basic_auth_comes_from_host_rules_and_never_reaches_the_cache() {
 #[tokio::test]
 async fn a_408_is_retried() {
     let server = serve(INDEX).await;
-    Mock::given(path("/slow/index.yaml"))
-        .respond_with(ResponseTemplate::new(408))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/slow/index.yaml"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(INDEX))
-        .mount(&server)
-        .await;
+    let index = ResponseTemplate::new(200).set_body_string(INDEX);
+    once_then(&server, "/slow/index.yaml", ResponseTemplate::new(408), index).await;
     assert!(lookup_one(&server.uri(), "slow").await.is_ok());
 }
 

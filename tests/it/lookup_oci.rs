@@ -102,6 +102,21 @@ async fn tag_lists_are_followed_across_link_pages() {
     assert_eq!(server.received_requests().await.unwrap_or_default().len(), 3);
 }
 
+/// `org/app`'s tag list answers `tags` to `Bearer <token>` and a 401 `challenge` to anyone else.
+async fn behind_a_token(server: &MockServer, challenge: &str, token: &str, tags: &str) {
+    Mock::given(path("/v2/org/app/tags/list"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_string(tags))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(path("/v2/org/app/tags/list"))
+        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge))
+        .with_priority(2)
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
 async fn bearer_challenges_are_answered_with_a_token() {
     let server = MockServer::start().await;
@@ -115,19 +130,7 @@ async fn bearer_challenges_are_answered_with_a_token() {
         .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"token":"tok-123","expires_in":300}"#))
         .mount(&server)
         .await;
-    Mock::given(path("/v2/org/app/tags/list"))
-        .and(header("authorization", "Bearer tok-123"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string(r#"{"name":"org/app","tags":["3.0.0","3.1.0","main"]}"#),
-        )
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/v2/org/app/tags/list"))
-        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    behind_a_token(&server, &challenge, "tok-123", r#"{"name":"org/app","tags":["3.0.0","3.1.0","main"]}"#).await;
     let rules = vec![("oci://registry.test".to_string(), server.uri())];
     let mut ctx = context(&rules, None, HttpConfig { ..test_http() });
     ctx.host_rules =
@@ -149,17 +152,7 @@ async fn anonymous_bearer_challenges_get_an_anonymous_token() {
         .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"token":"anon-1"}"#))
         .mount(&server)
         .await;
-    Mock::given(path("/v2/org/app/tags/list"))
-        .and(header("authorization", "Bearer anon-1"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"name":"org/app","tags":["0.9.0","1.0.0"]}"#))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/v2/org/app/tags/list"))
-        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    behind_a_token(&server, &challenge, "anon-1", r#"{"name":"org/app","tags":["0.9.0","1.0.0"]}"#).await;
     let rules = vec![("oci://registry.test".to_string(), server.uri())];
     let result = Lookup::new(context(&rules, None, test_http()))
         .all([&oci("oci://registry.test/org/app")])

@@ -90,15 +90,7 @@ impl Sandbox {
     }
 
     pub(crate) fn branches(&self) -> BTreeMap<String, git2::Oid> {
-        let git = self.git();
-        let mut out = BTreeMap::new();
-        for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
-            let name = b.0.name().unwrap().unwrap_or("").to_string();
-            if name.starts_with("upkeep/") {
-                out.insert(name, b.0.get().target().unwrap());
-            }
-        }
-        out
+        upkeep_branches(&self.git())
     }
 
     /// Every file upkeep keeps under .upkeep, with its content.
@@ -278,9 +270,8 @@ fn a_pr_closed_without_merging_blocks_its_version() {
     assert_eq!(longhorn["decision"]["action"], "blocked", "{longhorn}");
 }
 
-/// Every `upkeep/*` branch on a bare remote, with its tip.
-fn remote_branches(bare: &Path) -> BTreeMap<String, git2::Oid> {
-    let git = git2::Repository::open_bare(bare).unwrap();
+/// Every `upkeep/*` branch of a repository, with its tip.
+fn upkeep_branches(git: &git2::Repository) -> BTreeMap<String, git2::Oid> {
     let mut out = BTreeMap::new();
     for b in git.branches(Some(git2::BranchType::Local)).unwrap().flatten() {
         let name = b.0.name().unwrap().unwrap_or("").to_string();
@@ -289,6 +280,11 @@ fn remote_branches(bare: &Path) -> BTreeMap<String, git2::Oid> {
         }
     }
     out
+}
+
+/// Every `upkeep/*` branch on a bare remote, with its tip.
+fn remote_branches(bare: &Path) -> BTreeMap<String, git2::Oid> {
+    upkeep_branches(&git2::Repository::open_bare(bare).unwrap())
 }
 
 /// Push the sandbox's main to `bare` (what the maintainer's repository on a forge has).

@@ -34,6 +34,19 @@ impl Respond for Mirror {
     }
 }
 
+/// At `path`, answer `first` once, then `then` for good: a fault the client must retry past.
+pub(crate) async fn once_then(
+    server: &wiremock::MockServer,
+    at: &str,
+    first: ResponseTemplate,
+    then: ResponseTemplate,
+) {
+    use wiremock::Mock;
+    use wiremock::matchers::path;
+    Mock::given(path(at)).respond_with(first).up_to_n_times(1).with_priority(1).mount(server).await;
+    Mock::given(path(at)).respond_with(then).with_priority(2).mount(server).await;
+}
+
 /// HTTP limits small enough for tests to hit them quickly.
 pub(crate) fn test_http() -> HttpConfig {
     HttpConfig {
