@@ -149,6 +149,8 @@ pub struct DashboardView {
     pub blocked: Vec<String>,
     /// Errors: files, lookups, edits, forge.
     pub errors: Vec<String>,
+    /// Versions upkeep cannot update (floating ranges, substitutions, ...), with what to do.
+    pub not_updatable: Vec<String>,
 }
 
 /// Most characters of a rendered PR body (GitHub takes 65,536; the markers need a little room).

@@ -733,6 +733,11 @@ fn dashboard(scan: &Scan, versions: &Versions, plan: &Plan, outcome: &Outcome, f
         }
     }
     view.held.extend(outcome.held.iter().map(|(_, why)| why.clone()));
+    view.not_updatable.extend(scan.dependencies.iter().filter_map(|d| {
+        d.skip.as_ref().map(|s| {
+            format!("`{}` (`{}:{}`): {}", d.id, d.manifest.file, d.manifest.line, s.message.replace(['\n', '\r'], " "))
+        })
+    }));
     view.errors.extend(scan.errors.iter().map(|e| format!("`{}`: {}", crate::report::error_place(e), e.message)));
     view.errors.extend(versions.failures.iter().map(|f| format!("`{}`: {}: {}", f.id, f.url, f.message)));
     view.errors.extend(outcome.errors.iter().cloned());

@@ -157,6 +157,8 @@ fn a_first_run_opens_one_pr_per_update_and_a_second_changes_nothing() {
     }
     let longhorn = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.md")).unwrap();
     insta::assert_snapshot!("pr-body-longhorn", longhorn);
+    let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
+    insta::assert_snapshot!("dashboard-example", dashboard);
     let k3s = std::fs::read_to_string(sb.repo.join(".upkeep/prs/4.md")).unwrap();
     insta::assert_snapshot!("pr-body-k3s", k3s);
 
