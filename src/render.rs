@@ -13,8 +13,11 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 /// Templates built into the binary.
-const BUILTIN: [(&str, &str); 2] =
-    [("pr-body", include_str!("../templates/pr-body.hbs")), ("dashboard", include_str!("../templates/dashboard.hbs"))];
+const BUILTIN: [(&str, &str); 3] = [
+    ("pr-body", include_str!("../templates/pr-body.hbs")),
+    ("dashboard", include_str!("../templates/dashboard.hbs")),
+    ("summary", include_str!("../templates/summary.hbs")),
+];
 
 /// Where a repository may override templates.
 pub const OVERRIDE_DIR: &str = ".github/upkeep/templates";
@@ -151,6 +154,29 @@ pub struct DashboardView {
     pub errors: Vec<String>,
     /// Versions upkeep cannot update (floating ranges, substitutions, ...), with what to do.
     pub not_updatable: Vec<String>,
+}
+
+/// What one `upkeep run` did, for the GitHub Actions job summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SummaryView {
+    /// Nothing was written: a dry run.
+    pub dry_run: bool,
+    /// Decisions counted: `6 propose (5 PRs), 0 hold, ...`.
+    pub counts: String,
+    /// Branches written.
+    pub branches: Vec<String>,
+    /// PRs opened.
+    pub opened: Vec<String>,
+    /// PRs updated.
+    pub updated: Vec<String>,
+    /// PRs closed as superseded.
+    pub closed: Vec<String>,
+    /// Branches left alone (commits by others).
+    pub foreign: Vec<String>,
+    /// Held by the writer, with why.
+    pub held: Vec<String>,
+    /// Updates that could not be written.
+    pub errors: Vec<String>,
 }
 
 /// Most characters of a rendered PR body (GitHub takes 65,536; the markers need a little room).

@@ -176,6 +176,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| AppError::Run(e.to_string()))?;
     }
     report(&outcome, &plan, args.dry_run, out)?;
+    job_summary(&renderer, &outcome, &plan, args.dry_run);
     if !outcome.errors.is_empty() {
         return Err(AppError::Run(format!(
             "{} update(s) could not be written (listed above and on the dashboard); the rest were",
@@ -760,6 +761,34 @@ fn report(outcome: &Outcome, plan: &Plan, dry_run: bool, out: &mut dyn Write) ->
         writeln!(out, "error: {e}")?;
     }
     writeln!(out, "{}", crate::report::plan_summary(plan))
+}
+
+/// On GitHub Actions, append what this run did to the job summary (`GITHUB_STEP_SUMMARY`).
+/// A summary that cannot be written is a warning: the run itself went through.
+fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, dry_run: bool) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
+    let view = crate::render::SummaryView {
+        dry_run,
+        counts: crate::report::plan_summary(plan),
+        branches: outcome.branches.clone(),
+        opened: outcome.opened.clone(),
+        updated: outcome.updated.clone(),
+        closed: outcome.closed.clone(),
+        foreign: outcome.foreign.clone(),
+        held: outcome.held.iter().map(|(_, why)| why.clone()).collect(),
+        errors: outcome.errors.clone(),
+    };
+    let written = renderer.render("summary", &view).map_err(|e| e.to_string()).and_then(|text| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        tracing::warn!("could not write the job summary to {}: {e}", std::path::Path::new(&path).display());
+    }
 }
 
 /// The PR directory the local forge uses for a repository.

@@ -83,6 +83,7 @@ impl Sandbox {
             .env_remove("GITHUB_REPOSITORY")
             .env_remove("GITHUB_GRAPHQL_URL")
             .env_remove("GITHUB_SERVER_URL")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .env("UPKEEP_FLUX", "off")
             .envs(env.iter().copied())
             .output()
@@ -485,6 +486,18 @@ fn base64_of(text: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn on_github_actions_the_run_is_added_to_the_job_summary() {
+    let sb = Sandbox::example();
+    let summary = sb.root.join("step-summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    sb.run(&[], &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())]);
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier step\n### upkeep\n"), "appended, not replaced: {text}");
+    assert!(text.contains("| PRs opened | 4 |") && text.contains(&format!("`{LONGHORN}`")), "{text}");
+    assert!(text.contains("**Held:**\n- `flux-components/clusters/home/flux-system` is generated"), "{text}");
 }
 
 #[test]
