@@ -158,7 +158,8 @@ struct RawMemory {
     /// Reverts within the window that hold a dependency for a human (2).
     reverts_to_hold: Option<usize>,
     /// Share of recent updates reverted that pauses non-security updates (0.2).
-    failure_rate: Option<f64>,
+    #[schemars(with = "Option<f64>")]
+    failure_rate: Option<Spanned<f64>>,
     /// How many recent updates the share is computed over (10).
     failure_sample: Option<usize>,
     /// How long a Longhorn or k3s step upkeep merged runs before the next step is proposed (`1d`).
@@ -268,6 +269,15 @@ fn distance(a: &str, b: &str) -> usize {
 /// Add a "did you mean" to serde's "unknown field `x`, expected one of a, b" (or `variant`).
 fn with_hint(message: String) -> String {
     let first = message.lines().next().unwrap_or("");
+    // A value of the wrong type: say what the setting takes.
+    let wants = [
+        (["invalid u64", "invalid usize", "invalid u32"], "a whole number, such as `5`"),
+        (["invalid f64", "invalid f32", "invalid float"], "a number, such as `0.2`"),
+        (["invalid bool", "invalid boolean", "expected a boolean"], "`true` or `false`"),
+    ];
+    if let Some((_, what)) = wants.iter().find(|(markers, _)| markers.iter().any(|m| first.contains(m))) {
+        return format!("{message}\nhint: this setting takes {what}");
+    }
     let Some(rest) =
         first.split_once("unknown field `").or_else(|| first.split_once("unknown variant `")).map(|(_, r)| r)
     else {
@@ -404,13 +414,14 @@ fn policy(
             mem.step_soak = parse_duration(&w.value).map_err(|e| at(file, &w.referenced, format!("stepSoak: {e}")))?;
         }
         if let Some(r) = m.failure_rate {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(ConfigError {
-                    file: file.to_string(),
-                    message: format!("memory.failureRate: {r} is not a share between 0 and 1 (20% is 0.2)"),
-                });
+            if !(0.0..=1.0).contains(&r.value) {
+                return Err(at(
+                    file,
+                    &r.referenced,
+                    format!("memory.failureRate: {} is not a share between 0 and 1 (20% is 0.2)", r.value),
+                ));
             }
-            mem.failure_rate = r;
+            mem.failure_rate = r.value;
         }
         if let Some(n) = m.failure_sample {
             mem.failure_sample = n.max(1);
@@ -424,8 +435,11 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError { file: file.to_string(), message: with_hint(e.to_string()) })?
+        serde_saphyr::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            // The excerpt names the file the user edits, not the parser's `<input>`.
+            message: with_hint(e.to_string().replace(" --> <input>:", &format!(" --> {file}:"))),
+        })?
     };
     let policy = policy(file, raw.rules, raw.max_open_prs, raw.timezone, raw.memory)?;
     let mut rewrites = Vec::new();

@@ -173,9 +173,7 @@ fn a_create_that_github_completed_but_answered_502_is_not_duplicated() {
     assert!(second.status.success(), "{}", all_output(&second));
     assert_eq!(gh.fake.pulls_for(CERT_MANAGER).len(), 1, "the next run found it by head branch");
     assert!(!stdout(&second).contains("error:"), "{}", stdout(&second));
-    for head in [CERT_MANAGER, LONGHORN] {
-        assert_eq!(gh.fake.pulls_for(head).len(), 1, "{head}");
-    }
+    assert_converged(&gh, &sb, &remote);
 }
 
 #[test]
@@ -237,6 +235,21 @@ fn a_secondary_limit_mid_run_is_waited_out_or_fails_only_that_update() {
     assert!(text.contains("run again later"), "{text}");
     assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /pulls").count(), 3, "the other three PRs opened");
     assert!(gh.fake.dashboard().unwrap()["body"].as_str().unwrap().contains(CERT_MANAGER), "the dashboard lists it");
+    // Once the limit has passed, the next run converges: one PR per branch, every branch pushed.
+    let again = run_github(&sb, &gh, &remote, &[]);
+    assert!(again.status.success(), "{}", all_output(&again));
+    assert_converged(&gh, &sb, &remote);
+}
+
+/// One open PR per upkeep branch, and the remote holds exactly the branches upkeep wrote.
+fn assert_converged(gh: &Github, sb: &Sandbox, remote: &str) {
+    let pushed = git2::Repository::open_bare(remote).unwrap();
+    let branches = sb.branches();
+    assert_eq!(branches.len(), 4);
+    for (name, tip) in &branches {
+        assert_eq!(gh.fake.pulls_for(name).len(), 1, "{name}");
+        assert_eq!(pushed.refname_to_id(&format!("refs/heads/{name}")).unwrap(), *tip, "{name}");
+    }
 }
 
 #[test]

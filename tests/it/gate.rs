@@ -160,6 +160,21 @@ fn longhorn_moves_one_minor_at_a_time_on_its_real_index() {
     .run();
     assert!(plan.decisions["helmrelease/longhorn-system/longhorn"].reason.contains("step 1 of 2 towards 1.6.0"));
 
+    // On Longhorn's real release tags through 1.7: a 1.4 -> 1.7 gap is a three-step chain, and a
+    // version ahead of everything listed is never moved back.
+    let id_tags = "helmrelease/longhorn-system/longhorn";
+    let tags = github_releases("longhorn/longhorn");
+    for (current, action, target, step) in [
+        ("v1.4.4", Action::Propose, Some("v1.5.5"), Some((1, 3))),
+        ("v1.5.5", Action::Propose, Some("v1.6.3"), Some((1, 2))),
+        ("v1.6.3", Action::Propose, Some("v1.7.2"), None),
+        ("v1.8.0", Action::Skip, None, None),
+    ] {
+        let plan = Case::new(vec![(dep(id_tags, Component::Longhorn, current), tags.clone())]).run();
+        let d = &plan.decisions[id_tags];
+        assert_eq!((d.action, d.target.as_deref(), d.step), (action, target, step), "from {current}: {}", d.reason);
+    }
+
     // Step 1 (1.4.1 -> 1.5.4) merged two hours ago: step 2 waits for it to run a day first.
     let id = "helmrelease/longhorn-system/longhorn";
     let mut case = Case::new(vec![(dep(id, Component::Longhorn, "1.5.4"), longhorn_releases())]);
@@ -393,12 +408,16 @@ fn max_open_prs_keeps_security_then_smallest_then_oldest() {
             with(&[("2.0.0", "2026-03-01T00:00:00Z")], true),
         ),
     ];
-    let plan = Case::new(deps).config("maxOpenPRs: 2\n").run();
+    let plan = Case::new(deps.clone()).config("maxOpenPRs: 2\n").run();
     let proposed: Vec<&str> =
         plan.decisions.iter().filter(|(_, d)| d.action == Action::Propose).map(|(id, _)| id.as_str()).collect();
     assert_eq!(proposed, ["helmrelease/apps/patch-old", "helmrelease/apps/secure-major"]);
     let held = &plan.decisions["helmrelease/apps/minor"];
     assert!(held.reason.starts_with("PR limit: 2 upkeep PRs open or planned (maxOpenPRs 2)"), "{}", held.reason);
+    // With room for four, the minor update goes before the major one.
+    let plan = Case::new(deps).config("maxOpenPRs: 4\n").run();
+    assert_eq!(plan.decisions["helmrelease/apps/minor"].action, Action::Propose);
+    assert_eq!(plan.decisions["helmrelease/apps/major"].action, Action::Hold);
 }
 
 #[test]

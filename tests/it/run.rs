@@ -654,3 +654,36 @@ fn markdown_is_sane(body: &str, name: &str) {
         );
     }
 }
+
+/// The README's main-job command itself, offline, twice: the second run changes nothing.
+#[test]
+fn the_readme_main_job_runs_the_bundled_example_and_is_idempotent() {
+    let git = Command::new("git").arg("--version").output();
+    assert!(git.is_ok_and(|o| o.status.success()), "scripts/example.sh needs git on PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/example.sh");
+    let run = || {
+        Command::new("bash")
+            .arg(&script)
+            .env("UPKEEP_EXAMPLE_DIR", dir.path())
+            .env("UPKEEP_BIN", env!("CARGO_BIN_EXE_upkeep"))
+            .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
+            .env("UPKEEP_FLUX", "off")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let text = stdout(&first);
+    assert!(first.status.success(), "{text}{}", String::from_utf8_lossy(&first.stderr));
+    assert!(text.contains("PRs opened: upkeep/"), "{text}");
+    let pushed = remote_branches(&dir.path().join("remote.git"));
+    assert_eq!(pushed.len(), 4, "{pushed:?}");
+    let second = run();
+    let text = stdout(&second);
+    assert!(text.contains("branches written: none") && text.contains("PRs opened: none"), "{text}");
+    assert_eq!(remote_branches(&dir.path().join("remote.git")), pushed);
+    assert!(dir.path().join("repo/.upkeep/dashboard.md").is_file());
+}
