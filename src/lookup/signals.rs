@@ -48,9 +48,13 @@ pub fn advisory_ids(text: &str) -> Vec<String> {
     ids
 }
 
-const BREAKING_PHRASES: [&str; 6] = [
+const BREAKING_PHRASES: [&str; 9] = [
     "breaking change",
     "breaking:",
+    // release-plz / git-cliff changelogs mark entries `[**breaking**]`; conventional commits `feat!:`.
+    "[**breaking**]",
+    "**breaking**",
+    "[breaking]",
     "action required",
     "upgrade notes",
     "migration required",
@@ -163,6 +167,8 @@ mod tests {
         let s = from_notes("### ⚠ BREAKING CHANGES\n* drop v1beta1");
         assert_eq!(s[0].kind, SignalKind::Breaking);
         assert!(from_notes("No breaking changes in this release").is_empty());
+        assert_eq!(from_notes("- [**breaking**] Change `Rate::reset` to `u64`").len(), 1);
+        assert_eq!(from_notes("- [breaking] drop the v1 API").len(), 1);
         assert_eq!(from_notes("**Action required**: run flux migrate")[0].kind, SignalKind::Breaking);
     }
 

@@ -148,3 +148,34 @@ async fn rate_limits_wait_for_the_reset_or_give_up_with_advice() {
     assert!(err.message.contains("600s") && err.message.contains("run again later"), "{err}");
     assert_eq!(limited.received_requests().await.unwrap().len(), 1, "no retry when the wait is past the cap");
 }
+
+/// A recorded, unedited GitHub "List releases" response (see fixtures/github/README.md): every
+/// field GitHub sends, real bodies, real dates.
+#[tokio::test]
+async fn a_recorded_github_response_parses_with_dates_notes_and_signals() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/XAMPPRocky/octocrab/releases"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json; charset=utf-8")
+                .set_body_string(std::fs::read_to_string(fixture("github/releases-recorded.json")).unwrap()),
+        )
+        .mount(&server)
+        .await;
+    let mut ctx = context(&[], None, test_http());
+    ctx.github_api = server.uri();
+    let releases = Lookup::new(ctx).all([&github("XAMPPRocky/octocrab")]).await.into_values().next().unwrap().unwrap();
+    let tags: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
+    assert_eq!(tags, ["v0.38.0", "v0.37.0"]);
+    let v037 = &releases[1];
+    assert_eq!(v037.published.map(|t| t.to_string()).as_deref(), Some("2024-03-27T13:57:59Z"));
+    assert_eq!(v037.url.as_deref(), Some("https://github.com/XAMPPRocky/octocrab/releases/tag/v0.37.0"));
+    assert!(v037.notes.as_deref().is_some_and(|n| n.contains("Change `Rate::reset` to `u64`")));
+    assert!(
+        v037.signals.iter().any(|s| s.kind == SignalKind::Breaking),
+        "`[**breaking**]` is read: {:?}",
+        v037.signals
+    );
+    assert!(!releases[0].signals.iter().any(|s| s.kind == SignalKind::Breaking));
+}
