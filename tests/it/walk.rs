@@ -30,6 +30,24 @@ fn symlinks_are_not_followed_out_of_the_root() {
     assert_eq!(ids(&scan_dir(inside.path())), vec!["helmrelease/apps/inside"]);
 }
 
+/// In a git work tree the files come from the index, which records symlinks as links: a tracked
+/// link to a file or a folder outside the root is still never read through.
+#[cfg(unix)]
+#[test]
+fn tracked_symlinks_are_not_followed_out_of_the_root_either() {
+    let outside = tree(&[("secret.yaml", helmrelease("outside", "9.9.9").as_bytes())]);
+    let dir = tree(&[("in.yaml", helmrelease("inside", "1.0.0").as_bytes()), ("repo.yaml", REPOSITORY.as_bytes())]);
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(outside.path().join("secret.yaml"), dir.path().join("file-link.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let repo = git2::Repository::init(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap_or_else(|e| panic!("{e}"));
+    index.write().unwrap_or_else(|e| panic!("{e}"));
+    assert!(index.get_path(std::path::Path::new("file-link.yaml"), 0).is_some(), "the link is tracked");
+    assert_eq!(ids(&scan_dir(dir.path())), vec!["helmrelease/apps/inside"]);
+}
+
 #[test]
 fn in_a_git_work_tree_only_tracked_files_are_scanned() {
     let dir = tree(&[
