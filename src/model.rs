@@ -158,6 +158,8 @@ pub enum SkipReason {
     OtherSystem,
     /// Pinned by digest only; upkeep follows tags.
     DigestOnly,
+    /// A tag next to a digest: Flux uses the digest, which upkeep cannot move.
+    DigestPinned,
     /// No version is recorded where upkeep can read it.
     NoVersion,
 }
@@ -176,6 +178,7 @@ impl SkipReason {
             SkipReason::Unparsable => "unparsable",
             SkipReason::OtherSystem => "other-system",
             SkipReason::DigestOnly => "digest-only",
+            SkipReason::DigestPinned => "digest-pinned",
             SkipReason::NoVersion => "no-version",
         }
     }

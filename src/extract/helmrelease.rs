@@ -416,10 +416,15 @@ impl HelmReleases {
                         reason: SkipReason::Unparsable,
                         message: format!("spec.url `{url}` is not an oci:// URL"),
                     })
-                } else if *field == "spec.ref.digest" {
+                } else if *field == "spec.ref.digest" && *version == VersionValue::Missing {
                     Some(Skip {
                         reason: SkipReason::DigestOnly,
                         message: "pinned by spec.ref.digest only; upkeep follows tags".into(),
+                    })
+                } else if *field == "spec.ref.digest" {
+                    Some(Skip {
+                        reason: SkipReason::DigestPinned,
+                        message: "spec.ref.digest wins over spec.ref.tag, and upkeep cannot move a digest: drop the digest to get tag update PRs".into(),
                     })
                 } else if *version == VersionValue::Missing {
                     Some(Skip {
@@ -533,13 +538,16 @@ fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
     let root = doc.root();
     let url = root.str_at(&["spec", "url"]).map(str::to_string);
     // Flux's precedence: digest, then semver, then tag (source-controller ocirepositories.md).
-    // upkeep follows tags, so a tag next to a digest is the version; the digest is rewritten with it.
-    let (version, field) = if root.path(&["spec", "ref", "tag"]).is_some() {
-        (doc.version_at(&["spec", "ref", "tag"]), "spec.ref.tag")
-    } else if root.path(&["spec", "ref", "semver"]).is_some() {
+    // Only a tag that Flux actually uses can be updated by editing it: a tag beside a digest or
+    // a semver range is decoration, and moving it would change nothing in the cluster.
+    let has = |key: &str| root.path(&["spec", "ref", key]).is_some();
+    let (version, field) = if has("digest") {
+        let tag = if has("tag") { doc.version_at(&["spec", "ref", "tag"]) } else { VersionValue::Missing };
+        (tag, "spec.ref.digest")
+    } else if has("semver") {
         (doc.version_at(&["spec", "ref", "semver"]), "spec.ref.semver")
-    } else if root.path(&["spec", "ref", "digest"]).is_some() {
-        (VersionValue::Missing, "spec.ref.digest")
+    } else if has("tag") {
+        (doc.version_at(&["spec", "ref", "tag"]), "spec.ref.tag")
     } else {
         (VersionValue::Missing, "spec.ref.tag")
     };

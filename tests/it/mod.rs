@@ -14,5 +14,6 @@ mod registry;
 mod run;
 mod run_scenarios;
 mod servers;
+mod sources;
 mod util;
 mod walk;
