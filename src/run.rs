@@ -169,11 +169,18 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         remote_heads,
         token: token.as_deref(),
     };
-    let outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
+    let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
     if !args.dry_run {
+        // The updates are written by now: a dashboard that cannot be (issues turned off, a
+        // broken template override) is one more error to report, not a reason to hide the rest.
         let view = dashboard(&scan, &versions, &plan, &outcome, forge);
-        let body = renderer.render("dashboard", &view).map_err(|e| AppError::Run(e.to_string()))?;
-        forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| AppError::Run(e.to_string()))?;
+        let written = renderer
+            .render("dashboard", &view)
+            .map_err(|e| e.to_string())
+            .and_then(|body| forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            outcome.errors.push(format!("dependency dashboard: {e}"));
+        }
     }
     report(&outcome, &plan, args.dry_run, out)?;
     job_summary(&renderer, &outcome, &plan, args.dry_run);

@@ -85,6 +85,9 @@ fn permission_hint(status: u16, method: &Method, path: &str) -> &'static str {
         }
         403 | 404 if issues => "the token lacks `issues: write` (labels, comments and the dashboard issue)",
         403 | 404 => "the token lacks `pull-requests: write` (and `contents: write` to push branches)",
+        410 => {
+            "that feature is turned off in this repository's settings (issues carry labels, comments and the dashboard)"
+        }
         _ => "unexpected answer from GitHub",
     }
 }

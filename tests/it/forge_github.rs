@@ -272,6 +272,32 @@ fn an_auto_merge_graphql_error_is_reported_not_swallowed() {
 }
 
 #[test]
+fn a_repository_without_issues_still_gets_its_prs_and_the_report() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    gh.fake.fault(Fault {
+        method: "POST",
+        path_contains: "/issues$",
+        response: ResponseTemplate::new(410).set_body_json(serde_json::json!({
+            "message": "Issues are disabled for this repo",
+            "documentation_url": "https://docs.github.com/v3/issues/"
+        })),
+        processed: false,
+    });
+    let out = run_github(&sb, &gh, &remote, &[]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PRs opened: upkeep/"), "the report is printed: {text}");
+    assert!(
+        text.contains(
+            "error: dependency dashboard: github: POST /repos/home-ops/cluster/issues: HTTP 410: Issues are disabled"
+        ),
+        "{text}"
+    );
+    assert_converged(&gh, &sb, &remote);
+}
+
+#[test]
 fn already_exists_is_treated_as_found() {
     let gh = Github::start();
     let forge = gh.forge();

@@ -113,7 +113,12 @@ impl Respond for FakeGithub {
         }
         s.requests.push(format!("{method} {path}{}", req.url.query().map(|q| format!("?{q}")).unwrap_or_default()));
         let mut fault = None;
-        if let Some(i) = s.faults.iter().position(|f| f.method == method && path.contains(f.path_contains)) {
+        // `path_contains` matches anywhere in the path, or only at its end when it ends in `$`.
+        let matches = |p: &str| match p.strip_suffix('$') {
+            Some(end) => path.ends_with(end),
+            None => path.contains(p),
+        };
+        if let Some(i) = s.faults.iter().position(|f| f.method == method && matches(f.path_contains)) {
             let f = s.faults.remove(i);
             if !f.processed {
                 return f.response;
