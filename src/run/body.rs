@@ -1,0 +1,148 @@
+//! A PR's body: the updates table, release notes between the versions, warnings, and what
+//! the verifier will watch after merge.
+
+use std::collections::BTreeMap;
+
+use super::write::Regenerated;
+use super::{Change, Ctx, display_name};
+use crate::forge::marker;
+use crate::gate::versioning::Version;
+use crate::model::{Component, Dependency, Kind, SignalKind};
+use crate::render::{NOTES_MAX, NotesSection, PrView, UpdateRow, sanitize_inline, sanitize_notes};
+
+/// The release date (a date, not an age: the body must not change from one day to the next).
+fn age(published: Option<jiff::Timestamp>) -> String {
+    published.map_or_else(|| "-".into(), |p| p.strftime("%Y-%m-%d").to_string())
+}
+
+pub(super) fn pr_body(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    whole: &BTreeMap<String, Regenerated>,
+) -> Result<String, crate::render::RenderError> {
+    let mut view = PrView {
+        updates: Vec::new(),
+        plural: change.items.len() > 1,
+        warnings: Vec::new(),
+        notes: Vec::new(),
+        after_merge: Vec::new(),
+        security: false,
+    };
+    for (d, x) in &change.items {
+        let from = d.current.clone().unwrap_or_default();
+        let to = x.target.clone().unwrap_or_default();
+        let releases = match ctx.versions.releases.get(&d.id) {
+            Some(Ok(r)) => r.as_slice(),
+            _ => &[],
+        };
+        let (vf, vt) = (Version::parse(&from), Version::parse(&to));
+        let mut between: Vec<(Version, &crate::model::Release)> = releases
+            .iter()
+            .filter_map(|r| Version::parse(&r.version.replace('_', "+")).map(|v| (v, r)))
+            .filter(|(v, _)| match (&vf, &vt) {
+                (Some(f), Some(t)) => v > f && v <= t,
+                _ => false,
+            })
+            .collect();
+        between.sort_by(|a, b| b.0.cmp(&a.0));
+        let between: Vec<&crate::model::Release> = between.into_iter().map(|(_, r)| r).collect();
+        let target = releases.iter().find(|r| r.version == to);
+        view.updates.push(UpdateRow {
+            dependency: d.id.clone(),
+            package: if d.kind == Kind::Plan { format!("k3s (Plan {})", d.name) } else { display_name(d) },
+            from: from.clone(),
+            to: to.clone(),
+            update_type: x.update_type.map_or("-", |u| u.as_str()).to_string(),
+            age: age(target.and_then(|r| r.published)),
+            file: d.location.as_ref().map_or_else(|| d.manifest.file.clone(), |l| format!("{}{}", ctx.prefix, l.file)),
+            line: d.line(),
+        });
+        for r in &between {
+            for s in &r.signals {
+                match s.kind {
+                    SignalKind::Security => {
+                        view.security = true;
+                        view.warnings.push(format!(
+                            "Security ({} {}): {}",
+                            display_name(d),
+                            r.version,
+                            sanitize_inline(&s.detail)
+                        ));
+                    }
+                    SignalKind::Breaking => view.warnings.push(format!(
+                        "Breaking change ({} {}): {}",
+                        display_name(d),
+                        r.version,
+                        sanitize_inline(&s.detail)
+                    )),
+                    SignalKind::Deprecated => view.warnings.push(format!(
+                        "Deprecated ({} {}): {}",
+                        display_name(d),
+                        r.version,
+                        sanitize_inline(&s.detail)
+                    )),
+                    SignalKind::KubeVersion => {}
+                }
+            }
+        }
+        if let Some((step, of)) = x.step {
+            let why = x
+                .reason
+                .split("; ")
+                .find(|p| p.starts_with("step"))
+                .and_then(|p| p.split_once(": "))
+                .map_or("", |(_, why)| why);
+            view.warnings.push(format!("Upgrade path: step {step} of {of}; {why}"));
+        }
+        for r in between.iter().take(5) {
+            if view.notes.iter().any(|n| n.dependency == display_name(d) && n.version == r.version) {
+                continue;
+            }
+            if let Some(notes) = &r.notes {
+                view.notes.push(NotesSection {
+                    dependency: display_name(d),
+                    version: r.version.clone(),
+                    url: r.url.clone().filter(|u| u.starts_with("https://")),
+                    body: sanitize_notes(notes, NOTES_MAX, r.url.as_deref()),
+                });
+            }
+        }
+        view.after_merge.extend(after_merge(d, &to));
+    }
+    for (path, regenerated) in whole {
+        view.warnings.push(format!(
+            "`{path}` was regenerated with `{}`. The flags were read back from the old file; a bootstrap flag that leaves no trace in it is not carried over, so compare with how you bootstrapped.",
+            regenerated.command
+        ));
+    }
+    view.warnings.dedup();
+    view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
+    view.after_merge.push("Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). If anything fails, upkeep opens a revert PR with the evidence.".into());
+    view.after_merge.dedup();
+    let mut body = ctx.renderer.render_pr_body(view)?;
+    body.push('\n');
+    for (d, x) in &change.items {
+        body.push_str(&marker(&d.id, d.current.as_deref().unwrap_or("?"), x.target.as_deref().unwrap_or("?")));
+        body.push('\n');
+    }
+    Ok(body)
+}
+
+fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
+    let ns = d.namespace.as_deref().unwrap_or("-");
+    match d.component {
+        Component::K3s => vec![format!(
+            "The system-upgrade-controller Plan {ns}/{} reaches Complete and its nodes report k3s {to} and Ready.",
+            d.name
+        )],
+        Component::Longhorn => vec![
+            format!("HelmRelease {ns}/{} reports Ready with chart {to} at the top of its history.", d.name),
+            "Longhorn volumes stay healthy (no degraded or faulted volumes). Longhorn cannot be downgraded: if this fails, upkeep opens a forward-fix issue instead of a revert.".into(),
+        ],
+        Component::Flux => vec!["Every Flux controller reports the new version and all Kustomizations and HelmReleases return to Ready.".into()],
+        Component::App => match d.kind {
+            Kind::HelmRelease => vec![format!("HelmRelease {ns}/{} reports Ready (UpgradeSucceeded) with chart {to} at the top of its history.", d.name)],
+            _ => vec![format!("{} {ns}/{} serves {to} and everything that uses it reconciles.", d.kind.as_str(), d.name)],
+        },
+    }
+}

@@ -1,0 +1,52 @@
+//! The dependency dashboard's view: open, pending, held, blocked, errored and not updatable.
+
+use std::collections::BTreeSet;
+
+use super::Outcome;
+use crate::app::Versions;
+use crate::extract::Scan;
+use crate::forge::{Forge, PrState, PullRequest};
+use crate::gate::{Action, Plan};
+use crate::render::DashboardView;
+
+pub(super) fn dashboard(
+    scan: &Scan,
+    versions: &Versions,
+    plan: &Plan,
+    outcome: &Outcome,
+    forge: &dyn Forge,
+) -> DashboardView {
+    let mut view = DashboardView { notes: plan.notes.clone(), ..DashboardView::default() };
+    let open: Vec<PullRequest> =
+        forge.upkeep_prs().unwrap_or_default().into_iter().filter(|p| p.state == PrState::Open).collect();
+    for pr in &open {
+        view.open.push(format!("#{} {} (`{}`)", pr.number, pr.title, pr.head));
+    }
+    let open_heads: BTreeSet<&str> = open.iter().map(|p| p.head.as_str()).collect();
+    for (id, x) in &plan.decisions {
+        if outcome.held.iter().any(|(held, _)| held == id) {
+            continue;
+        }
+        let line = format!("`{id}`: {}", x.reason);
+        match x.action {
+            Action::Propose
+                if !x.group.as_ref().is_some_and(|g| open_heads.contains(format!("upkeep/{g}").as_str())) =>
+            {
+                view.pending.push(line)
+            }
+            Action::Hold => view.held.push(line),
+            Action::Blocked => view.blocked.push(line),
+            _ => {}
+        }
+    }
+    view.held.extend(outcome.held.iter().map(|(_, why)| why.clone()));
+    view.not_updatable.extend(scan.dependencies.iter().filter_map(|d| {
+        d.skip.as_ref().map(|s| {
+            format!("`{}` (`{}:{}`): {}", d.id, d.manifest.file, d.manifest.line, s.message.replace(['\n', '\r'], " "))
+        })
+    }));
+    view.errors.extend(scan.errors.iter().map(|e| format!("`{}`: {}", crate::report::error_place(e), e.message)));
+    view.errors.extend(versions.failures.iter().map(|f| format!("`{}`: {}: {}", f.id, f.url, f.message)));
+    view.errors.extend(outcome.errors.iter().cloned());
+    view
+}

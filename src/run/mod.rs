@@ -1,0 +1,332 @@
+//! `upkeep run`: the writing half of the orchestrator (`app` does scan → lookup → gate; this
+//! does edit → commit → branch → PR → dashboard).
+//!
+//! Idempotent by construction: a change's commit is compared by *tree and parent* with what its
+//! branch already holds, PRs are found by head branch and only rewritten when their title, body
+//! or labels differ, and the local forge writes files only when their content changes. So a
+//! second run in a row writes nothing. A branch that only upkeep wrote is recreated on the new
+//! tip of the default branch when that moves; a branch carrying anyone else's commit is never
+//! rewritten: upkeep comments on its PR instead.
+
+mod body;
+mod dashboard;
+mod supersede;
+mod write;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use self::dashboard::dashboard;
+use self::supersede::close_superseded;
+use self::write::{regenerate_components, write_change};
+use crate::app::{AppError, Versions, history, plan_with, scan_and_look_up};
+use crate::cli::{ForgeKind, RunArgs};
+use crate::extract::Scan;
+use crate::forge::github::GithubForge;
+use crate::forge::local::LocalForge;
+use crate::forge::{Forge, PrState, PullRequest, closed_unmerged};
+use crate::gate::history::History;
+use crate::gate::{Action, Decision, Plan};
+use crate::git::{Author, Writer};
+use crate::model::{Component, Dependency, Kind};
+use crate::render::Renderer;
+
+/// Title of the dashboard.
+pub const DASHBOARD_TITLE: &str = "upkeep dependency dashboard";
+
+/// One PR's worth of updates.
+struct Change<'a> {
+    group: String,
+    items: Vec<(&'a Dependency, &'a Decision)>,
+}
+
+impl Change<'_> {
+    fn branch(&self) -> String {
+        format!("upkeep/{}", self.group)
+    }
+
+    fn title(&self) -> String {
+        match self.items.as_slice() {
+            [(d, x)] => format!("chore(deps): update {} to {}", display_name(d), x.target.as_deref().unwrap_or("?")),
+            items if items.iter().all(|(d, _)| d.component == Component::K3s) => {
+                format!("chore(deps): update k3s to {}", items[0].1.target.as_deref().unwrap_or("?"))
+            }
+            items => format!("chore(deps): update {} ({} updates)", self.group, items.len()),
+        }
+    }
+
+    fn message(&self) -> String {
+        let mut m = format!("{}\n\n", self.title());
+        for (d, x) in &self.items {
+            m.push_str(&format!(
+                "- {}: {} -> {}\n",
+                d.id,
+                d.current.as_deref().unwrap_or("?"),
+                x.target.as_deref().unwrap_or("?")
+            ));
+        }
+        m.push('\n');
+        for (d, x) in &self.items {
+            m.push_str(&format!(
+                "Upkeep-Update: {} {} -> {}\n",
+                d.id,
+                d.current.as_deref().unwrap_or("?"),
+                x.target.as_deref().unwrap_or("?")
+            ));
+        }
+        m
+    }
+}
+
+fn display_name(d: &Dependency) -> String {
+    match d.kind {
+        Kind::FluxComponents | Kind::FluxInstance => "flux".into(),
+        Kind::Plan => "k3s".into(),
+        _ => d.package.as_ref().map_or_else(|| d.name.clone(), |p| p.name.clone()),
+    }
+}
+
+/// What a run did, for the report and tests.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Branches created or moved.
+    pub branches: Vec<String>,
+    /// PRs opened.
+    pub opened: Vec<String>,
+    /// PRs whose title/body/labels changed.
+    pub updated: Vec<String>,
+    /// PRs left alone because someone else committed to their branch.
+    pub foreign: Vec<String>,
+    /// PRs closed as superseded.
+    pub closed: Vec<String>,
+    /// Updates that could not be made, with why.
+    pub errors: Vec<String>,
+    /// Updates held by the writer itself (generated files): `(dependency, why)`.
+    pub held: Vec<(String, String)>,
+}
+
+/// Run it all.
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
+    let (scan, config, versions) = scan_and_look_up(&args.scan)?;
+    let author = match &args.author {
+        Some(a) => Author::parse(a).ok_or_else(|| AppError::Run(format!("--author `{a}` is not `Name <email>`")))?,
+        None => Author::default(),
+    };
+    let writer = Writer::open(&args.scan.path, author).map_err(|e| AppError::Run(e.to_string()))?;
+    let workdir = writer
+        .workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| AppError::Run("the repository has no work tree".into()))?;
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    let (forge, remote): (Box<dyn Forge>, Option<String>) = match args.forge {
+        ForgeKind::Local => (
+            Box::new(LocalForge::new(args.prs_dir.clone().unwrap_or_else(|| default_prs_dir(&workdir)))),
+            args.remote.clone(),
+        ),
+        ForgeKind::Github => {
+            let api = std::env::var("GITHUB_API_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://api.github.com".into());
+            let repo = args
+                .repo
+                .clone()
+                .ok_or_else(|| AppError::Run("--forge github needs --repo owner/name or GITHUB_REPOSITORY".into()))?;
+            let max_wait = std::env::var("UPKEEP_MAX_WAIT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+            let forge = GithubForge::new(&api, &repo, token.as_deref().unwrap_or(""))
+                .map_err(|e| AppError::Run(e.to_string()))?
+                .with_max_wait(std::time::Duration::from_secs(max_wait));
+            (Box::new(forge), Some(args.remote.clone().unwrap_or_else(|| "origin".into())))
+        }
+    };
+    let forge = forge.as_ref();
+    let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
+    let (git_history, note) = history(&args.scan.path);
+    let mut events = closed_unmerged(&prs);
+    events.extend(git_history.events().iter().cloned());
+    let memory = History::new(events);
+    let open_groups: Vec<String> = prs
+        .iter()
+        .filter(|p| p.state == PrState::Open)
+        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
+        .collect();
+    let mut plan = plan_with(&scan, &versions, &config, &memory, &open_groups);
+    plan.notes.extend(note);
+    let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
+    // Without knowing what the remote has, nothing can be pushed safely: stop before writing.
+    let remote_heads = match remote.as_deref() {
+        Some(r) if !args.dry_run => {
+            writer.remote_branches(r, token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?
+        }
+        _ => BTreeMap::new(),
+    };
+    let prefix = scan_prefix(&args.scan.path, &workdir);
+    let ctx = Ctx {
+        writer: &writer,
+        forge,
+        renderer: &renderer,
+        prefix,
+        versions: &versions,
+        remote: remote.as_deref(),
+        remote_heads,
+        token: token.as_deref(),
+    };
+    let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
+    if !args.dry_run {
+        // The updates are written by now: a dashboard that cannot be (issues turned off, a
+        // broken template override) is one more error to report, not a reason to hide the rest.
+        let view = dashboard(&scan, &versions, &plan, &outcome, forge);
+        let written = renderer
+            .render("dashboard", &view)
+            .map_err(|e| e.to_string())
+            .and_then(|body| forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            outcome.errors.push(format!("dependency dashboard: {e}"));
+        }
+    }
+    report(&outcome, &plan, args.dry_run, out)?;
+    job_summary(&renderer, &outcome, &plan, args.dry_run);
+    if !outcome.errors.is_empty() {
+        return Err(AppError::Run(format!(
+            "{} update(s) could not be written (listed above and on the dashboard); the rest were",
+            outcome.errors.len()
+        )));
+    }
+    Ok(())
+}
+
+struct Ctx<'a> {
+    writer: &'a Writer,
+    forge: &'a dyn Forge,
+    renderer: &'a Renderer,
+    prefix: String,
+    versions: &'a Versions,
+    remote: Option<&'a str>,
+    /// upkeep's branches on the remote, read once per run.
+    remote_heads: BTreeMap<String, git2::Oid>,
+    token: Option<&'a str>,
+}
+
+/// The scanned folder's path inside the repository (`""` at the root, else `sub/dir/`).
+fn scan_prefix(scan_root: &Path, workdir: &Path) -> String {
+    let root = scan_root.canonicalize().unwrap_or_else(|_| scan_root.to_path_buf());
+    let work = workdir.canonicalize().unwrap_or_else(|_| workdir.to_path_buf());
+    match root.strip_prefix(&work) {
+        Ok(p) if p.as_os_str().is_empty() => String::new(),
+        Ok(p) => format!("{}/", p.to_string_lossy().replace('\\', "/")),
+        Err(_) => String::new(),
+    }
+}
+
+fn changes<'a>(scan: &'a Scan, plan: &'a Plan) -> Vec<Change<'a>> {
+    let mut by_group: BTreeMap<String, Vec<(&Dependency, &Decision)>> = BTreeMap::new();
+    for d in &scan.dependencies {
+        if let Some(x) = plan.decisions.get(&d.id).filter(|x| x.action == Action::Propose)
+            && let Some(group) = &x.group
+        {
+            by_group.entry(group.clone()).or_default().push((d, x));
+        }
+    }
+    by_group.into_iter().map(|(group, items)| Change { group, items }).collect()
+}
+
+fn write_changes(
+    ctx: &Ctx<'_>,
+    scan: &Scan,
+    plan: &Plan,
+    prs: &[PullRequest],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, AppError> {
+    let mut outcome = Outcome::default();
+    let (base_name, base) = ctx.writer.default_branch().map_err(|e| AppError::Run(e.to_string()))?;
+    let changes = changes(scan, plan);
+    for change in &changes {
+        // A gotk-components.yaml is generated, not patched: regenerate it with the flux CLI of
+        // the target version, or hold it with the exact command to run.
+        let (generated, mut items): (Vec<_>, Vec<_>) =
+            change.items.iter().copied().partition(|(d, _)| d.kind == Kind::FluxComponents);
+        let mut whole = BTreeMap::new();
+        for (d, x) in generated {
+            match regenerate_components(ctx, base, d, x) {
+                Ok((path, file)) => {
+                    whole.insert(path, file);
+                    items.push((d, x));
+                }
+                Err(why) => outcome.held.push((d.id.clone(), why)),
+            }
+        }
+        if items.is_empty() {
+            continue;
+        }
+        let change = Change { group: change.group.clone(), items };
+        match write_change(ctx, &change, &whole, &base_name, base, prs, dry_run, out) {
+            Ok(done) => merge(&mut outcome, done),
+            Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
+        }
+    }
+    if !dry_run {
+        close_superseded(ctx, scan, &changes, plan, prs, base, &mut outcome);
+    }
+    Ok(outcome)
+}
+
+fn merge(into: &mut Outcome, from: Outcome) {
+    into.branches.extend(from.branches);
+    into.opened.extend(from.opened);
+    into.updated.extend(from.updated);
+    into.foreign.extend(from.foreign);
+    into.errors.extend(from.errors);
+}
+
+fn report(outcome: &Outcome, plan: &Plan, dry_run: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    if !dry_run {
+        writeln!(out, "branches written: {}", list(&outcome.branches))?;
+        writeln!(out, "PRs opened: {}", list(&outcome.opened))?;
+        writeln!(out, "PRs updated: {}", list(&outcome.updated))?;
+        writeln!(out, "PRs closed as superseded: {}", list(&outcome.closed))?;
+        writeln!(out, "branches left alone (commits by others): {}", list(&outcome.foreign))?;
+    }
+    for (_, h) in &outcome.held {
+        writeln!(out, "held: {h}")?;
+    }
+    for e in &outcome.errors {
+        writeln!(out, "error: {e}")?;
+    }
+    writeln!(out, "{}", crate::report::plan_summary(plan))
+}
+
+/// On GitHub Actions, append what this run did to the job summary (`GITHUB_STEP_SUMMARY`).
+/// A summary that cannot be written is a warning: the run itself went through.
+fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, dry_run: bool) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
+    let view = crate::render::SummaryView {
+        dry_run,
+        counts: crate::report::plan_summary(plan),
+        branches: outcome.branches.clone(),
+        opened: outcome.opened.clone(),
+        updated: outcome.updated.clone(),
+        closed: outcome.closed.clone(),
+        foreign: outcome.foreign.clone(),
+        held: outcome.held.iter().map(|(_, why)| why.clone()).collect(),
+        errors: outcome.errors.clone(),
+    };
+    let written = renderer.render("summary", &view).map_err(|e| e.to_string()).and_then(|text| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        tracing::warn!("could not write the job summary to {}: {e}", std::path::Path::new(&path).display());
+    }
+}
+
+/// The PR directory the local forge uses for a repository.
+pub fn default_prs_dir(workdir: &Path) -> PathBuf {
+    workdir.join(".upkeep").join("prs")
+}

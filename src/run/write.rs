@@ -1,0 +1,229 @@
+//! Writing one change: edit the files (or regenerate gotk-components.yaml), commit on the
+//! default branch's tip, publish the branch under a lease, and open or update its PR.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use super::body::pr_body;
+use super::{Change, Ctx, Outcome};
+use crate::edit::{Edit, apply};
+use crate::forge::{NewPullRequest, PrState, PullRequest};
+use crate::gate::Decision;
+use crate::git::GitError;
+use crate::model::{Dependency, Kind};
+use crate::regenerate;
+
+/// Move `branch` from `expected` to `commit`: with a remote, push first (with the lease) and
+/// mirror the local branch only once the remote took it, so a failed push leaves nothing
+/// behind that a later run would mistake for done; without one, move the local branch with
+/// the same lease.
+fn publish(ctx: &Ctx<'_>, branch: &str, commit: git2::Oid, expected: Option<git2::Oid>) -> Result<(), GitError> {
+    match ctx.remote {
+        Some(remote) => {
+            ctx.writer.push_commit(remote, branch, commit, expected, ctx.token)?;
+            ctx.writer.mirror_branch(branch, commit)
+        }
+        None => ctx.writer.set_branch(branch, commit, expected, "upkeep: update branch"),
+    }
+}
+
+/// A regenerated file: its new text and the command that produced it.
+pub(super) struct Regenerated {
+    pub(super) text: String,
+    pub(super) command: String,
+}
+
+/// Regenerate the gotk-components file of `d` for the target of `x`, or say why not, with the
+/// exact command a maintainer can run instead.
+pub(super) fn regenerate_components(
+    ctx: &Ctx<'_>,
+    base: git2::Oid,
+    d: &Dependency,
+    x: &Decision,
+) -> Result<(String, Regenerated), String> {
+    let path = format!("{}{}", ctx.prefix, d.manifest.file);
+    let target = x.target.as_deref().unwrap_or("?");
+    let current = ctx.writer.read(base, &path).map_err(|e| e.to_string())?.unwrap_or_default();
+    let flags = regenerate::install_flags(&current);
+    let command = regenerate::command(&flags, &path);
+    let held = |why: &str| {
+        format!("`{}` is generated, not patched ({why}): with flux {target} on PATH run `{command}` and commit", d.id)
+    };
+    let Some(flux) = regenerate::find_flux() else {
+        return Err(held("no flux CLI on PATH"));
+    };
+    match regenerate::regenerate(&flux, target, &current, &flags) {
+        Ok(text) => Ok((path, Regenerated { text, command })),
+        Err(e) => Err(held(&e.0)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_change(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    whole: &BTreeMap<String, Regenerated>,
+    base_name: &str,
+    base: git2::Oid,
+    prs: &[PullRequest],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome, String> {
+    let mut outcome = Outcome::default();
+    // Edits grouped by file, applied to the file as the default branch has it.
+    let mut by_file: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
+    for (d, x) in &change.items {
+        if d.kind == Kind::FluxComponents {
+            continue; // regenerated whole, below
+        }
+        let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
+        let path = format!("{}{}", ctx.prefix, location.file);
+        by_file.entry(path).or_default().push(Edit {
+            dependency: d.id.clone(),
+            location,
+            from: d.current.clone().unwrap_or_default(),
+            // A FluxInstance names a Flux release (a tag, `v2.4.0`) in its own spelling; every
+            // other version is written exactly as its index or registry names it.
+            to: if d.kind == Kind::FluxInstance {
+                crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or(""))
+            } else {
+                x.target.clone().unwrap_or_default()
+            },
+        });
+    }
+    let mut files = Vec::new();
+    for (path, edits) in &by_file {
+        let before = ctx
+            .writer
+            .read(base, path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
+        let after = apply(path, &before, edits).map_err(|e| e.to_string())?;
+        files.push((path.clone(), before, after));
+    }
+    for (path, regenerated) in whole {
+        let before = ctx
+            .writer
+            .read(base, path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
+        files.push((path.clone(), before, regenerated.text.clone()));
+    }
+    let branch = change.branch();
+    let title = change.title();
+    if dry_run {
+        writeln!(out, "branch {branch}: {title}").map_err(|e| e.to_string())?;
+        for (path, before, after) in &files {
+            let diff = if whole.contains_key(path) {
+                crate::git::unified_diff(path, before, after).map_err(|e| e.to_string())?
+            } else {
+                line_diff(path, before, after)
+            };
+            write!(out, "{diff}").map_err(|e| e.to_string())?;
+        }
+        writeln!(out).map_err(|e| e.to_string())?;
+        return Ok(outcome);
+    }
+    let contents: Vec<(String, String)> = files.iter().map(|(p, _, a)| (p.clone(), a.clone())).collect();
+    let tree = ctx.writer.tree_with(base, &contents).map_err(|e| e.to_string())?;
+    let existing_pr = prs.iter().find(|p| p.head == branch && p.state == PrState::Open);
+    // Where the branch stands: on the remote when there is one (a CI checkout has no local
+    // upkeep branches), else locally.
+    let current = match ctx.remote {
+        Some(_) => ctx.remote_heads.get(&branch).copied(),
+        None => ctx.writer.branch_tip(&branch),
+    };
+    match current {
+        Some(current) => {
+            let (t, parent) = ctx.writer.tree_and_parent(current).map_err(|e| e.to_string())?;
+            if t == tree && parent == Some(base) {
+                if ctx.remote.is_some() {
+                    ctx.writer.mirror_branch(&branch, current).map_err(|e| e.to_string())?;
+                }
+            } else {
+                let state = ctx.writer.branch_state(current, base).map_err(|e| e.to_string())?;
+                // Someone's commits on the branch of an open PR are theirs to keep. A branch left
+                // over from a merged or closed PR is upkeep's to start again (its commits stay
+                // reachable from that PR).
+                if !state.foreign.is_empty() && existing_pr.is_some() {
+                    let note = format!(
+                        "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
+                        state.foreign.join(", ")
+                    );
+                    if let Some(pr) = existing_pr
+                        && !ctx.forge.comments(pr.number).map_err(|e| e.to_string())?.contains(&note)
+                    {
+                        ctx.forge.comment(pr.number, &note).map_err(|e| e.to_string())?;
+                    }
+                    outcome.foreign.push(branch);
+                    return Ok(outcome);
+                }
+                let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
+                publish(ctx, &branch, commit, Some(current)).map_err(|e| e.to_string())?;
+                outcome.branches.push(branch.clone());
+            }
+        }
+        None => {
+            let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
+            publish(ctx, &branch, commit, None).map_err(|e| e.to_string())?;
+            outcome.branches.push(branch.clone());
+        }
+    }
+    let body = pr_body(ctx, change, whole).map_err(|e| e.to_string())?;
+    let labels = change
+        .items
+        .iter()
+        .flat_map(|(_, x)| x.labels.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>();
+    match existing_pr {
+        Some(pr) => {
+            if pr.title != title || pr.body != body || !labels.iter().all(|l| pr.labels.contains(l)) {
+                ctx.forge.update(pr.number, &title, &body, &labels).map_err(|e| e.to_string())?;
+                outcome.updated.push(branch);
+            }
+        }
+        None => {
+            let reviewers = change
+                .items
+                .iter()
+                .flat_map(|(_, x)| x.reviewers.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let automerge = change.items.iter().all(|(_, x)| x.automerge);
+            let draft = change.items.iter().any(|(_, x)| x.draft);
+            ctx.forge
+                .create(&NewPullRequest {
+                    head: branch.clone(),
+                    base: base_name.to_string(),
+                    title,
+                    body,
+                    labels,
+                    reviewers,
+                    automerge,
+                    draft,
+                })
+                .map_err(|e| e.to_string())?;
+            outcome.opened.push(branch);
+        }
+    }
+    Ok(outcome)
+}
+
+/// A unified-style diff of a version edit (edits never add or remove lines).
+fn line_diff(path: &str, before: &str, after: &str) -> String {
+    let mut out = format!("--- a/{path}\n+++ b/{path}\n");
+    for (i, (a, b)) in before.split_inclusive('\n').zip(after.split_inclusive('\n')).enumerate() {
+        if a != b {
+            out.push_str(&format!(
+                "@@ -{n} +{n} @@\n-{}\n+{}\n",
+                a.trim_end_matches(['\n', '\r']),
+                b.trim_end_matches(['\n', '\r']),
+                n = i + 1
+            ));
+        }
+    }
+    out
+}
