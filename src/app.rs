@@ -152,6 +152,15 @@ pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
 /// Read memory from git history; a repository that cannot be read remembers nothing (noted).
 pub fn history(root: &std::path::Path) -> (History, Option<String>) {
     match GitHistory::at(root).events() {
+        // A shallow clone (actions/checkout's default fetch-depth of 1) hides the trailers that
+        // hold reverts: say so, or a reverted version would quietly be proposed again.
+        Ok(events) if git2::Repository::discover(root).is_ok_and(|r| r.is_shallow()) => (
+            History::new(events),
+            Some(
+                "git history is shallow, so reverts and merged steps upkeep remembers may be missing: check out with full history (actions/checkout `fetch-depth: 0`)"
+                    .into(),
+            ),
+        ),
         Ok(events) => (History::new(events), None),
         Err(e) => (History::default(), Some(format!("git history was not read: {e}"))),
     }

@@ -628,3 +628,31 @@ fn updates_are_dated_by_their_merge_and_read_from_squashed_descriptions() {
     assert_eq!(at.as_second(), day(6));
     assert_eq!(history.events().len(), 2);
 }
+
+/// A shallow clone hides the trailers memory is made of: the plan says so instead of quietly
+/// forgetting reverts.
+#[test]
+fn a_shallow_clone_is_reported_as_incomplete_memory() {
+    let git = std::process::Command::new("git").arg("--version").output();
+    assert!(git.is_ok_and(|o| o.status.success()), "this test needs git on PATH (as actions/checkout does)");
+    let day = |d: i64| 1_795_000_000 + d * 86_400;
+    let full = history_repo(&[
+        ("initial", day(0)),
+        ("fix: values\n\nUpkeep-Revert: helmrelease/apps/app 2.0.0\n", day(1)),
+        ("docs", day(2)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let shallow = dir.path().join("shallow");
+    let status = std::process::Command::new("git")
+        .args(["clone", "-q", "--depth", "1"])
+        .arg(format!("file://{}", full.path().display()))
+        .arg(&shallow)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, note) = upkeep::app::history(&shallow);
+    assert!(note.is_some_and(|n| n.contains("fetch-depth: 0")));
+    let (memory, note) = upkeep::app::history(full.path());
+    assert!(note.is_none());
+    assert_eq!(memory.blocked("helmrelease/apps/app").len(), 1, "the full history remembers the revert");
+}
