@@ -193,6 +193,15 @@ pub struct BranchState {
     pub foreign: Vec<String>,
 }
 
+/// What a remote holds that upkeep cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteState {
+    /// upkeep's branches (`upkeep/*`) and their tips.
+    pub branches: std::collections::BTreeMap<String, git2::Oid>,
+    /// The default branch (where the remote's HEAD points) and its tip, when advertised.
+    pub default: Option<(String, git2::Oid)>,
+}
+
 /// Writes upkeep's branches and commits, without touching the work tree or index.
 pub struct Writer {
     repo: git2::Repository,
@@ -290,7 +299,10 @@ impl Writer {
         for oid in walk {
             let oid = oid.map_err(git_err("revwalk"))?;
             let c = self.repo.find_commit(oid).map_err(git_err("read commit"))?;
+            // Author, committer and trailer all upkeep's: `git commit --amend` keeps the author
+            // and the message but makes the maintainer the committer, and their work must stay.
             let ours = c.author().email().ok() == Some(self.author.email.as_str())
+                && c.committer().email().ok() == Some(self.author.email.as_str())
                 && c.message().is_ok_and(|m| m.contains("Upkeep-Update:"));
             if !ours {
                 foreign.push(format!("{} by {}", &oid.to_string()[..12], c.author().name().unwrap_or("?")));
@@ -303,11 +315,7 @@ impl Writer {
     /// private namespace (`refs/upkeep/remote/*`) so they can be inspected. The remote, not the
     /// local repository, is the truth when there is one: a CI checkout has no local `upkeep/*`
     /// branches, and deciding from local state alone would re-push every branch every run.
-    pub fn remote_branches(
-        &self,
-        remote: &str,
-        token: Option<&str>,
-    ) -> Result<std::collections::BTreeMap<String, git2::Oid>, GitError> {
+    pub fn remote_branches(&self, remote: &str, token: Option<&str>) -> Result<RemoteState, GitError> {
         let mut r = self.remote(remote)?;
         let mut opts = git2::FetchOptions::new();
         opts.remote_callbacks(callbacks(token));
@@ -318,7 +326,7 @@ impl Writer {
                 GitError(format!("cannot read upkeep's branches from {}: {}", redact_url(remote), e.message()))
             })?;
         let list = r.list().map_err(git_err("list remote refs"))?;
-        Ok(list
+        let branches = list
             .iter()
             .filter_map(|h| {
                 h.name()
@@ -326,7 +334,12 @@ impl Writer {
                     .filter(|n| n.starts_with("upkeep/"))
                     .map(|n| (n.to_string(), h.oid()))
             })
-            .collect())
+            .collect();
+        // The remote's default branch: what its HEAD points at, and that branch's tip.
+        let default = list.iter().find(|h| h.name() == "HEAD").and_then(|h| {
+            h.symref_target().and_then(|t| t.strip_prefix("refs/heads/")).map(|b| (b.to_string(), h.oid()))
+        });
+        Ok(RemoteState { branches, default })
     }
 
     fn remote(&self, remote: &str) -> Result<git2::Remote<'_>, GitError> {
@@ -367,6 +380,9 @@ impl Writer {
     /// Delete local `branch` if it still points at `expected`.
     pub fn delete_branch(&self, branch: &str, expected: git2::Oid) -> Result<(), GitError> {
         let refname = format!("refs/heads/{branch}");
+        if self.repo.head().ok().and_then(|h| h.name().ok().map(str::to_string)) == Some(refname.clone()) {
+            return Err(GitError(format!("{branch} is checked out; left in place")));
+        }
         match self.repo.find_reference(&refname) {
             Ok(mut r) if r.target() == Some(expected) => r.delete().map_err(git_err(&refname)),
             Ok(_) => Err(GitError(format!("{branch} moved; left in place"))),

@@ -260,7 +260,11 @@ impl GithubForge {
     fn find_open(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
         let owner = self.repo.split('/').next().unwrap_or("");
         let prs = self.list(&format!("/repos/{}/pulls?state=open&head={owner}:{head}&per_page=100", self.repo))?;
-        Ok(prs.iter().map(pr_from).find(|p| p.head == head))
+        Ok(prs
+            .iter()
+            .filter(|v| v["head"]["repo"]["full_name"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(&self.repo)))
+            .map(pr_from)
+            .find(|p| p.head == head))
     }
 }
 
@@ -272,7 +276,14 @@ impl Forge for GithubForge {
     fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError> {
         let prs =
             self.list(&format!("/repos/{}/pulls?state=all&sort=created&direction=desc&per_page=100", self.repo))?;
-        Ok(prs.iter().map(pr_from).filter(|p| p.head.starts_with("upkeep/")).collect())
+        // Only branches of this repository: a fork's PR on a branch it named `upkeep/…` is not
+        // upkeep's, and must neither refuse versions nor be taken over.
+        Ok(prs
+            .iter()
+            .filter(|v| v["head"]["repo"]["full_name"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(&self.repo)))
+            .map(pr_from)
+            .filter(|p| p.head.starts_with("upkeep/"))
+            .collect())
     }
 
     fn create(&self, pr: &NewPullRequest) -> Result<PullRequest, ForgeError> {
@@ -305,10 +316,13 @@ impl Forge for GithubForge {
             )?;
         }
         if !pr.reviewers.is_empty() {
+            // `org/team` is a team (by slug), anything else a user.
+            let (teams, users): (Vec<&String>, Vec<&String>) = pr.reviewers.iter().partition(|r| r.contains('/'));
+            let teams: Vec<&str> = teams.iter().filter_map(|t| t.rsplit('/').next()).collect();
             self.ok(
                 Method::POST,
                 &format!("/repos/{}/pulls/{n}/requested_reviewers", self.repo),
-                Some(&json!({"reviewers": pr.reviewers})),
+                Some(&json!({"reviewers": users, "team_reviewers": teams})),
             )?;
         }
         if pr.automerge

@@ -154,7 +154,14 @@ pub fn slug(text: &str) -> String {
             out.push('-');
         }
     }
-    out.trim_matches('-').to_string()
+    let mut out = out.trim_matches('-').trim_end_matches(".lock").trim_end_matches('.').to_string();
+    if out.is_empty() {
+        // Nothing ASCII to keep (`監視`): a short hash keeps the name a valid, distinct ref.
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(text.as_bytes());
+        out = format!("group-{}", hash.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>());
+    }
+    out
 }
 
 /// The Kubernetes version of the cluster, from its k3s Plans (the lowest, if they differ).
@@ -574,5 +581,7 @@ mod tests {
             "helmrelease-monitoring-kube-prometheus-stack"
         );
         assert_eq!(slug("Plan/Sys Upgrade//x"), "plan-sys-upgrade-x");
+        assert_eq!(slug("web.lock"), "web");
+        assert!(slug("監視").starts_with("group-") && slug("監視") != slug("監査"));
     }
 }

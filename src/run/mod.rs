@@ -157,7 +157,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     // Without knowing what the remote has, nothing can be pushed safely: stop before writing.
     let remote_heads = match remote.as_deref() {
         Some(r) if !args.dry_run => {
-            writer.remote_branches(r, token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?
+            let state = writer.remote_branches(r, token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?;
+            check_base(&writer, r, &state)?;
+            state.branches
         }
         _ => BTreeMap::new(),
     };
@@ -206,6 +208,28 @@ struct Ctx<'a> {
     /// upkeep's branches on the remote, read once per run.
     remote_heads: BTreeMap<String, git2::Oid>,
     token: Option<&'a str>,
+}
+
+/// Branches are cut from the checked-out commit, so it must be the remote's default branch at
+/// its tip: not a feature branch (a `workflow_dispatch` from elsewhere), not an old commit (a
+/// re-run of an old job), not local commits nobody pushed.
+fn check_base(writer: &Writer, remote: &str, state: &crate::git::RemoteState) -> Result<(), AppError> {
+    let Some((default, tip)) = &state.default else { return Ok(()) };
+    let (name, local) = writer.default_branch().map_err(|e| AppError::Run(e.to_string()))?;
+    if &name != default {
+        return Err(AppError::Run(format!(
+            "`{name}` is checked out, but {remote}'s default branch is `{default}`: upkeep cuts its branches from the default branch, so check that out"
+        )));
+    }
+    if local != *tip {
+        let short = |o: &git2::Oid| o.to_string()[..12].to_string();
+        return Err(AppError::Run(format!(
+            "the checkout of `{name}` is at {}, {remote} has {}: fetch and check out its tip first (an old job re-run, or unpushed commits)",
+            short(&local),
+            short(tip)
+        )));
+    }
+    Ok(())
 }
 
 /// The scanned folder's path inside the repository (`""` at the root, else `sub/dir/`).

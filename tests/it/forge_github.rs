@@ -156,6 +156,24 @@ fn a_pr_closed_without_merging_on_github_is_not_proposed_again() {
 }
 
 #[test]
+fn pull_requests_from_forks_are_not_upkeeps() {
+    let gh = Github::start();
+    let (sb, remote) = sandbox(&gh);
+    // A fork's closed PR "refusing" Longhorn 1.5.4, and an open one squatting on the cert-manager branch name.
+    gh.fake.fork_pr(LONGHORN, "<!-- upkeep-update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4 -->", "closed");
+    gh.fake.fork_pr(CERT_MANAGER, "not an upkeep PR", "open");
+    let out = run_github(&sb, &gh, &remote, &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let ours = |head: &str| {
+        gh.fake.pulls_for(head).into_iter().filter(|p| p["head"]["repo"]["full_name"] == REPO).collect::<Vec<_>>()
+    };
+    assert_eq!(ours(LONGHORN).len(), 1, "the fork's closed PR refuses nothing");
+    assert_eq!(ours(CERT_MANAGER).len(), 1, "upkeep opens its own PR beside the fork's");
+    let fork = gh.fake.pulls_for(CERT_MANAGER).into_iter().find(|p| p["head"]["repo"]["full_name"] != REPO).unwrap();
+    assert_eq!(fork["body"], "not an upkeep PR", "the fork's PR is left untouched");
+}
+
+#[test]
 fn a_create_that_github_completed_but_answered_502_is_not_duplicated() {
     let gh = Github::start();
     let (sb, remote) = sandbox(&gh);

@@ -73,6 +73,21 @@ impl FakeGithub {
         }
     }
 
+    /// A PR from someone's fork whose branch happens to be called `head`.
+    pub(crate) fn fork_pr(&self, head: &str, body: &str, state: &str) {
+        let mut s = self.state.lock().unwrap();
+        let mut pr = template();
+        pr["number"] = json!(900 + s.pulls.len() as u64);
+        pr["head"]["ref"] = json!(head);
+        pr["head"]["repo"]["full_name"] = json!("mallory/cluster-fork");
+        pr["body"] = json!(body);
+        pr["state"] = json!(state);
+        if state == "closed" {
+            pr["closed_at"] = json!("2026-11-20T00:00:00Z");
+        }
+        s.pulls.push(pr);
+    }
+
     pub(crate) fn dashboard(&self) -> Option<Value> {
         self.state.lock().unwrap().issues.first().cloned()
     }
@@ -161,19 +176,30 @@ impl FakeGithub {
         match (method, segments.as_slice()) {
             ("GET", ["pulls"]) => {
                 let state = query.get("state").cloned().unwrap_or_else(|| "open".into());
-                let head = query.get("head").and_then(|h| h.split_once(':').map(|(_, b)| b.to_string()));
+                // `head=owner:branch` filters by the head repository's owner and the branch.
+                let head =
+                    query.get("head").and_then(|h| h.split_once(':').map(|(o, b)| (o.to_string(), b.to_string())));
                 let list: Vec<Value> = s
                     .pulls
                     .iter()
                     .filter(|p| state == "all" || p["state"] == state.as_str())
-                    .filter(|p| head.as_ref().is_none_or(|h| p["head"]["ref"] == h.as_str()))
+                    .filter(|p| {
+                        head.as_ref().is_none_or(|(owner, branch)| {
+                            p["head"]["ref"] == branch.as_str()
+                                && p["head"]["repo"]["full_name"]
+                                    .as_str()
+                                    .is_some_and(|r| r.split('/').next() == Some(owner.as_str()))
+                        })
+                    })
                     .cloned()
                     .collect();
                 page(list, &req.url, size, port)
             }
             ("POST", ["pulls"]) => {
                 let head = body["head"].as_str().unwrap_or("").to_string();
-                if s.pulls.iter().any(|p| p["head"]["ref"] == head.as_str() && p["state"] == "open") {
+                // GitHub's uniqueness is per head `owner:branch`: a fork's branch of the same name is another head.
+                let ours = |p: &Value| p["head"]["repo"]["full_name"] == self.repo.as_str();
+                if s.pulls.iter().any(|p| p["head"]["ref"] == head.as_str() && p["state"] == "open" && ours(p)) {
                     return ResponseTemplate::new(422).set_body_json(json!({
                         "message": "Validation Failed",
                         "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for owner:{head}.")}],
@@ -188,6 +214,8 @@ impl FakeGithub {
                 pr["head"]["ref"] = json!(head);
                 pr["base"]["ref"] = body["base"].clone();
                 pr["draft"] = json!(body["draft"].as_bool().unwrap_or(false));
+                pr["head"]["repo"]["full_name"] = json!(self.repo);
+                pr["base"]["repo"]["full_name"] = json!(self.repo);
                 pr["node_id"] = json!(format!("PR_node{number}"));
                 pr["html_url"] = json!(format!("https://github.com/{}/pull/{number}", self.repo));
                 s.pulls.push(pr.clone());

@@ -362,24 +362,43 @@ fn a_fresh_clone_finds_the_branches_on_the_remote_and_writes_nothing() {
 
     // CI checks out a clone: no local upkeep branches, the same forge state.
     let clone_dir = sb.root.join("ci-checkout");
-    git2::Repository::clone(&remote, &clone_dir).unwrap();
+    let clone = git2::Repository::clone(&remote, &clone_dir).unwrap();
     let prs = sb.repo.join(".upkeep/prs");
-    let out = Command::new(env!("CARGO_BIN_EXE_upkeep"))
-        .args(["run"])
-        .arg(&clone_dir)
-        .args(["--remote", "origin", "--prs-dir"])
-        .arg(&prs)
-        .env("UPKEEP_CACHE_DIR", sb.root.join("cache"))
-        .env("UPKEEP_FLUX", "off")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GITHUB_API_URL")
-        .output()
-        .unwrap();
+    let run_clone = || {
+        Command::new(env!("CARGO_BIN_EXE_upkeep"))
+            .args(["run"])
+            .arg(&clone_dir)
+            .args(["--remote", "origin", "--prs-dir"])
+            .arg(&prs)
+            .env("UPKEEP_CACHE_DIR", sb.root.join("cache"))
+            .env("UPKEEP_FLUX", "off")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
+            .output()
+            .unwrap()
+    };
     // The clone's upkeep.yaml points at ../fixtures/mirror, which sits beside it too.
+    let out = run_clone();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("branches written: none") && text.contains("PRs opened: none"), "{text}");
     assert_eq!(remote_branches(&bare), pushed, "nothing pushed");
+
+    // Branches are cut only from the remote's default branch at its tip: not from a commit
+    // nobody pushed, not from another branch.
+    std::fs::write(clone_dir.join("README.md"), "local only\n").unwrap();
+    commit_all(&clone, "wip: not pushed", "Maintainer");
+    let out = run_clone();
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("fetch and check out its tip first"), "{all}");
+    let head = clone.head().unwrap().peel_to_commit().unwrap();
+    clone.branch("feature", &head, false).unwrap();
+    clone.set_head("refs/heads/feature").unwrap();
+    let out = run_clone();
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("`feature` is checked out, but origin's default branch is `main`"), "{all}");
+    assert_eq!(remote_branches(&bare), pushed, "nothing pushed from either");
 }
 
 #[test]

@@ -174,3 +174,29 @@ fn a_leftover_branch_with_a_maintainers_commit_is_started_again_for_a_new_pr() {
     assert_eq!(fresh.parent_id(0).unwrap(), sb.main_tip());
     assert_eq!(pr(&sb, 5)["title"], "chore(deps): update longhorn to 1.5.5");
 }
+
+#[test]
+fn a_maintainers_amend_of_upkeeps_commit_is_their_work_and_stays() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    // `git commit --amend` on the Longhorn branch: author and message stay upkeep's, the
+    // committer and the tree are the maintainer's.
+    let git = sb.git();
+    let tip = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+    let mut index = git2::Index::new().unwrap();
+    index.read_tree(&tip.tree().unwrap()).unwrap();
+    let blob = git.blob(b"values tuned by hand\n").unwrap();
+    let mut entry = index.get_path(Path::new("README.md"), 0).unwrap();
+    entry.id = blob;
+    entry.path = b"NOTES.md".to_vec();
+    index.add(&entry).unwrap();
+    let tree = git.find_tree(index.write_tree_to(&git).unwrap()).unwrap();
+    let maintainer = git2::Signature::now("Maintainer", "maintainer@example.com").unwrap();
+    let amended = tip.amend(None, None, Some(&maintainer), None, None, Some(&tree)).unwrap();
+    git.reference(&format!("refs/heads/{LONGHORN}"), amended, true, "amend").unwrap();
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    commit_all(&git, "docs: move main", "Maintainer");
+    let out = stdout(&sb.run(&[], &[]));
+    assert!(out.contains(&format!("branches left alone (commits by others): {LONGHORN}")), "{out}");
+    assert_eq!(sb.branches()[LONGHORN], amended);
+}
