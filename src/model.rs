@@ -132,6 +132,10 @@ pub struct Location {
     /// The value is the one line of a block scalar (`|`/`>`): always a string, never quoted.
     #[serde(skip)]
     pub block: bool,
+    /// The value is a registry tag taken literally (an OCIRepository's `spec.ref.tag`), not a
+    /// chart version: Helm's `_`-for-`+` spelling stays as the registry has it.
+    #[serde(skip)]
+    pub literal_tag: bool,
 }
 
 /// Why a dependency will not be updated, in words a user can act on.

@@ -122,6 +122,7 @@ impl Extractor for Flux {
                     verbatim: true,
                     in_comment: true,
                     block: false,
+                    literal_tag: false,
                 });
             }
             None => {

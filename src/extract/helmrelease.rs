@@ -262,6 +262,9 @@ impl HelmReleases {
                         ),
                     });
                     dep.current = version.value().map(str::to_string);
+                    // Where the bytes are, even unlinked: an edit of this file alone (the proof
+                    // re-extracts one file) must still find the version it wrote.
+                    dep.location = version.location().cloned();
                     return dep;
                 };
                 (chart.clone(), version.clone(), source.clone())
@@ -390,9 +393,13 @@ impl HelmReleases {
         };
         match &source.detail {
             SourceDetail::OciRepository { url, version, field } => {
+                // An OCIRepository names a tag, byte for byte as the registry lists it.
                 dep.id = format!("ocirepository/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
                 dep.current = version.value().map(str::to_string);
-                dep.location = version.location().cloned();
+                dep.location = version.location().cloned().map(|mut l| {
+                    l.literal_tag = true;
+                    l
+                });
                 let url = url.as_deref().unwrap_or("");
                 if let Some((registry, name)) =
                     url.trim_end_matches('/').rsplit_once('/').filter(|_| url.starts_with("oci://"))

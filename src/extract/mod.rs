@@ -234,6 +234,7 @@ pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
                 verbatim: s.verbatim,
                 in_comment: false,
                 block: matches!(s.style, crate::yaml::Style::Literal | crate::yaml::Style::Folded),
+                literal_tag: false,
             },
         },
         NodeKind::Alias(_) => VersionValue::Alias { value: None, line: node.line },

@@ -206,7 +206,8 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
         Some(Ok(r)) => r,
     };
     let current_text = dep.current.as_deref().unwrap_or("");
-    let Some(current) = Version::parse(current_text) else {
+    // OCI tags spell a version's `+` as `_` (Helm's convention); compare them as versions.
+    let Some(current) = Version::parse(&current_text.replace('_', "+")) else {
         return Decision::new(Action::Skip, format!("`{current_text}` is not a version upkeep can compare"));
     };
     let base = settings_for(&input.policy.rules, dep, None);
@@ -377,7 +378,19 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
             }
             ok
         }
-        _ => true,
+        // No date (OCI tags carry none; some index entries lack `created`): the age cannot be
+        // shown, so the rule is not met (Renovate's `timestamp-required` default).
+        (Some(min), None) => {
+            if waiting.is_none() {
+                waiting = Some(format!(
+                    "{} has no release date upstream, and rules want it {} old (minimumReleaseAge)",
+                    r.version,
+                    human_age(i64::try_from(min.as_secs()).unwrap_or(i64::MAX))
+                ));
+            }
+            false
+        }
+        (None, _) => true,
     });
     let Some((target, release, kind, settings)) = chosen else {
         return Decision::new(Action::Hold, format!("waiting: {}", waiting.unwrap_or_default()));

@@ -50,7 +50,8 @@ pub struct ApiRemoval {
     pub source: &'static str,
 }
 
-/// What Flux releases remove. New removals are one line here.
+/// What Flux releases remove. New removals are one line here; keep it ordered by Flux minor,
+/// so the first removal on the way is the one reported.
 pub const FLUX_API_REMOVALS: &[ApiRemoval] = &[
     ApiRemoval {
         flux: (2, 7),
@@ -58,9 +59,39 @@ pub const FLUX_API_REMOVALS: &[ApiRemoval] = &[
         source: "helm-controller v1.4.0 CHANGELOG, shipped in Flux v2.7.0",
     },
     ApiRemoval {
+        flux: (2, 7),
+        api_version: "kustomize.toolkit.fluxcd.io/v1beta1",
+        source: "Flux v2.7.0 upgrade procedure; kustomize-controller#1494 (flux2#5474)",
+    },
+    ApiRemoval {
+        flux: (2, 7),
+        api_version: "source.toolkit.fluxcd.io/v1beta1",
+        source: "Flux v2.7.0 upgrade procedure (flux2#5474)",
+    },
+    ApiRemoval {
+        flux: (2, 7),
+        api_version: "image.toolkit.fluxcd.io/v1beta1",
+        source: "Flux v2.7.0 upgrade procedure (flux2#5474)",
+    },
+    ApiRemoval {
+        flux: (2, 7),
+        api_version: "notification.toolkit.fluxcd.io/v1beta1",
+        source: "Flux v2.7.0 upgrade procedure; Flux roadmap (website#2316)",
+    },
+    ApiRemoval {
         flux: (2, 8),
         api_version: "helm.toolkit.fluxcd.io/v2beta2",
         source: "helm-controller v1.5.0 CHANGELOG, shipped in Flux v2.8.0",
+    },
+    ApiRemoval {
+        flux: (2, 8),
+        api_version: "kustomize.toolkit.fluxcd.io/v1beta2",
+        source: "kustomize-controller#1584 (flux2#5711), Flux v2.8.0",
+    },
+    ApiRemoval {
+        flux: (2, 8),
+        api_version: "source.toolkit.fluxcd.io/v1beta2",
+        source: "source-controller#1983 (flux2#5711), Flux v2.8.0",
     },
 ];
 
@@ -85,6 +116,11 @@ pub fn kubernetes_of_k3s(k3s: &Version) -> Version {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_are_ordered_so_the_first_on_the_way_is_reported() {
+        assert!(FLUX_API_REMOVALS.windows(2).all(|w| w[0].flux <= w[1].flux));
+    }
 
     fn vs(list: &[&str]) -> Vec<Version> {
         list.iter().map(|s| Version::parse(s).unwrap_or_else(|| panic!("{s}"))).collect()

@@ -78,16 +78,26 @@ pub(super) fn write_change(
         }
         let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
         let path = format!("{}{}", ctx.prefix, location.file);
+        let literal_tag = location.literal_tag;
         by_file.entry(path).or_default().push(Edit {
             dependency: d.id.clone(),
             location,
             from: d.current.clone().unwrap_or_default(),
             // A FluxInstance names a Flux release (a tag, `v2.4.0`) in its own spelling; every
             // other version is written exactly as its index or registry names it.
-            to: if d.kind == Kind::FluxInstance {
-                crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or(""))
-            } else {
-                x.target.clone().unwrap_or_default()
+            to: match d.kind {
+                Kind::FluxInstance => {
+                    crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or(""))
+                }
+                // A chart version learned from an OCI tag: Helm writes `+` as `_` in tags only;
+                // a chart version field takes the semver (`1.2.3+build.2`), an OCIRepository's
+                // tag the tag itself.
+                _ if d.package.as_ref().is_some_and(|p| p.datasource == crate::model::Datasource::Oci)
+                    && !literal_tag =>
+                {
+                    x.target.clone().unwrap_or_default().replace('_', "+")
+                }
+                _ => x.target.clone().unwrap_or_default(),
             },
         });
     }

@@ -284,6 +284,21 @@ fn flux_is_held_before_an_api_removal_the_repo_still_needs() {
     case.api_versions = used("helm.toolkit.fluxcd.io/v2beta2");
     assert_eq!(summary(&case.run(), id), (Action::Propose, Some("v2.7.0".into())));
 
+    // The other groups' removals hold Flux the same way: OCIRepositories and HelmRepositories
+    // at source v1beta2 stop it before 2.8; Kustomizations at v1beta1 before 2.7.
+    let mut case = Case::new(vec![(dep(id, Component::Flux, "v2.7.0"), flux.clone())]);
+    case.api_versions = used("source.toolkit.fluxcd.io/v1beta2");
+    let d = case.run().decisions[id].clone();
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("source.toolkit.fluxcd.io/v1beta2") && d.reason.contains("--version=2.8"),
+        "{}",
+        d.reason
+    );
+    let mut case = Case::new(vec![(dep(id, Component::Flux, "v2.6.0"), flux.clone())]);
+    case.api_versions = used("kustomize.toolkit.fluxcd.io/v1beta1");
+    assert_eq!(summary(&case.run(), id), (Action::Propose, Some("v2.6.4".into())));
+
     let real = Case::new(vec![(dep(id, Component::Flux, "v2.1.0"), github_releases("fluxcd/flux2"))]).run();
     assert_eq!(summary(&real, id), (Action::Propose, Some("v2.4.0".into())), "drafts and prereleases are not proposed");
 }
@@ -361,6 +376,18 @@ fn every_rule_setting() {
     let a = &plan.decisions["helmrelease/apps/a"];
     assert_eq!((a.group.as_deref(), a.labels.as_slice(), a.automerge), (Some("apps"), &["deps".to_string()][..], true));
     assert_eq!(plan.decisions["helmrelease/apps/b"].group.as_deref(), Some("apps"));
+    // A release without a date cannot show its age: the rule holds it (OCI tags carry no date).
+    let mut undated = releases.clone();
+    for r in &mut undated {
+        r.published = None;
+    }
+    let plan = Case::new(vec![(dep(id, Component::App, "2.4.0"), undated.clone())])
+        .config("rules:\n  - minimumReleaseAge: 3d\n")
+        .run();
+    assert_eq!(plan.decisions[id].action, Action::Hold);
+    assert!(plan.decisions[id].reason.contains("3.0.0 has no release date upstream"), "{}", plan.decisions[id].reason);
+    let plan = Case::new(vec![(dep(id, Component::App, "2.4.0"), undated)]).run();
+    assert_eq!(summary(&plan, id), (Action::Propose, Some("3.0.0".into())), "no rule, no wait");
 }
 
 #[test]

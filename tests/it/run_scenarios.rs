@@ -200,3 +200,90 @@ fn a_maintainers_amend_of_upkeeps_commit_is_their_work_and_stays() {
     assert!(out.contains(&format!("branches left alone (commits by others): {LONGHORN}")), "{out}");
     assert_eq!(sb.branches()[LONGHORN], amended);
 }
+
+/// Flux's own layout: the base HelmRelease names the chart, an overlay's values patch pins the
+/// version. The update edits the patch, and the proof (which re-reads that one file) holds.
+#[test]
+fn a_version_pinned_in_an_overlay_patch_is_updated_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    super::run::copy_dir(&fixture("corpus/flux2-kustomize-helm-example"), &repo);
+    let mirror = dir.path().join("fixtures/mirror/stefanprodan.github.io");
+    super::run::copy_dir(&fixture("mirror/stefanprodan.github.io"), &mirror);
+    let patch = repo.join("apps/production/podinfo-values.yaml");
+    let text = std::fs::read_to_string(&patch).unwrap().replace("version: \">=1.0.0\"", "version: \"0.0.9\"");
+    std::fs::write(&patch, &text).unwrap();
+    std::fs::write(
+        repo.join("upkeep.yaml"),
+        "registryRewrites:\n  - from: https://stefanprodan.github.io\n    to: file://../fixtures/mirror/stefanprodan.github.io\n",
+    )
+    .unwrap();
+    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    commit_all(&git, "initial", "Maintainer");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .arg("run")
+        .arg(&repo)
+        .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
+        .env("UPKEEP_FLUX", "off")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let text_out = stdout(&out);
+    assert!(out.status.success(), "{text_out}{}", String::from_utf8_lossy(&out.stderr));
+    let branch = "upkeep/helmrelease-podinfo-podinfo-apps-production-podinfo-values.yaml";
+    let tip = git.find_branch(branch, git2::BranchType::Local).unwrap_or_else(|_| panic!("{text_out}"));
+    let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
+    let blob = git.find_blob(tree.get_path(Path::new("apps/production/podinfo-values.yaml")).unwrap().id()).unwrap();
+    let after = String::from_utf8(blob.content().to_vec()).unwrap();
+    // (The mirrored podinfo index is synthetic and lists 0.1.0.)
+    assert_eq!(after, text.replace("version: \"0.0.9\"", "version: \"0.1.0\""));
+    assert_eq!(after.lines().count(), text.lines().count());
+}
+
+/// Helm spells a chart version's `+` as `_` in OCI tags. A HelmRelease's chart version gets the
+/// semver back (`+`); an OCIRepository's tag stays the tag (`_`).
+#[test]
+fn oci_build_tags_are_written_as_each_field_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let tags = dir.path().join("mirror/charts/app/tags");
+    std::fs::create_dir_all(&tags).unwrap();
+    std::fs::write(tags.join("list"), r#"{"name":"charts/app","tags":["1.0.0_build.1","1.1.0_build.7","latest"]}"#)
+        .unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    let release = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: charts\n  namespace: flux-system\nspec:\n  type: oci\n  url: oci://registry.test/charts\n---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  chart:\n    spec:\n      chart: app\n      version: 1.0.0+build.1\n      sourceRef: {kind: HelmRepository, name: charts, namespace: flux-system}\n";
+    let source = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: app-artifact\n  namespace: flux-system\nspec:\n  url: oci://registry.test/charts/app\n  ref:\n    tag: 1.0.0_build.1\n";
+    std::fs::write(repo.join("release.yaml"), release).unwrap();
+    std::fs::write(repo.join("source.yaml"), source).unwrap();
+    std::fs::write(
+        repo.join("upkeep.yaml"),
+        "registryRewrites:\n  - from: oci://registry.test\n    to: file://../mirror\n",
+    )
+    .unwrap();
+    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    commit_all(&git, "initial", "Maintainer");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .arg("run")
+        .arg(&repo)
+        .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
+        .env("UPKEEP_FLUX", "off")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let file_on = |branch: &str, file: &str| {
+        let tip = git.find_branch(branch, git2::BranchType::Local).unwrap_or_else(|_| panic!("{branch}: {text}"));
+        let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
+        String::from_utf8(git.find_blob(tree.get_path(Path::new(file)).unwrap().id()).unwrap().content().to_vec())
+            .unwrap()
+    };
+    assert_eq!(
+        file_on("upkeep/helmrelease-apps-app", "release.yaml"),
+        release.replace("1.0.0+build.1", "1.1.0+build.7")
+    );
+    assert_eq!(
+        file_on("upkeep/ocirepository-flux-system-app-artifact", "source.yaml"),
+        source.replace("1.0.0_build.1", "1.1.0_build.7")
+    );
+}
