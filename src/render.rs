@@ -80,6 +80,35 @@ impl Renderer {
         Ok(body)
     }
 
+    /// Render the dashboard within [`PR_BODY_BUDGET`] (GitHub's issue bodies have the same
+    /// limit): the longest lists are cut first, least urgent first (not updatable, then blocked,
+    /// held, pending), each cut list ending in how many more there are.
+    pub fn render_dashboard(&self, mut view: DashboardView) -> Result<String, RenderError> {
+        let mut body = self.render("dashboard", &view)?;
+        let original =
+            [view.not_updatable.len(), view.blocked.len(), view.held.len(), view.pending.len(), view.errors.len()];
+        let mut kept = original;
+        while body.chars().count() > PR_BODY_BUDGET {
+            // The longest list that can still be cut, least urgent first on ties.
+            let Some(i) = (0..kept.len()).filter(|&i| kept[i] > 1).max_by_key(|&i| (kept[i], std::cmp::Reverse(i)))
+            else {
+                break;
+            };
+            kept[i] = (kept[i] / 2).max(1);
+            let list = match i {
+                0 => &mut view.not_updatable,
+                1 => &mut view.blocked,
+                2 => &mut view.held,
+                3 => &mut view.pending,
+                _ => &mut view.errors,
+            };
+            list.truncate(kept[i]);
+            list.push(format!("… and {} more, left out to keep this under GitHub's size limit", original[i] - kept[i]));
+            body = self.render("dashboard", &view)?;
+        }
+        Ok(body)
+    }
+
     /// Render `name` with `data`.
     pub fn render<T: Serialize>(&self, name: &str, data: &T) -> Result<String, RenderError> {
         self.hb.render(name, data).map_err(|e| RenderError { name: name.to_string(), message: e.to_string() })
@@ -254,6 +283,24 @@ pub fn sanitize_inline(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dashboard_of_a_huge_repository_stays_under_githubs_limit() {
+        let many =
+            |what: &str| (0..3000).map(|i| format!("`helmrelease/apps/{what}-{i}`: a reason of some length")).collect();
+        let view =
+            DashboardView { not_updatable: many("floating"), pending: many("pending"), ..DashboardView::default() };
+        let renderer = Renderer::new(None).unwrap_or_else(|e| panic!("{e}"));
+        let body = renderer.render_dashboard(view).unwrap_or_else(|e| panic!("{e}"));
+        assert!(body.chars().count() <= PR_BODY_BUDGET, "{}", body.chars().count());
+        assert!(body.contains("`helmrelease/apps/pending-0`"), "the first entries stay");
+        // Counted against the whole list, however many cuts it took.
+        let line = body.lines().find(|l| l.contains("more, left out")).unwrap_or_default();
+        let left: usize =
+            line.trim_start_matches("- … and ").split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let kept = body.lines().filter(|l| l.contains("`helmrelease/apps/pending-")).count();
+        assert_eq!(kept + left, 3000, "{line}");
+    }
 
     #[test]
     fn one_enormous_line_keeps_its_beginning() {

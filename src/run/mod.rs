@@ -180,7 +180,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         // broken template override) is one more error to report, not a reason to hide the rest.
         let view = dashboard(&scan, &versions, &plan, &outcome, forge);
         let written = renderer
-            .render("dashboard", &view)
+            .render_dashboard(view)
             .map_err(|e| e.to_string())
             .and_then(|body| forge.dashboard(DASHBOARD_TITLE, &body).map_err(|e| e.to_string()));
         if let Err(e) = written {
