@@ -100,6 +100,14 @@ fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
         }
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => push_sized(&mut listing, path, relative, m.len(), max_size),
+            // Tracked but not on disk (a sparse checkout, a local delete): what it holds is
+            // unknown, which is an error, not an absence: nothing may be closed for lack of it.
+            Err(_) => listing.warnings.push(FileError {
+                file: relative,
+                line: None,
+                column: None,
+                message: "tracked by git but missing from the work tree (sparse checkout, or deleted and not committed): not scanned".into(),
+            }),
             _ => continue,
         }
     }

@@ -108,7 +108,11 @@ pub(super) fn write_change(
             .read(base, path)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("{path} is not in {base_name}"))?;
-        let after = apply(path, &before, edits).map_err(|e| e.to_string())?;
+        // The scan read the work tree, edits apply to the committed blob: they differ in bytes
+        // when git converts line endings (core.autocrlf). Find each version again by its line
+        // and column there; the proof in `apply` still checks every byte.
+        let edits: Vec<Edit> = edits.iter().map(|e| relocate(&before, e)).collect();
+        let after = apply(path, &before, &edits).map_err(|e| e.to_string())?;
         files.push((path.clone(), before, after));
     }
     for (path, regenerated) in whole {
@@ -236,4 +240,26 @@ fn line_diff(path: &str, before: &str, after: &str) -> String {
         }
     }
     out
+}
+
+/// `edit` with its span moved to where its line and column put the version in `text`, when
+/// the recorded span does not hold it there (a CRLF work tree over an LF blob).
+fn relocate(text: &str, edit: &Edit) -> Edit {
+    if text.get(edit.location.span.clone()) == Some(edit.from.as_str()) || edit.from.is_empty() {
+        return edit.clone();
+    }
+    let Some(line) = text.split_inclusive('\n').nth(edit.location.line.saturating_sub(1)) else { return edit.clone() };
+    let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
+    let found = line.match_indices(edit.from.as_str()).map(|(i, _)| line_start + i).min_by_key(|start| {
+        let column = text[line_start..*start].chars().count() + 1;
+        column.abs_diff(edit.location.column)
+    });
+    match found {
+        Some(start) => {
+            let mut moved = edit.clone();
+            moved.location.span = start..start + edit.from.len();
+            moved
+        }
+        None => edit.clone(),
+    }
 }

@@ -287,3 +287,40 @@ fn oci_build_tags_are_written_as_each_field_expects() {
         source.replace("1.0.0_build.1", "1.1.0_build.7")
     );
 }
+
+/// With `core.autocrlf`, the work tree has CRLF while the committed blob has LF: the scan's
+/// byte offsets are off by a byte a line in the blob. The edit finds the version again by its
+/// line and column, and the commit keeps the blob's LF.
+#[test]
+fn a_crlf_work_tree_over_lf_blobs_still_edits_the_right_bytes() {
+    let sb = Sandbox::example();
+    let file = sb.repo.join("infrastructure/longhorn/release.yaml");
+    let lf = std::fs::read_to_string(&file).unwrap();
+    assert!(!lf.contains('\r'));
+    std::fs::write(&file, lf.replace('\n', "\r\n")).unwrap(); // what autocrlf checks out
+    let out = sb.run(&[], &[]);
+    assert!(stdout(&out).contains(&format!("PRs opened: upkeep/helmrelease-cert-manager-cert-manager, upkeep/helmrelease-ingress-nginx-ingress-nginx, {LONGHORN}")), "{}", stdout(&out));
+    let git = sb.git();
+    let tree = git.find_commit(sb.branches()[LONGHORN]).unwrap().tree().unwrap();
+    let blob = git.find_blob(tree.get_path(Path::new("infrastructure/longhorn/release.yaml")).unwrap().id()).unwrap();
+    let written = String::from_utf8(blob.content().to_vec()).unwrap();
+    assert_eq!(written, lf.replace("version: \"1.4.1\"", "version: \"1.5.4\""));
+}
+
+/// A sparse checkout (or a local delete) leaves tracked files off the disk: what they hold is
+/// unknown, so their PRs are not closed as "no longer found".
+#[test]
+fn a_tracked_file_missing_from_the_work_tree_closes_nothing() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    std::fs::remove_file(sb.repo.join("infrastructure/longhorn/release.yaml")).unwrap();
+    let out = sb.try_run(&[], &[]);
+    let text = stdout(&out);
+    assert!(text.contains("PRs closed as superseded: none"), "{text}");
+    assert_eq!(pr(&sb, 3)["state"], "open");
+    let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
+    assert!(
+        dashboard.contains("infrastructure/longhorn/release.yaml") && dashboard.contains("missing from the work tree"),
+        "{dashboard}"
+    );
+}
