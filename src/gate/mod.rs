@@ -165,12 +165,34 @@ pub fn slug(text: &str) -> String {
 }
 
 /// The Kubernetes version of the cluster, from its k3s Plans (the lowest, if they differ).
-fn cluster_kubernetes(deps: &[Dependency]) -> Option<Version> {
+fn cluster_kubernetes(deps: &[Dependency]) -> Vec<(Vec<String>, Version)> {
     deps.iter()
         .filter(|d| d.component == Component::K3s && d.skip.is_none())
-        .filter_map(|d| d.current.as_deref().and_then(Version::parse))
-        .min()
-        .map(|v| paths::kubernetes_of_k3s(&v))
+        .filter_map(|d| {
+            let v = d.current.as_deref().and_then(Version::parse)?;
+            Some((folders(&d.manifest.file), paths::kubernetes_of_k3s(&v)))
+        })
+        .collect()
+}
+
+fn folders(file: &str) -> Vec<String> {
+    let mut parts: Vec<String> = file.split('/').map(str::to_string).collect();
+    parts.pop();
+    parts
+}
+
+/// The Kubernetes versions a dependency may run on: those of the k3s Plans that share the most
+/// folders with its file (`clusters/prod/...`), or every Plan's when none is nearer than the
+/// rest (a shared `apps/` tree): then a chart must fit them all.
+fn kubernetes_for(dep: &Dependency, plans: &[(Vec<String>, Version)]) -> Vec<Version> {
+    let own = folders(&dep.manifest.file);
+    let shared = |dirs: &Vec<String>| dirs.iter().zip(&own).take_while(|(a, b)| a == b).count();
+    let best = plans.iter().map(|(dirs, _)| shared(dirs)).max().unwrap_or(0);
+    let mut versions: Vec<Version> =
+        plans.iter().filter(|(dirs, _)| best == 0 || shared(dirs) == best).map(|(_, v)| v.clone()).collect();
+    versions.sort();
+    versions.dedup();
+    versions
 }
 
 /// k3s Plans of one cluster share a folder and namespace; they move together.
@@ -186,9 +208,10 @@ pub fn decide(input: &GateInput<'_>) -> Plan {
     if let Some(p) = &pause {
         plan.notes.push(p.clone());
     }
-    let kube = cluster_kubernetes(input.dependencies);
+    let plans = cluster_kubernetes(input.dependencies);
     for dep in input.dependencies {
-        let decision = decide_one(dep, input, kube.as_ref(), pause.as_deref());
+        let kube = kubernetes_for(dep, &plans);
+        let decision = decide_one(dep, input, &kube, pause.as_deref());
         plan.decisions.insert(dep.id.clone(), decision);
     }
     align_k3s(input.dependencies, &mut plan);
@@ -196,7 +219,7 @@ pub fn decide(input: &GateInput<'_>) -> Plan {
     plan
 }
 
-fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, pause: Option<&str>) -> Decision {
+fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: &[Version], pause: Option<&str>) -> Decision {
     if let Some(skip) = &dep.skip {
         return Decision::new(Action::Skip, format!("{}: {}", skip.reason.as_str(), skip.message));
     }
@@ -253,11 +276,12 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
             refused.push(format!("{} ({})", b.version, b.why));
             continue;
         }
-        if let (Some(kube), Some(constraint)) = (kube, r.kube_version.as_deref())
+        if let Some(constraint) = r.kube_version.as_deref()
             && let Ok(c) = Constraint::parse(constraint)
-            && !c.matches(kube)
+            && let Some(kube) = kube.iter().find(|k| !c.matches(k))
         {
-            excluded_kube.push(format!("{} needs Kubernetes {constraint}", r.version));
+            excluded_kube
+                .push(format!("{} needs Kubernetes {constraint}, and a cluster it runs on has {kube}", r.version));
             continue;
         }
         candidates.push((v.clone(), r, kind, s));
@@ -275,8 +299,8 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: Option<&Version>, p
                 format!("newer versions were refused before: {}; waiting for a newer release", refused.join(", ")),
             );
         }
-        if let (Some(first), Some(kube)) = (excluded_kube.first(), kube) {
-            return Decision::new(Action::Hold, format!("{first}, the cluster runs {kube} (from its k3s Plan)"));
+        if let Some(first) = excluded_kube.first() {
+            return Decision::new(Action::Hold, format!("{first} (from its k3s Plan)"));
         }
         let latest = stable.first().map(|v| format!(" (latest {v})")).unwrap_or_default();
         return Decision::new(Action::Skip, format!("up to date{latest}"));

@@ -323,6 +323,39 @@ fn kube_version_constraints_hold_charts_the_cluster_cannot_run() {
     ])
     .run();
     assert_eq!(plan.decisions["helmrelease/apps/app"].action, Action::Propose);
+
+    // Two clusters in one repository: each chart is checked against its own cluster's
+    // Kubernetes (the Plan sharing its folders); a shared one must fit both.
+    let at = |mut d: Dependency, file: &str| {
+        d.manifest.file = file.into();
+        d
+    };
+    let new_chart = chart_with_kube(">=1.30.0-0");
+    let plan = Case::new(vec![
+        (
+            at(dep("helmrelease/staging/app", Component::App, "1.0.0"), "clusters/staging/apps/app.yaml"),
+            new_chart.clone(),
+        ),
+        (at(dep("helmrelease/prod/app", Component::App, "1.0.0"), "clusters/prod/apps/app.yaml"), new_chart.clone()),
+        (at(dep("helmrelease/shared/app", Component::App, "1.0.0"), "apps/base/app.yaml"), new_chart),
+        (
+            at(dep("plan/staging/k3s-server", Component::K3s, "v1.31.2+k3s1"), "clusters/staging/system/plans.yaml"),
+            vec![],
+        ),
+        (at(dep("plan/prod/k3s-server", Component::K3s, "v1.29.4+k3s1"), "clusters/prod/system/plans.yaml"), vec![]),
+    ])
+    .run();
+    assert_eq!(plan.decisions["helmrelease/staging/app"].action, Action::Propose, "staging runs 1.31");
+    assert_eq!(plan.decisions["helmrelease/prod/app"].action, Action::Hold, "prod runs 1.29");
+    let shared = &plan.decisions["helmrelease/shared/app"];
+    assert_eq!(shared.action, Action::Hold);
+    assert!(shared.reason.contains("a cluster it runs on has 1.29.4"), "{}", shared.reason);
+}
+
+fn chart_with_kube(constraint: &str) -> Vec<Release> {
+    let mut new = release("2.0.0", "2026-01-01T00:00:00Z");
+    new.kube_version = Some(constraint.into());
+    vec![new, release("1.0.0", "2025-01-01T00:00:00Z")]
 }
 
 #[test]
