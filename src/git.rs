@@ -133,6 +133,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn origins_compare_with_default_ports_written_out() {
+        assert_eq!(origin("https://github.com:443/o/r.git"), origin("https://github.com"));
+        assert_eq!(origin("https://x-access-token:t@GitHub.com/o/r"), origin("https://github.com/"));
+        assert_ne!(origin("http://github.com/o/r"), origin("https://github.com"));
+        assert_ne!(origin("https://github.com:8443/o/r"), origin("https://github.com"));
+    }
+
+    #[test]
     fn urls_in_messages_lose_their_credentials() {
         assert_eq!(redact_url("https://x-access-token:ghp_abc@github.com/o/r.git"), "https://github.com/o/r.git");
         assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
@@ -491,10 +499,21 @@ fn callbacks<'a>(token: Option<&str>) -> git2::RemoteCallbacks<'a> {
     cb
 }
 
-/// `scheme://host[:port]` of a URL, without any user info.
+/// `scheme://host:port` of a URL (the scheme's default port written out), without user info.
 fn origin(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
     let authority = rest.split('/').next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    Some(format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => "",
+    };
+    let host = match host.rsplit_once(':') {
+        Some((_, port)) if port.chars().all(|c| c.is_ascii_digit()) && !host.ends_with(']') => host.clone(),
+        _ if !default.is_empty() => format!("{host}:{default}"),
+        _ => host.clone(),
+    };
+    Some(format!("{scheme}://{host}"))
 }

@@ -61,21 +61,40 @@ impl Renderer {
 
     /// Render a PR body that GitHub will take: past [`PR_BODY_BUDGET`] characters, release
     /// notes give way (the oldest last section first) and a warning says which were left out.
-    pub fn render_pr_body(&self, mut view: PrView) -> Result<String, RenderError> {
+    pub fn render_pr_body(&self, mut view: PrView, reserve: usize) -> Result<String, RenderError> {
+        let budget = PR_BODY_BUDGET.saturating_sub(reserve);
         let mut body = self.render("pr-body", &view)?;
         let mut left_out = Vec::new();
-        while body.chars().count() > PR_BODY_BUDGET {
+        while body.chars().count() > budget {
             let Some(section) = view.notes.pop() else { break };
             left_out.push(format!("{} {}", section.dependency, section.version));
             body = self.render("pr-body", &view)?;
         }
         if !left_out.is_empty() {
             left_out.reverse();
-            view.warnings.push(format!(
+            let mut note = format!(
                 "Release notes left out to keep this PR under GitHub's size limit: {}. Read them upstream.",
                 left_out.join(", ")
-            ));
+            );
+            if note.chars().count() > 2_000 {
+                note = format!(
+                    "Release notes of {} versions left out to keep this PR under GitHub's size limit. Read them upstream.",
+                    left_out.len()
+                );
+            }
+            view.warnings.push(note);
             body = self.render("pr-body", &view)?;
+        }
+        // Still too long (a long jump with many signals): warnings give way, security first kept.
+        let whole = view.warnings.len();
+        let mut keep = whole;
+        while body.chars().count() > budget && keep > 1 {
+            keep /= 2;
+            view.warnings.sort_by_key(|w| !w.starts_with("Security"));
+            view.warnings.truncate(keep);
+            view.warnings.push(format!("… and {} more warnings, left out for size", whole - keep));
+            body = self.render("pr-body", &view)?;
+            view.warnings.pop();
         }
         Ok(body)
     }
@@ -84,6 +103,14 @@ impl Renderer {
     /// limit): the longest lists are cut first, least urgent first (not updatable, then blocked,
     /// held, pending), each cut list ending in how many more there are.
     pub fn render_dashboard(&self, mut view: DashboardView) -> Result<String, RenderError> {
+        view.counts = DashboardCounts {
+            open: view.open.len(),
+            pending: view.pending.len(),
+            held: view.held.len(),
+            blocked: view.blocked.len(),
+            errors: view.errors.len(),
+            not_updatable: view.not_updatable.len(),
+        };
         let mut body = self.render("dashboard", &view)?;
         let original =
             [view.not_updatable.len(), view.blocked.len(), view.held.len(), view.pending.len(), view.errors.len()];
@@ -183,6 +210,25 @@ pub struct DashboardView {
     pub errors: Vec<String>,
     /// Versions upkeep cannot update (floating ranges, substitutions, ...), with what to do.
     pub not_updatable: Vec<String>,
+    /// How many entries each list had before any was cut for size (set when rendering).
+    pub counts: DashboardCounts,
+}
+
+/// The size of each dashboard list, whole.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DashboardCounts {
+    /// Open PRs.
+    pub open: usize,
+    /// Pending updates.
+    pub pending: usize,
+    /// Held updates.
+    pub held: usize,
+    /// Blocked updates.
+    pub blocked: usize,
+    /// Errors.
+    pub errors: usize,
+    /// Not updatable.
+    pub not_updatable: usize,
 }
 
 /// What one `upkeep run` did, for the GitHub Actions job summary.
@@ -300,6 +346,27 @@ mod tests {
             line.trim_start_matches("- … and ").split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
         let kept = body.lines().filter(|l| l.contains("`helmrelease/apps/pending-")).count();
         assert_eq!(kept + left, 3000, "{line}");
+        assert!(body.contains("## Pending (3000)"), "headings count the whole list");
+    }
+
+    #[test]
+    fn a_long_jump_with_many_warnings_still_fits_and_keeps_security_first() {
+        let mut warnings: Vec<String> =
+            (0..2000).map(|i| format!("Breaking change (app 1.{i}.0): {}", "renamed a value ".repeat(5))).collect();
+        warnings.push("Security (app 1.999.0): GHSA-xxxx-yyyy-zzzz".into());
+        let view = PrView {
+            updates: Vec::new(),
+            plural: false,
+            warnings,
+            notes: Vec::new(),
+            after_merge: Vec::new(),
+            security: true,
+        };
+        let renderer = Renderer::new(None).unwrap_or_else(|e| panic!("{e}"));
+        let body = renderer.render_pr_body(view, 5_000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(body.chars().count() <= PR_BODY_BUDGET - 5_000, "{}", body.chars().count());
+        assert!(body.contains("GHSA-xxxx-yyyy-zzzz"), "the security warning is kept");
+        assert!(body.contains("more warnings, left out for size"));
     }
 
     #[test]
@@ -328,7 +395,7 @@ mod tests {
             security: false,
         };
         let renderer = Renderer::new(None).unwrap_or_else(|e| panic!("{e}"));
-        let body = renderer.render_pr_body(view).unwrap_or_else(|e| panic!("{e}"));
+        let body = renderer.render_pr_body(view, 0).unwrap_or_else(|e| panic!("{e}"));
         assert!(body.chars().count() <= PR_BODY_BUDGET, "{}", body.chars().count());
         assert!(body.contains("Release notes left out to keep this PR under GitHub's size limit: chart-"), "{body}");
         assert!(body.contains("chart-3 1.19.0"), "the last sections went first");

@@ -143,9 +143,48 @@ pub fn closed_unmerged(prs: &[PullRequest]) -> Vec<Event> {
         .collect()
 }
 
+/// Merged PRs as memory: when each update reached the default branch. A fast-forward or a
+/// merge keeps upkeep's own commit time in git; the forge knows the merge time.
+pub fn merged_updates(prs: &[PullRequest]) -> Vec<Event> {
+    prs.iter()
+        .filter(|p| p.state == PrState::Merged)
+        .filter_map(|p| p.closed_at.map(|at| (p, at)))
+        .flat_map(|(p, at)| {
+            markers(&p.body).into_iter().map(move |(dep, from, to)| Event::Updated {
+                dep,
+                from,
+                to,
+                at,
+                commit: format!("PR #{}", p.number),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_prs_date_their_updates_by_the_merge() {
+        let merged: jiff::Timestamp = "2026-11-20T09:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let pr = PullRequest {
+            number: 7,
+            head: "upkeep/x".into(),
+            base: "main".into(),
+            title: "t".into(),
+            body: marker("helmrelease/a/b", "1.0.0", "1.1.0"),
+            labels: Vec::new(),
+            state: PrState::Merged,
+            url: String::new(),
+            closed_at: Some(merged),
+        };
+        let open = PullRequest { state: PrState::Open, closed_at: None, ..pr.clone() };
+        assert!(matches!(
+            merged_updates(&[pr, open]).as_slice(),
+            [Event::Updated { dep, to, at, .. }] if dep == "helmrelease/a/b" && to == "1.1.0" && *at == merged
+        ));
+    }
 
     #[test]
     fn markers_round_trip() {

@@ -157,6 +157,9 @@ impl History {
     /// `(reverted, considered)` over the last `sample` upkeep updates: an update counts as
     /// reverted when a later revert of the same dependency and version exists.
     pub fn failure_rate(&self, sample: usize) -> (usize, usize) {
+        // One update may be known twice (its commit trailer and its merged PR): count it once,
+        // at its newest sighting.
+        let mut seen = std::collections::HashSet::new();
         let updates: Vec<(&str, &str, Timestamp)> = self
             .events
             .iter()
@@ -164,6 +167,7 @@ impl History {
                 Event::Updated { dep, to, at, .. } => Some((dep.as_str(), to.as_str(), *at)),
                 _ => None,
             })
+            .filter(|(dep, to, _)| seen.insert((*dep, *to)))
             .take(sample)
             .collect();
         let reverted = updates

@@ -154,7 +154,15 @@ pub fn slug(text: &str) -> String {
             out.push('-');
         }
     }
-    let mut out = out.trim_matches('-').trim_end_matches(".lock").trim_end_matches('.').to_string();
+    // Git refuses a ref component ending in `.` or `.lock`: strip both until neither is left.
+    let mut out = out.trim_matches('-').to_string();
+    loop {
+        let trimmed = out.trim_end_matches('.').trim_end_matches(".lock").trim_end_matches('-');
+        if trimmed.len() == out.len() {
+            break;
+        }
+        out = trimmed.to_string();
+    }
     if out.is_empty() {
         // Nothing ASCII to keep (`監視`): a short hash keeps the name a valid, distinct ref.
         use sha2::Digest;
@@ -619,6 +627,7 @@ mod tests {
         );
         assert_eq!(slug("Plan/Sys Upgrade//x"), "plan-sys-upgrade-x");
         assert_eq!(slug("web.lock"), "web");
+        assert_eq!(slug("web.lock."), "web");
         assert!(slug("監視").starts_with("group-") && slug("監視") != slug("監査"));
     }
 }

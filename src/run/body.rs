@@ -119,12 +119,16 @@ pub(super) fn pr_body(
     view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
     view.after_merge.push("Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). If anything fails, upkeep opens a revert PR with the evidence.".into());
     view.after_merge.dedup();
-    let mut body = ctx.renderer.render_pr_body(view)?;
+    let markers: String = change
+        .items
+        .iter()
+        .map(|(d, x)| {
+            format!("{}\n", marker(&d.id, d.current.as_deref().unwrap_or("?"), x.target.as_deref().unwrap_or("?")))
+        })
+        .collect();
+    let mut body = ctx.renderer.render_pr_body(view, markers.chars().count() + 1)?;
     body.push('\n');
-    for (d, x) in &change.items {
-        body.push_str(&marker(&d.id, d.current.as_deref().unwrap_or("?"), x.target.as_deref().unwrap_or("?")));
-        body.push('\n');
-    }
+    body.push_str(&markers);
     Ok(body)
 }
 

@@ -25,7 +25,7 @@ use crate::cli::{ForgeKind, RunArgs};
 use crate::extract::Scan;
 use crate::forge::github::GithubForge;
 use crate::forge::local::LocalForge;
-use crate::forge::{Forge, PrState, PullRequest, closed_unmerged};
+use crate::forge::{Forge, PrState, PullRequest, closed_unmerged, merged_updates};
 use crate::gate::history::History;
 use crate::gate::{Action, Decision, Plan};
 use crate::git::{Author, Writer};
@@ -144,6 +144,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
     let (git_history, note) = history(&args.scan.path);
     let mut events = closed_unmerged(&prs);
+    events.extend(merged_updates(&prs));
     events.extend(git_history.events().iter().cloned());
     let memory = History::new(events);
     let open_groups: Vec<String> = prs

@@ -111,7 +111,8 @@ pub(super) fn write_change(
         // The scan read the work tree, edits apply to the committed blob: they differ in bytes
         // when git converts line endings (core.autocrlf). Find each version again by its line
         // and column there; the proof in `apply` still checks every byte.
-        let edits: Vec<Edit> = edits.iter().map(|e| relocate(&before, e)).collect();
+        let worktree = ctx.writer.workdir().and_then(|w| std::fs::read_to_string(w.join(path)).ok());
+        let edits: Vec<Edit> = edits.iter().map(|e| relocate(&before, worktree.as_deref(), e)).collect();
         let after = apply(path, &before, &edits).map_err(|e| e.to_string())?;
         files.push((path.clone(), before, after));
     }
@@ -159,7 +160,10 @@ pub(super) fn write_change(
                 // Someone's commits on the branch of an open PR are theirs to keep. A branch left
                 // over from a merged or closed PR is upkeep's to start again (its commits stay
                 // reachable from that PR).
-                if !state.foreign.is_empty() && existing_pr.is_some() {
+                // A branch whose PR was never opened (creating it failed) is protected too: no
+                // PR refers to the commits someone put on it.
+                let finished = prs.iter().any(|p| p.head == branch && p.state != PrState::Open);
+                if !state.foreign.is_empty() && (existing_pr.is_some() || !finished) {
                     let note = format!(
                         "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
                         state.foreign.join(", ")
@@ -242,24 +246,27 @@ fn line_diff(path: &str, before: &str, after: &str) -> String {
     out
 }
 
-/// `edit` with its span moved to where its line and column put the version in `text`, when
-/// the recorded span does not hold it there (a CRLF work tree over an LF blob).
-fn relocate(text: &str, edit: &Edit) -> Edit {
+/// `edit` with its span moved to the same line and column of `text` (the committed blob), when
+/// the recorded span (from the work tree) does not hold the version there. Only when that line
+/// is the work tree's line but for its line ending: a line that differs in content (uncommitted
+/// edits) is not the same place, and the edit is left to fail as "the file changed".
+fn relocate(text: &str, worktree: Option<&str>, edit: &Edit) -> Edit {
     if text.get(edit.location.span.clone()) == Some(edit.from.as_str()) || edit.from.is_empty() {
         return edit.clone();
     }
-    let Some(line) = text.split_inclusive('\n').nth(edit.location.line.saturating_sub(1)) else { return edit.clone() };
-    let line_start = line.as_ptr() as usize - text.as_ptr() as usize;
-    let found = line.match_indices(edit.from.as_str()).map(|(i, _)| line_start + i).min_by_key(|start| {
-        let column = text[line_start..*start].chars().count() + 1;
-        column.abs_diff(edit.location.column)
-    });
-    match found {
-        Some(start) => {
-            let mut moved = edit.clone();
-            moved.location.span = start..start + edit.from.len();
-            moved
-        }
-        None => edit.clone(),
+    let index = edit.location.line.saturating_sub(1);
+    let line_of = |t: &str| t.split_inclusive('\n').nth(index).map(|l| l.trim_end_matches(['\n', '\r']).to_string());
+    let (Some(committed), Some(scanned)) = (line_of(text), worktree.and_then(line_of)) else { return edit.clone() };
+    if committed != scanned {
+        return edit.clone();
     }
+    let line_start: usize = text.split_inclusive('\n').take(index).map(str::len).sum();
+    let column_bytes: usize = committed.chars().take(edit.location.column.saturating_sub(1)).map(char::len_utf8).sum();
+    let start = line_start + column_bytes;
+    if text.get(start..start + edit.from.len()) != Some(edit.from.as_str()) {
+        return edit.clone();
+    }
+    let mut moved = edit.clone();
+    moved.location.span = start..start + edit.from.len();
+    moved
 }

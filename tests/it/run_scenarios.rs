@@ -324,3 +324,25 @@ fn a_tracked_file_missing_from_the_work_tree_closes_nothing() {
         "{dashboard}"
     );
 }
+
+/// A branch whose PR was never opened (creating it failed) carries nobody's review, but may
+/// carry somebody's commits: those are never rewritten.
+#[test]
+fn a_branch_whose_pr_never_opened_keeps_a_maintainers_commit() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    for ext in ["md", "json"] {
+        std::fs::remove_file(sb.repo.join(format!(".upkeep/prs/3.{ext}"))).unwrap(); // as if creation failed
+    }
+    let git = sb.git();
+    let tip = git.find_commit(sb.branches()[LONGHORN]).unwrap();
+    let who = git2::Signature::now("Maintainer", "maintainer@example.com").unwrap();
+    let fix = git
+        .commit(Some(&format!("refs/heads/{LONGHORN}")), &who, &who, "fix: values", &tip.tree().unwrap(), &[&tip])
+        .unwrap();
+    std::fs::write(sb.repo.join("README.md"), "moved\n").unwrap();
+    commit_all(&git, "docs: move main", "Maintainer");
+    let out = stdout(&sb.run(&[], &[]));
+    assert!(out.contains(&format!("branches left alone (commits by others): {LONGHORN}")), "{out}");
+    assert_eq!(sb.branches()[LONGHORN], fix);
+}
