@@ -230,9 +230,14 @@ impl GithubForge {
     }
 
     fn list(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
+        self.list_pages(path, 20).map(|(items, _)| items)
+    }
+
+    /// Up to `pages` pages of a list; the flag says whether more were left unread.
+    fn list_pages(&self, path: &str, pages: usize) -> Result<(Vec<Value>, bool), ForgeError> {
         let mut out = Vec::new();
         let mut next = Some(path.to_string());
-        for _ in 0..20 {
+        for _ in 0..pages {
             let Some(url) = next.take() else { break };
             let (status, json, link) = self.call(Method::GET, &url, None)?;
             if !(200..300).contains(&status) {
@@ -254,7 +259,7 @@ impl GithubForge {
             }
             next = link;
         }
-        Ok(out)
+        Ok((out, next.is_some()))
     }
 
     fn find_open(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
@@ -274,8 +279,22 @@ impl Forge for GithubForge {
     }
 
     fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError> {
-        let prs =
-            self.list(&format!("/repos/{}/pulls?state=all&sort=created&direction=desc&per_page=100", self.repo))?;
+        // Every open PR (an old open upkeep PR missed would be opened again and never closed),
+        // and the newest 2,000 of all states for the closed ones memory reads.
+        let (open, more) = self.list_pages(&format!("/repos/{}/pulls?state=open&per_page=100", self.repo), 100)?;
+        if more {
+            return Err(fail(
+                "more than 10,000 open pull requests: upkeep cannot see all of its own; close some first",
+            ));
+        }
+        let mut prs = open;
+        let (recent, _) = self.list_pages(
+            &format!("/repos/{}/pulls?state=all&sort=created&direction=desc&per_page=100", self.repo),
+            20,
+        )?;
+        let known: std::collections::HashSet<u64> = prs.iter().filter_map(|p| p["number"].as_u64()).collect();
+        prs.extend(recent.into_iter().filter(|p| p["number"].as_u64().is_some_and(|n| !known.contains(&n))));
+        prs.sort_by_key(|p| std::cmp::Reverse(p["number"].as_u64().unwrap_or(0)));
         // Only branches of this repository: a fork's PR on a branch it named `upkeep/…` is not
         // upkeep's, and must neither refuse versions nor be taken over.
         Ok(prs

@@ -362,7 +362,7 @@ fn retry_after_and_the_rate_limit_reset_are_waited_out() {
     let before = gh.fake.requests().len();
     let prs = forge.upkeep_prs().unwrap();
     assert_eq!(prs.len(), 1);
-    assert_eq!(gh.fake.requests().len() - before, 3, "two limits waited out, then the answer");
+    assert_eq!(gh.fake.requests().len() - before, 4, "two limits waited out, then the open and the recent lists");
 
     // A reset an hour away is past the cap: a clear error, at once.
     gh.fake.fault(primary_limit(3600));
@@ -430,6 +430,22 @@ fn every_page_of_pull_requests_is_read() {
     });
     let err = forge.upkeep_prs().unwrap_err().to_string();
     assert!(err.contains("refusing to send the token there"), "{err}");
+}
+
+/// Busy repositories have thousands of PRs: an old open upkeep PR past the newest 2,000 is still
+/// seen (open PRs are listed whole), so it is neither opened again nor left unclosed.
+#[test]
+fn an_old_open_pr_beyond_the_recent_window_is_still_seen() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let old = forge.create(&new_pr("upkeep/old-group", &[])).unwrap();
+    for i in 0..44 {
+        let pr = forge.create(&new_pr(&format!("feature/{i}"), &[])).unwrap();
+        forge.close(pr.number, "done").unwrap();
+    }
+    gh.fake.state.lock().unwrap().page_size = Some(2); // 20 pages of 2: the old PR is past them
+    let prs = forge.upkeep_prs().unwrap();
+    assert!(prs.iter().any(|p| p.number == old.number && p.state == PrState::Open), "{prs:?}");
 }
 
 #[test]

@@ -193,6 +193,11 @@ impl FakeGithub {
                     })
                     .cloned()
                     .collect();
+                // GitHub's default order is oldest first; `direction=desc` is newest first.
+                let mut list = list;
+                if query.get("direction").map(String::as_str) == Some("desc") {
+                    list.reverse();
+                }
                 page(list, &req.url, size, port)
             }
             ("POST", ["pulls"]) => {
