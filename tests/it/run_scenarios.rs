@@ -218,23 +218,12 @@ fn a_version_pinned_in_an_overlay_patch_is_updated_there() {
         "registryRewrites:\n  - from: https://stefanprodan.github.io\n    to: file://../fixtures/mirror/stefanprodan.github.io\n",
     )
     .unwrap();
-    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
-    commit_all(&git, "initial", "Maintainer");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
-        .arg("run")
-        .arg(&repo)
-        .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
-        .env("UPKEEP_FLUX", "off")
-        .env_remove("GITHUB_TOKEN")
-        .output()
-        .unwrap();
-    let text_out = stdout(&out);
-    assert!(out.status.success(), "{text_out}{}", String::from_utf8_lossy(&out.stderr));
-    let branch = "upkeep/helmrelease-podinfo-podinfo-apps-production-podinfo-values.yaml";
-    let tip = git.find_branch(branch, git2::BranchType::Local).unwrap_or_else(|_| panic!("{text_out}"));
-    let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
-    let blob = git.find_blob(tree.get_path(Path::new("apps/production/podinfo-values.yaml")).unwrap().id()).unwrap();
-    let after = String::from_utf8(blob.content().to_vec()).unwrap();
+    let (git, _) = commit_and_run(&repo, &dir.path().join("cache"));
+    let after = file_on(
+        &git,
+        "upkeep/helmrelease-podinfo-podinfo-apps-production-podinfo-values.yaml",
+        "apps/production/podinfo-values.yaml",
+    );
     // (The mirrored podinfo index is synthetic and lists 0.1.0.)
     assert_eq!(after, text.replace("version: \"0.0.9\"", "version: \"0.1.0\""));
     assert_eq!(after.lines().count(), text.lines().count());
@@ -260,24 +249,8 @@ fn oci_build_tags_are_written_as_each_field_expects() {
         "registryRewrites:\n  - from: oci://registry.test\n    to: file://../mirror\n",
     )
     .unwrap();
-    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
-    commit_all(&git, "initial", "Maintainer");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
-        .arg("run")
-        .arg(&repo)
-        .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
-        .env("UPKEEP_FLUX", "off")
-        .env_remove("GITHUB_TOKEN")
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    let file_on = |branch: &str, file: &str| {
-        let tip = git.find_branch(branch, git2::BranchType::Local).unwrap_or_else(|_| panic!("{branch}: {text}"));
-        let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
-        String::from_utf8(git.find_blob(tree.get_path(Path::new(file)).unwrap().id()).unwrap().content().to_vec())
-            .unwrap()
-    };
+    let (git, _) = commit_and_run(&repo, &dir.path().join("cache"));
+    let file_on = |branch: &str, file: &str| file_on(&git, branch, file);
     assert_eq!(
         file_on("upkeep/helmrelease-apps-app", "release.yaml"),
         release.replace("1.0.0+build.1", "1.1.0+build.7")
@@ -345,4 +318,29 @@ fn a_branch_whose_pr_never_opened_keeps_a_maintainers_commit() {
     let out = stdout(&sb.run(&[], &[]));
     assert!(out.contains(&format!("branches left alone (commits by others): {LONGHORN}")), "{out}");
     assert_eq!(sb.branches()[LONGHORN], fix);
+}
+
+/// Make `repo` a git repository with everything committed on `main`, and run `upkeep run` on it
+/// (local forge, offline). Returns the repository and the run's report.
+fn commit_and_run(repo: &Path, cache: &Path) -> (git2::Repository, String) {
+    let git = git2::Repository::init_opts(repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    commit_all(&git, "initial", "Maintainer");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .arg("run")
+        .arg(repo)
+        .env("UPKEEP_CACHE_DIR", cache)
+        .env("UPKEEP_FLUX", "off")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    (git, text)
+}
+
+/// A file as it stands on a branch.
+fn file_on(git: &git2::Repository, branch: &str, file: &str) -> String {
+    let tip = git.find_branch(branch, git2::BranchType::Local).unwrap_or_else(|_| panic!("no branch {branch}"));
+    let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
+    String::from_utf8(git.find_blob(tree.get_path(Path::new(file)).unwrap().id()).unwrap().content().to_vec()).unwrap()
 }
