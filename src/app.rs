@@ -107,7 +107,9 @@ pub fn lookup_context(config: &Config, options: &LookupOptions) -> Result<Contex
         rewrites: config.rewrites.clone(),
         host_rules: config.host_rules.iter().map(|h| h.resolve()).collect(),
         offline: options.offline,
-        github_api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+        github_api: env("GITHUB_API_URL")
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| "https://api.github.com".into()),
         github_token: env("GITHUB_TOKEN"),
         github_max_pages: 3,
         oci_page_size: 1000,

@@ -24,7 +24,7 @@
 //!     ignoreVersions: [">=70.0.0"]
 //! registryRewrites:            # send lookups for a URL prefix elsewhere (mirrors, air gaps)
 //!   - from: https://charts.example.com
-//!     to: file://./mirror/charts.example.com   # relative file:// paths are from the repo root
+//!     to: file://./mirror/charts.example.com   # relative to the folder of upkeep.yaml (above .github/)
 //! hostRules:                   # credentials, read from environment variables, never the file
 //!   - host: ghcr.io
 //!     usernameEnv: GHCR_USER
@@ -230,16 +230,34 @@ pub struct ConfigError {
 }
 
 /// Load the config for the repository at `root` (or from `explicit`).
+///
+/// The config is looked for in `root` (the scanned folder), then at the top of the git work
+/// tree holding it, so `upkeep run clusters/prod` still obeys the repository's
+/// `.github/upkeep.yaml`. Relative `file://` rewrites are anchored where the config lives: the
+/// folder of `upkeep.yaml`, or the folder above `.github/`.
 pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let find = |dir: &Path| CONFIG_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file());
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
-        None => CONFIG_FILES.iter().map(|f| root.join(f)).find(|p| p.is_file()),
+        None => find(root).or_else(|| {
+            git2::Repository::discover(root)
+                .ok()
+                .and_then(|r| r.workdir().map(Path::to_path_buf))
+                .and_then(|w| find(&w))
+        }),
     };
     let Some(path) = path else { return Ok(Config::default()) };
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ConfigError { file: shown.clone(), message: format!("cannot read: {e}") })?;
-    parse(&text, root, &shown).map(|mut c| {
+    let folder = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let anchor = if folder.file_name().is_some_and(|n| n == ".github") {
+        folder.parent().map(Path::to_path_buf).unwrap_or(folder)
+    } else {
+        folder
+    };
+    let anchor = if anchor.as_os_str().is_empty() { Path::new(".").to_path_buf() } else { anchor };
+    parse(&text, &anchor, &shown).map(|mut c| {
         c.file = Some(path);
         c
     })

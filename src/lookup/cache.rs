@@ -19,11 +19,18 @@ use crate::model::Release;
 /// Bumped when the entry layout changes; older entries are then ignored.
 const FORMAT: u32 = 1;
 
+/// The upkeep that wrote an entry: releases are stored with their signals already read, so a
+/// newer upkeep (better signal reading) must not trust an older one's entries.
+const WRITER: &str = env!("CARGO_PKG_VERSION");
+
 /// One cached response, distilled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Layout version.
     pub format: u32,
+    /// The upkeep version that wrote it.
+    #[serde(default)]
+    pub writer: String,
     /// The URL it is for (redacted), to detect hash collisions and for people reading the files.
     pub url: String,
     /// Validators for the next conditional request.
@@ -37,7 +44,14 @@ pub struct Entry {
 impl Entry {
     /// A new entry for `url`.
     pub fn new(url: &str, validators: Validators, packages: BTreeMap<String, Vec<Release>>) -> Entry {
-        Entry { format: FORMAT, url: url.to_string(), validators, fetched: jiff::Timestamp::now(), packages }
+        Entry {
+            format: FORMAT,
+            writer: WRITER.to_string(),
+            url: url.to_string(),
+            validators,
+            fetched: jiff::Timestamp::now(),
+            packages,
+        }
     }
 }
 
@@ -84,7 +98,7 @@ impl Cache {
         let path = self.path(url)?;
         let bytes = std::fs::read(&path).ok()?;
         match serde_json::from_slice::<Entry>(&bytes) {
-            Ok(entry) if entry.format == FORMAT && entry.url == url => Some(entry),
+            Ok(entry) if entry.format == FORMAT && entry.writer == WRITER && entry.url == url => Some(entry),
             Ok(_) => None,
             Err(e) => {
                 tracing::debug!("ignoring corrupt cache entry {}: {e}", path.display());

@@ -169,7 +169,20 @@ impl OciRegistry {
                 (status, _) => return Err(LookupError::status(&key, status, "OCI tag list")),
             }
             match next_link(&response.headers, &ep.base) {
-                Some(next) if next != url => url = next,
+                Some(next) if next != url => {
+                    if page + 1 == MAX_PAGES {
+                        return Err(LookupError {
+                            url: key,
+                            message: format!(
+                                "more than {MAX_PAGES} pages of tags; the versions may be on the unread ones"
+                            ),
+                        });
+                    }
+                    // Validators cover page one only: a new tag lands on any page, so a list of
+                    // several pages is fetched whole next time rather than revalidated.
+                    validators = None;
+                    url = next;
+                }
                 _ => break,
             }
         }

@@ -67,12 +67,7 @@ pub fn from_notes(notes: &str) -> Vec<Signal> {
     let ids = advisory_ids(notes);
     if !ids.is_empty() {
         out.push(Signal { kind: SignalKind::Security, detail: ids.join(", ") });
-    } else if let Some(line) = notes.lines().find(|l| {
-        let l = l.to_ascii_lowercase();
-        (l.contains("security") || l.contains("vulnerabilit"))
-            && !l.contains("security context")
-            && !l.contains("securitycontext")
-    }) {
+    } else if let Some(line) = notes.lines().find(|l| mentions_a_security_fix(l)) {
         out.push(Signal { kind: SignalKind::Security, detail: clip(line) });
     }
     let breaking = notes.lines().find(|line| {
@@ -126,6 +121,37 @@ pub fn changes_as_notes(changes: &[Change]) -> String {
         .join("\n")
 }
 
+/// Does this line talk about fixing a security problem? A security signal lets an update skip
+/// schedules and pauses, so wording about security *features* must not count: Pod Security
+/// Admission, `securityContext`, a `SECURITY.md`, a security-policy template.
+fn mentions_a_security_fix(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    const FEATURES: [&str; 8] = [
+        "security context",
+        "securitycontext",
+        "security-context",
+        "pod security",
+        "podsecurity",
+        "security.md",
+        "security policy",
+        "securitypolicy",
+    ];
+    if FEATURES.iter().any(|f| l.contains(f)) {
+        return false;
+    }
+    const FIXES: [&str; 7] = [
+        "vulnerabilit",
+        "security fix",
+        "security issue",
+        "security update",
+        "security patch",
+        "security release",
+        "security advisory",
+    ];
+    FIXES.iter().any(|f| l.contains(f))
+        || l.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "security") && l.contains("fix")
+}
+
 /// Signals from structured changes.
 pub fn from_changes(changes: &[Change]) -> Vec<Signal> {
     let mut out = Vec::new();
@@ -160,6 +186,17 @@ mod tests {
         );
         assert_eq!(from_notes("Fixed a security issue in the webhook")[0].kind, SignalKind::Security);
         assert!(from_notes("Allow setting podSecurityContext... no: security context docs").is_empty());
+        for feature in [
+            "Add PodSecurityPolicy template",
+            "Support Pod Security Admission labels",
+            "Update SECURITY.md",
+            "New security-context defaults",
+            "Document the security policy",
+        ] {
+            assert!(from_notes(feature).is_empty(), "{feature}");
+        }
+        assert_eq!(from_notes("Security: fix token leak in logs")[0].kind, SignalKind::Security);
+        assert_eq!(from_notes("Patched a vulnerability in the parser")[0].kind, SignalKind::Security);
     }
 
     #[test]

@@ -46,6 +46,26 @@ fn an_empty_or_missing_config_is_a_sensible_setup() {
     assert_eq!(config::load(dir.path(), Some(&dir.path().join("upkeep.yaml"))).unwrap().policy.max_open_prs, Some(3));
 }
 
+/// Scanning a sub-folder still obeys the repository's config, and relative `file://` rewrites
+/// are anchored where the config lives (above `.github/`), not where the scan starts.
+#[test]
+fn a_sub_folder_scan_uses_the_repository_config_and_its_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    git2::Repository::init(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join(".github")).unwrap();
+    std::fs::create_dir_all(dir.path().join("clusters/prod")).unwrap();
+    std::fs::write(
+        dir.path().join(".github/upkeep.yaml"),
+        "maxOpenPRs: 2\nregistryRewrites:\n  - {from: 'https://x.example', to: 'file://./mirror/x'}\n",
+    )
+    .unwrap();
+    let found = config::load(&dir.path().join("clusters/prod"), None).unwrap();
+    assert_eq!(found.policy.max_open_prs, Some(2));
+    let to = &found.rewrites.0[0].to;
+    let root = dir.path().canonicalize().unwrap();
+    assert_eq!(to, &format!("file://{}", root.join("./mirror/x").display()), "anchored above .github/");
+}
+
 #[test]
 fn the_schema_describes_every_key() {
     let schema = config::schema();
