@@ -290,17 +290,26 @@ pub fn sanitize_notes(text: &str, max: usize, url: Option<&str>) -> String {
         let c = chars[i];
         let prev = if i == 0 { ' ' } else { chars[i - 1] };
         let next = chars.get(i + 1).copied().unwrap_or(' ');
+        let gh_ref = c == '-'
+            && next.is_ascii_digit()
+            && i >= 2
+            && chars[i - 2].eq_ignore_ascii_case(&'g')
+            && chars[i - 1].eq_ignore_ascii_case(&'h')
+            && (i < 3 || !chars[i - 3].is_ascii_alphanumeric());
         match c {
             '@' if next.is_ascii_alphanumeric() && !prev.is_ascii_alphanumeric() => out.push_str("@&#8203;"),
             '#' if next.is_ascii_digit() => out.push_str("#&#8203;"),
+            // `GH-123` links and backlinks like `#123`.
+            '-' if gh_ref => out.push_str("-&#8203;"),
             '<' => out.push_str("&lt;"),
+            // Upstream entities (`&#x40;`, `&commat;`, `&#35;`) would turn back into `@` and `#`
+            // after the checks above: shown as written instead.
+            '&' => out.push_str("&amp;"),
             _ => out.push(c),
         }
         i += 1;
     }
-    let out = out
-        .replace("https://github.com/", "https://redirect.github.com/")
-        .replace("http://github.com/", "https://redirect.github.com/");
+    let out = no_backlinks(&out);
     let fences = out.lines().filter(|l| l.trim_start().starts_with("```")).count();
     let mut body: String = out
         .lines()
@@ -311,12 +320,39 @@ pub fn sanitize_notes(text: &str, max: usize, url: Option<&str>) -> String {
         body.push_str("\n> ```");
     }
     if cut {
-        match url {
-            Some(u) => body.push_str(&format!("\n>\n> … cut here; [read the full notes]({u})")),
+        match url.filter(|u| u.starts_with("https://") && !u.contains(|c: char| c.is_whitespace() || c == ')')) {
+            Some(u) => body.push_str(&format!("\n>\n> … cut here; [read the full notes]({})", no_backlinks(u))),
             None => body.push_str("\n>\n> … cut here"),
         }
     }
     body
+}
+
+/// Links to GitHub go through `redirect.github.com`, so the issue or PR they name gets no
+/// backlink from this PR: any case, with or without `www.`, http or https.
+fn no_backlinks(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &lower[i..];
+        let matched =
+            ["https://www.github.com/", "http://www.github.com/", "https://github.com/", "http://github.com/"]
+                .into_iter()
+                .find(|p| rest.starts_with(p));
+        match matched {
+            Some(p) => {
+                out.push_str("https://redirect.github.com/");
+                i += p.len();
+            }
+            None => {
+                let c = text[i..].chars().next().unwrap_or(' ');
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
 }
 
 /// Make one line of upstream text (a signal's evidence) safe inside a list item: the same
@@ -367,6 +403,23 @@ mod tests {
         assert!(body.chars().count() <= PR_BODY_BUDGET - 5_000, "{}", body.chars().count());
         assert!(body.contains("GHSA-xxxx-yyyy-zzzz"), "the security warning is kept");
         assert!(body.contains("more warnings, left out for size"));
+    }
+
+    #[test]
+    fn entities_gh_references_and_any_github_spelling_are_neutralised() {
+        let out = sanitize_notes(
+            "thanks &#x40;octocat and &commat;org/team, fixes &#35;12 and GH-34, see https://WWW.GitHub.com/o/r/issues/5",
+            NOTES_MAX,
+            None,
+        );
+        assert!(out.contains("&amp;#x40;octocat") && out.contains("&amp;commat;org/team"), "{out}");
+        assert!(out.contains("fixes &amp;#") && !out.contains("fixes &#35;"), "{out}");
+        assert!(out.contains("GH-&#8203;34"), "{out}");
+        assert!(out.contains("https://redirect.github.com/o/r/issues/5"), "{out}");
+        let cut = sanitize_notes(&"line\n".repeat(100), 20, Some("https://github.com/o/r/releases/tag/v1"));
+        assert!(cut.ends_with("(https://redirect.github.com/o/r/releases/tag/v1)"), "{cut}");
+        let hostile = sanitize_notes(&"line\n".repeat(100), 20, Some("javascript:alert(1)"));
+        assert!(hostile.ends_with("… cut here"), "{hostile}");
     }
 
     #[test]

@@ -102,7 +102,11 @@ pub(super) fn pr_body(
                 view.notes.push(NotesSection {
                     dependency: display_name(d),
                     version: r.version.clone(),
-                    url: r.url.clone().filter(|u| u.starts_with("https://")),
+                    // A release page, not a chart archive (a Helm index's `urls[0]` is the .tgz).
+                    url: r
+                        .url
+                        .clone()
+                        .filter(|u| u.starts_with("https://") && !u.ends_with(".tgz") && !u.contains(['"', '<', '>'])),
                     body: sanitize_notes(notes, NOTES_MAX, r.url.as_deref()),
                 });
             }
