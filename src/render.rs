@@ -35,28 +35,46 @@ pub struct RenderError {
 /// The renderer, with built-in and overriding templates registered.
 pub struct Renderer {
     hb: Handlebars<'static>,
+    problems: Vec<String>,
 }
 
 impl Renderer {
     /// Built-in templates, then overrides from `<repo>/.github/upkeep/templates/<name>.hbs`.
+    ///
+    /// A PR-body override that does not load is an error: PRs would not look as the repository
+    /// asked. A broken dashboard or summary override falls back to the built-in one and is
+    /// reported through [`Renderer::problems`], so the updates themselves still go out.
     pub fn new(repo: Option<&Path>) -> Result<Renderer, RenderError> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
-        for (name, text) in BUILTIN {
+        let mut problems = Vec::new();
+        for (name, builtin) in BUILTIN {
             let source = repo.map(|r| r.join(OVERRIDE_DIR).join(format!("{name}.hbs"))).filter(|p| p.is_file());
-            let (text, origin) = match &source {
-                Some(path) => (
-                    std::fs::read_to_string(path)
-                        .map_err(|e| RenderError { name: path.display().to_string(), message: e.to_string() })?,
-                    path.display().to_string(),
-                ),
-                None => (text.to_string(), name.to_string()),
-            };
-            hb.register_template_string(name, text)
-                .map_err(|e| RenderError { name: origin, message: e.to_string() })?;
+            let overridden = source.as_ref().map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| hb.register_template_string(name, text).map_err(|e| e.to_string()))
+                    .map_err(|message| RenderError { name: path.display().to_string(), message })
+            });
+            match overridden {
+                Some(Ok(())) => {}
+                Some(Err(e)) if name == "pr-body" => return Err(e),
+                other => {
+                    if let Some(Err(e)) = other {
+                        problems.push(format!("{e}; the built-in {name} template was used instead"));
+                    }
+                    hb.register_template_string(name, builtin)
+                        .map_err(|e| RenderError { name: name.to_string(), message: e.to_string() })?;
+                }
+            }
         }
-        Ok(Renderer { hb })
+        Ok(Renderer { hb, problems })
+    }
+
+    /// Overrides that could not be used, with why.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// Render a PR body that GitHub will take: past [`PR_BODY_BUDGET`] characters, release
@@ -252,6 +270,8 @@ pub struct SummaryView {
     pub held: Vec<String>,
     /// Updates that could not be written.
     pub errors: Vec<String>,
+    /// Dependencies whose versions could not be looked up (listed on the dashboard).
+    pub lookup_errors: usize,
 }
 
 /// Most characters of a rendered PR body (GitHub takes 65,536; the markers need a little room).

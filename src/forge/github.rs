@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 use super::{Forge, ForgeError, NewPullRequest, PrState, PullRequest};
 
+/// Marks upkeep's dashboard issue in its body (invisible when rendered).
+const DASHBOARD_MARKER: &str = "<!-- upkeep-dashboard -->";
+
 /// The GitHub forge for one repository.
 pub struct GithubForge {
     client: reqwest::Client,
@@ -405,8 +408,18 @@ impl Forge for GithubForge {
     }
 
     fn dashboard(&self, title: &str, body: &str) -> Result<(), ForgeError> {
-        let issues = self.list(&format!("/repos/{}/issues?state=open&per_page=100", self.repo))?;
-        let existing = issues.iter().find(|i| i["title"] == title && i.get("pull_request").is_none());
+        // Found by a hidden marker, not by title (anyone can open an issue with that title), and
+        // the oldest such issue wins: one opened later by someone else cannot take its place.
+        let body = &format!("{body}\n{DASHBOARD_MARKER}\n");
+        let (issues, _) = self.list_pages(
+            &format!("/repos/{}/issues?state=open&sort=created&direction=asc&per_page=100", self.repo),
+            100,
+        )?;
+        let existing = issues
+            .iter()
+            .filter(|i| i.get("pull_request").is_none())
+            .filter(|i| i["body"].as_str().is_some_and(|b| b.contains(DASHBOARD_MARKER)))
+            .min_by_key(|i| i["number"].as_u64().unwrap_or(u64::MAX));
         match existing {
             Some(issue) if issue["body"].as_str() == Some(body) => Ok(()),
             Some(issue) => {

@@ -176,6 +176,15 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         token: token.as_deref(),
     };
     let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
+    outcome.errors.extend(renderer.problems().iter().cloned());
+    // Nothing learned at all (a bad token, a dead mirror) is a failed run, not a quiet one.
+    let looked_up = versions.releases.len();
+    if looked_up > 0 && versions.releases.values().all(Result::is_err) {
+        outcome.errors.push(format!(
+            "every one of {looked_up} lookups failed (first: {}); check credentials, rewrites and the network",
+            versions.failures.first().map_or_else(String::new, |f| format!("{}: {}", f.url, f.message))
+        ));
+    }
     if !args.dry_run {
         // The updates are written by now: a dashboard that cannot be (issues turned off, a
         // broken template override) is one more error to report, not a reason to hide the rest.
@@ -189,7 +198,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         }
     }
     report(&outcome, &plan, args.dry_run, out)?;
-    job_summary(&renderer, &outcome, &plan, args.dry_run);
+    job_summary(&renderer, &outcome, &plan, versions.failures.len(), args.dry_run);
     if !outcome.errors.is_empty() {
         return Err(AppError::Run(format!(
             "{} update(s) could not be written (listed above and on the dashboard); the rest were",
@@ -325,7 +334,7 @@ fn report(outcome: &Outcome, plan: &Plan, dry_run: bool, out: &mut dyn Write) ->
 
 /// On GitHub Actions, append what this run did to the job summary (`GITHUB_STEP_SUMMARY`).
 /// A summary that cannot be written is a warning: the run itself went through.
-fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, dry_run: bool) {
+fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, lookup_errors: usize, dry_run: bool) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let view = crate::render::SummaryView {
         dry_run,
@@ -337,6 +346,7 @@ fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, dry_run: boo
         foreign: outcome.foreign.clone(),
         held: outcome.held.iter().map(|(_, why)| why.clone()).collect(),
         errors: outcome.errors.clone(),
+        lookup_errors,
     };
     let written = renderer.render("summary", &view).map_err(|e| e.to_string()).and_then(|text| {
         std::fs::OpenOptions::new()

@@ -454,10 +454,21 @@ fn the_dashboard_issue_is_edited_in_place_and_left_alone_when_unchanged() {
     let forge = gh.forge();
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
+    // Someone opens an issue with the same title, even copying the marker: it is not the dashboard.
+    {
+        let mut s = gh.fake.state.lock().unwrap();
+        let number = 500 + s.issues.len() as u64;
+        s.issues.push(serde_json::json!({
+            "number": number, "title": "upkeep dependency dashboard", "state": "open",
+            "body": "pwned\n<!-- upkeep-dashboard -->\n"
+        }));
+    }
     forge.dashboard("upkeep dependency dashboard", "two").unwrap();
     let writes = gh.fake.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
-    assert_eq!(gh.fake.dashboard().unwrap()["body"], "two");
+    let issues = gh.fake.state.lock().unwrap().issues.clone();
+    assert!(issues[0]["body"].as_str().unwrap().starts_with("two\n"), "{issues:?}");
+    assert!(issues[1]["body"].as_str().unwrap().starts_with("pwned"), "the newer look-alike is untouched");
     assert_eq!(forge.writes(), 2);
 }
 

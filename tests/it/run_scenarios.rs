@@ -344,3 +344,24 @@ fn file_on(git: &git2::Repository, branch: &str, file: &str) -> String {
     let tree = tip.get().peel_to_commit().unwrap().tree().unwrap();
     String::from_utf8(git.find_blob(tree.get_path(Path::new(file)).unwrap().id()).unwrap().content().to_vec()).unwrap()
 }
+
+/// A broken dashboard override does not stop the updates: the built-in dashboard is used and
+/// the run says which file to fix. (A broken PR-body override does stop them: see above.)
+#[test]
+fn a_broken_dashboard_override_falls_back_and_is_reported() {
+    let sb = Sandbox::example();
+    let dir = sb.repo.join(".github/upkeep/templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dashboard.hbs"), "{{#each open}}unclosed").unwrap();
+    commit_all(&sb.git(), "chore: a dashboard template", "Maintainer");
+    let out = sb.try_run(&[], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PRs opened: upkeep/"), "the updates went out: {text}");
+    assert!(
+        text.contains("dashboard.hbs") && text.contains("the built-in dashboard template was used instead"),
+        "{text}"
+    );
+    let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
+    assert!(dashboard.starts_with("# upkeep dependency dashboard"), "{dashboard}");
+}
