@@ -34,7 +34,7 @@ impl HelmIndex {
     }
 
     fn index(&self, repository: &str) -> Shared<BoxFuture<'static, IndexResult>> {
-        let url = format!("{}/index.yaml", self.ctx.rewrites.apply(repository));
+        let url = index_url(&self.ctx.rewrites.apply(repository));
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         in_flight
             .entry(url.clone())
@@ -56,7 +56,7 @@ impl Datasource for HelmIndex {
         async move {
             let index = self.index(&package.registry).await?;
             index.get(&package.name).cloned().ok_or_else(|| LookupError {
-                url: super::http::redact(&format!("{}/index.yaml", self.ctx.rewrites.apply(&package.registry))),
+                url: super::http::redact(&index_url(&self.ctx.rewrites.apply(&package.registry))),
                 message: format!("chart `{}` is not in this repository's index", package.name),
             })
         }
@@ -100,6 +100,15 @@ async fn fetch_index(
             Ok(parsed)
         }
         (status, _) => Err(LookupError::status(&key, status, "Helm repository index")),
+    }
+}
+
+/// `<repository>/index.yaml`, keeping a query string where it belongs (after the path): an
+/// Azure Blob or S3 repository URL may carry its signature there, as Helm and Flux keep it.
+pub fn index_url(repository: &str) -> String {
+    match repository.split_once('?') {
+        Some((path, query)) => format!("{}/index.yaml?{query}", path.trim_end_matches('/')),
+        None => format!("{}/index.yaml", repository.trim_end_matches('/')),
     }
 }
 
@@ -332,6 +341,15 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_urls_keep_a_query_after_the_path() {
+        assert_eq!(index_url("https://charts.example.com/"), "https://charts.example.com/index.yaml");
+        assert_eq!(
+            index_url("https://acct.blob.core.windows.net/charts?sv=2024&sig=abc%3D"),
+            "https://acct.blob.core.windows.net/charts/index.yaml?sv=2024&sig=abc%3D"
+        );
+    }
 
     #[test]
     fn reads_only_what_it_needs_and_skips_the_rest() {

@@ -28,7 +28,8 @@ impl Rewrites {
             .iter()
             .filter(|r| {
                 let from = r.from.trim_end_matches('/');
-                url_trimmed == from || url_trimmed.strip_prefix(from).is_some_and(|rest| rest.starts_with('/'))
+                url_trimmed == from
+                    || url_trimmed.strip_prefix(from).is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
             })
             .max_by_key(|r| r.from.trim_end_matches('/').len());
         match best {
