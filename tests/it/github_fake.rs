@@ -114,6 +114,10 @@ fn page(items: Vec<Value>, url: &wiremock::http::Url, size: usize, port: u16) ->
     response
 }
 
+fn issue_template() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("github/issue.json")).unwrap()).unwrap()
+}
+
 fn template() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("github/pull-request.json")).unwrap()).unwrap()
 }
@@ -267,7 +271,11 @@ impl FakeGithub {
             ("GET", ["issues"]) => page(s.issues.clone(), &req.url, size, port),
             ("POST", ["issues"]) => {
                 let number = 500 + s.issues.len() as u64;
-                let issue = json!({"number": number, "title": body["title"], "body": body["body"], "state": "open"});
+                let mut issue = issue_template();
+                issue["number"] = json!(number);
+                issue["title"] = body["title"].clone();
+                issue["body"] = body["body"].clone();
+                issue["html_url"] = json!(format!("https://github.com/{}/issues/{number}", self.repo));
                 s.issues.push(issue.clone());
                 ResponseTemplate::new(201).set_body_json(issue)
             }
