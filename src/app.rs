@@ -86,6 +86,31 @@ pub struct Versions {
     pub releases: HashMap<String, Result<Vec<Release>, String>>,
 }
 
+/// Finds the digest of a tag, for OCIRepositories that pin one next to their tag: `run` asks
+/// for the target tag's digest so both move together.
+pub struct DigestResolver {
+    runtime: tokio::runtime::Runtime,
+    registry: crate::lookup::oci::OciRegistry,
+}
+
+impl DigestResolver {
+    /// A resolver with the config's rewrites and host rules.
+    pub fn new(config: &Config, offline: bool) -> Result<DigestResolver, AppError> {
+        let ctx =
+            lookup_context(config, &LookupOptions { cache: Cache::disabled(), offline, http: HttpConfig::from_env() })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+        Ok(DigestResolver { runtime, registry: crate::lookup::oci::OciRegistry::new(std::sync::Arc::new(ctx)) })
+    }
+
+    /// The digest of `tag` of `package`, or why not.
+    pub fn digest(&self, package: &Package, tag: &str) -> Result<String, String> {
+        self.runtime.block_on(self.registry.manifest_digest(package, tag)).map_err(|e| e.to_string())
+    }
+}
+
 /// Options of the lookup stage.
 #[derive(Debug, Clone)]
 pub struct LookupOptions {

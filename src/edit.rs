@@ -25,6 +25,8 @@ pub struct Edit {
     pub from: String,
     /// The version to write.
     pub to: String,
+    /// This is the digest pinned next to a tag (it moves with the tag), not a version itself.
+    pub pin: bool,
 }
 
 /// Why an edit was refused.
@@ -202,6 +204,13 @@ fn prove(
     for (span, e, bytes) in placed {
         let value_start = if bytes.starts_with('"') && !e.to.starts_with('"') { span.start + 1 } else { span.start };
         let found = new.iter().any(|d| {
+            if e.pin {
+                return d
+                    .location
+                    .as_ref()
+                    .and_then(|l| l.digest.as_ref())
+                    .is_some_and(|p| p.span.start == value_start && p.value == e.to);
+            }
             d.location.as_ref().is_some_and(|l| l.span.start == value_start && l.file == file)
                 && d.current.as_deref() == Some(e.to.as_str())
         });
@@ -267,6 +276,7 @@ mod tests {
             location: dep.location.clone().unwrap_or_else(|| panic!("location")),
             from: dep.current.unwrap_or_default(),
             to: to.into(),
+            pin: false,
         }
     }
 

@@ -136,6 +136,22 @@ pub struct Location {
     /// chart version: Helm's `_`-for-`+` spelling stays as the registry has it.
     #[serde(skip)]
     pub literal_tag: bool,
+    /// A digest pinned next to the tag (`spec.ref.digest`), which must move with it.
+    #[serde(skip)]
+    pub digest: Option<DigestPin>,
+}
+
+/// A digest written next to a tag: Flux pulls the digest, so an update rewrites both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DigestPin {
+    /// The digest as written (`sha256:…`).
+    pub value: String,
+    /// Its bytes in the file.
+    pub span: Range<usize>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
 }
 
 /// Why a dependency will not be updated, in words a user can act on.
@@ -162,7 +178,7 @@ pub enum SkipReason {
     OtherSystem,
     /// Pinned by digest only; upkeep follows tags.
     DigestOnly,
-    /// A tag next to a digest: Flux uses the digest, which upkeep cannot move.
+    /// A digest next to a tag, written so upkeep cannot rewrite it (an alias, escapes).
     DigestPinned,
     /// No version is recorded where upkeep can read it.
     NoVersion,

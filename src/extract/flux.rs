@@ -123,6 +123,7 @@ impl Extractor for Flux {
                     in_comment: true,
                     block: false,
                     literal_tag: false,
+                    digest: None,
                 });
             }
             None => {

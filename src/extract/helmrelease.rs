@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Extractor, Findings, ManifestDoc, SourceFile, VersionValue};
-use crate::model::{Component, Datasource, Dependency, Kind, Manifest, Package, Skip, SkipReason};
+use crate::model::{Component, Datasource, Dependency, DigestPin, Kind, Manifest, Package, Skip, SkipReason};
 
 /// A source object (`HelmRepository`, `OCIRepository`, `HelmChart`) keyed by kind, namespace, name.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ struct Source {
 #[derive(Debug, Clone)]
 enum SourceDetail {
     HelmRepository { url: Option<String>, oci: bool },
-    OciRepository { url: Option<String>, version: VersionValue, field: &'static str },
+    OciRepository { url: Option<String>, version: VersionValue, field: &'static str, digest: VersionValue },
     HelmChart { chart: Option<String>, version: VersionValue, source: Option<SourceRef> },
 }
 
@@ -392,12 +392,23 @@ impl HelmReleases {
             manifest: source.manifest.clone(),
         };
         match &source.detail {
-            SourceDetail::OciRepository { url, version, field } => {
+            SourceDetail::OciRepository { url, version, field, digest } => {
                 // An OCIRepository names a tag, byte for byte as the registry lists it.
                 dep.id = format!("ocirepository/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
                 dep.current = version.value().map(str::to_string);
+                let pin = match (digest.value(), digest.location()) {
+                    (Some(value), Some(at)) if at.verbatim => Some(DigestPin {
+                        value: value.to_string(),
+                        span: at.span.clone(),
+                        line: at.line,
+                        column: at.column,
+                    }),
+                    _ => None,
+                };
+                let unpinnable = *digest != VersionValue::Missing && pin.is_none();
                 dep.location = version.location().cloned().map(|mut l| {
                     l.literal_tag = true;
+                    l.digest = pin;
                     l
                 });
                 let url = url.as_deref().unwrap_or("");
@@ -428,10 +439,10 @@ impl HelmReleases {
                         reason: SkipReason::DigestOnly,
                         message: "pinned by spec.ref.digest only; upkeep follows tags".into(),
                     })
-                } else if *field == "spec.ref.digest" {
+                } else if unpinnable {
                     Some(Skip {
                         reason: SkipReason::DigestPinned,
-                        message: "spec.ref.digest wins over spec.ref.tag, and upkeep cannot move a digest: drop the digest to get tag update PRs".into(),
+                        message: "spec.ref.digest is written in a way upkeep cannot rewrite (an alias or escapes): write it plainly".into(),
                     })
                 } else if *version == VersionValue::Missing {
                     Some(Skip {
@@ -548,9 +559,12 @@ fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
     // Only a tag that Flux actually uses can be updated by editing it: a tag beside a digest or
     // a semver range is decoration, and moving it would change nothing in the cluster.
     let has = |key: &str| root.path(&["spec", "ref", key]).is_some();
-    let (version, field) = if has("digest") {
-        let tag = if has("tag") { doc.version_at(&["spec", "ref", "tag"]) } else { VersionValue::Missing };
-        (tag, "spec.ref.digest")
+    let digest = if has("digest") { doc.version_at(&["spec", "ref", "digest"]) } else { VersionValue::Missing };
+    let (version, field) = if has("digest") && has("tag") {
+        // Flux pulls the digest; upkeep moves the tag and the digest together.
+        (doc.version_at(&["spec", "ref", "tag"]), "spec.ref.tag")
+    } else if has("digest") {
+        (VersionValue::Missing, "spec.ref.digest")
     } else if has("semver") {
         (doc.version_at(&["spec", "ref", "semver"]), "spec.ref.semver")
     } else if has("tag") {
@@ -558,7 +572,7 @@ fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
     } else {
         (VersionValue::Missing, "spec.ref.tag")
     };
-    SourceDetail::OciRepository { url, version, field }
+    SourceDetail::OciRepository { url, version, field, digest }
 }
 
 fn read_helm_chart(doc: &ManifestDoc<'_>) -> SourceDetail {

@@ -235,6 +235,7 @@ pub fn version_value(file: &SourceFile, node: Option<&Node>) -> VersionValue {
                 in_comment: false,
                 block: matches!(s.style, crate::yaml::Style::Literal | crate::yaml::Style::Folded),
                 literal_tag: false,
+                digest: None,
             },
         },
         NodeKind::Alias(_) => VersionValue::Alias { value: None, line: node.line },

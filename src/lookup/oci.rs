@@ -193,6 +193,52 @@ impl OciRegistry {
         Ok(releases)
     }
 
+    /// The digest of `tag`'s manifest (`sha256:…`), as Flux would pin it: the registry's
+    /// `Docker-Content-Digest`, else the SHA-256 of the manifest bytes it serves.
+    pub async fn manifest_digest(&self, package: &Package, tag: &str) -> Result<String, LookupError> {
+        let reference = format!("{}/{}", package.registry.trim_end_matches('/'), package.name);
+        let rewritten = self.ctx.rewrites.apply(&reference);
+        let Some(ep) = endpoint(&rewritten) else {
+            return Err(LookupError { url: redact(&reference), message: "not an oci:// reference".into() });
+        };
+        let url = if ep.base.starts_with("file://") {
+            format!("{}{}/manifests/{tag}", ep.base, ep.repository)
+        } else {
+            format!("{}/v2/{}/manifests/{tag}", ep.base, ep.repository)
+        };
+        let key = redact(&url);
+        if self.ctx.offline {
+            return Err(LookupError::offline(&key));
+        }
+        let credentials = self.ctx.auth_for(&reference);
+        let request = |auth: &Auth| Request {
+            url: url.clone(),
+            auth: auth.clone(),
+            accept: Some(
+                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
+            ),
+            ..Request::default()
+        };
+        let mut response = self.ctx.http.get(&request(&Auth::None)).await?;
+        if response.status == 401 {
+            let auth = self.authenticate(&response, &credentials, &key).await?;
+            response = self.ctx.http.get(&request(&auth)).await?;
+        }
+        match (response.status, &response.body) {
+            (200..=299, Body::Full(bytes)) => {
+                let header = response.header("docker-content-digest").map(str::to_string);
+                Ok(header.filter(|d| d.starts_with("sha256:")).unwrap_or_else(|| {
+                    use sha2::Digest;
+                    format!(
+                        "sha256:{}",
+                        sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    )
+                }))
+            }
+            (status, _) => Err(LookupError::status(&key, status, "OCI manifest")),
+        }
+    }
+
     async fn get(
         &self,
         url: &str,

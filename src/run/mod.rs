@@ -165,6 +165,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         _ => BTreeMap::new(),
     };
     let prefix = scan_prefix(&args.scan.path, &workdir);
+    let resolver = crate::app::DigestResolver::new(&config, args.scan.offline)?;
+    let digests = |package: &crate::model::Package, tag: &str| resolver.digest(package, tag);
     let ctx = Ctx {
         writer: &writer,
         forge,
@@ -173,6 +175,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         versions: &versions,
         remote: remote.as_deref(),
         remote_heads,
+        digests: &digests,
         token: token.as_deref(),
     };
     let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
@@ -217,6 +220,8 @@ struct Ctx<'a> {
     remote: Option<&'a str>,
     /// upkeep's branches on the remote, read once per run.
     remote_heads: BTreeMap<String, git2::Oid>,
+    /// The digest of a tag, for OCIRepositories that pin one beside their tag.
+    digests: &'a dyn Fn(&crate::model::Package, &str) -> Result<String, String>,
     token: Option<&'a str>,
 }
 

@@ -79,7 +79,28 @@ pub(super) fn write_change(
         let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
         let path = format!("{}{}", ctx.prefix, location.file);
         let literal_tag = location.literal_tag;
+        // A digest pinned beside the tag moves with it: the target tag's digest, from the registry.
+        if let Some(pin) = &location.digest {
+            let package = d.package.as_ref().ok_or_else(|| format!("{} has no registry to ask for a digest", d.id))?;
+            let target = x.target.as_deref().unwrap_or("");
+            let digest = (ctx.digests)(package, target)
+                .map_err(|e| format!("cannot find the digest of {target} to pin next to it: {e}"))?;
+            by_file.entry(path.clone()).or_default().push(Edit {
+                dependency: d.id.clone(),
+                location: crate::model::Location {
+                    span: pin.span.clone(),
+                    line: pin.line,
+                    column: pin.column,
+                    digest: None,
+                    ..location.clone()
+                },
+                from: pin.value.clone(),
+                to: digest,
+                pin: true,
+            });
+        }
         by_file.entry(path).or_default().push(Edit {
+            pin: false,
             dependency: d.id.clone(),
             location,
             from: d.current.clone().unwrap_or_default(),

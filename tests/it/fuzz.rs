@@ -152,6 +152,7 @@ fn every_corpus_version_can_be_edited_in_place() {
                     location: loc.clone(),
                     from: from.clone(),
                     to: to.into(),
+                    pin: false,
                 };
                 let out = upkeep::edit::apply(&loc.file, &text, &[edit]).unwrap_or_else(|e| panic!("{repo}: {e}"));
                 assert_eq!(&out[..loc.span.start], &text[..loc.span.start], "{repo} {}: bytes before the span", dep.id);
@@ -189,7 +190,7 @@ proptest! {
         if crlf { text = text.replace('\n', "\r\n"); }
         if bom { text.insert(0, '\u{feff}'); }
         let dep = extract("gen.yaml", text.clone()).dependencies.remove(0);
-        let edit = upkeep::edit::Edit { dependency: dep.id.clone(), location: dep.location.clone().unwrap(), from: version.clone(), to: target.clone() };
+        let edit = upkeep::edit::Edit { dependency: dep.id.clone(), location: dep.location.clone().unwrap(), from: version.clone(), to: target.clone(), pin: false };
         let out = upkeep::edit::apply("gen.yaml", &text, &[edit]).unwrap();
         let again = extract("gen.yaml", out.clone()).dependencies.remove(0);
         prop_assert_eq!(again.current.as_deref(), Some(target.as_str()));

@@ -166,3 +166,57 @@ async fn anonymous_bearer_challenges_get_an_anonymous_token() {
     assert_eq!(token_requests.len(), 1);
     assert!(token_requests[0].headers.get("authorization").is_none(), "no credentials were sent");
 }
+
+/// An OCIRepository pinned by tag *and* digest: `upkeep run` asks the registry (a real one) for
+/// the new tag's manifest digest and moves both, so Flux pulls what the PR says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_pinned_beside_a_tag_moves_with_it() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap();
+    registry.push_chart("ghcr.io/stefanprodan/charts/podinfo", &["6.5.3", "6.5.4"]).await;
+    let client = reqwest::Client::new();
+    let digest_of = |tag: &str| {
+        let request = client
+            .get(format!("{}/v2/ghcr.io/stefanprodan/charts/podinfo/manifests/{tag}", registry.base))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json");
+        async move {
+            let response = request.send().await.unwrap();
+            response.headers()["docker-content-digest"].to_str().unwrap().to_string()
+        }
+    };
+    let (old, new) = (digest_of("6.5.3").await, digest_of("6.5.4").await);
+    assert_ne!(old, new);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let source = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: podinfo\n  namespace: flux-system\nspec:\n  interval: 10m\n  url: oci://ghcr.io/stefanprodan/charts/podinfo\n  ref:\n    tag: 6.5.3 # with its digest\n    digest: {old}\n"
+    );
+    std::fs::write(repo.join("podinfo.yaml"), &source).unwrap();
+    std::fs::write(
+        repo.join("upkeep.yaml"),
+        format!("registryRewrites:\n  - {{from: 'oci://ghcr.io', to: '{}/ghcr.io'}}\n", registry.base),
+    )
+    .unwrap();
+    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    super::run::commit_all(&git, "initial", "Maintainer");
+    let (repo2, cache) = (repo.clone(), dir.path().join("cache"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
+            .arg("run")
+            .arg(&repo2)
+            .env("UPKEEP_CACHE_DIR", cache)
+            .env("UPKEEP_FLUX", "off")
+            .env_remove("GITHUB_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let branch = git.find_branch("upkeep/ocirepository-flux-system-podinfo", git2::BranchType::Local).unwrap();
+    let tree = branch.get().peel_to_commit().unwrap().tree().unwrap();
+    let blob = git.find_blob(tree.get_path(std::path::Path::new("podinfo.yaml")).unwrap().id()).unwrap();
+    let written = String::from_utf8(blob.content().to_vec()).unwrap();
+    assert_eq!(written, source.replace("6.5.3", "6.5.4").replace(&old, &new), "tag and digest, nothing else");
+}

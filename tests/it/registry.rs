@@ -105,6 +105,8 @@ impl Registry {
 
     /// Push a (tiny) Helm chart under each tag.
     pub(crate) async fn push_chart(&self, name: &str, tags: &[&str]) {
+        // upkeep's reqwest has no default crypto provider: install the one upkeep uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();
         for tag in tags {
             let config = format!(

@@ -52,11 +52,12 @@ fn oci_repositories_are_read_by_tag_and_reported_when_pinned_otherwise() {
     let digest = by("by-digest");
     assert_eq!(digest.skip.as_ref().map(|s| s.reason), Some(SkipReason::DigestOnly));
     assert!(digest.skip.as_ref().unwrap().message.contains("spec.ref.digest"));
-    // A tag next to a digest is decoration: Flux uses the digest, so editing the tag would
-    // change nothing in the cluster. Reported, with the way out.
+    // A tag next to a digest: Flux pulls the digest, so the tag is the version upkeep follows
+    // and the digest is pinned to move with it, with its exact bytes.
+    let text = std::fs::read_to_string(fixture("flux/ocirepository-refs.yaml")).unwrap();
     let both = by("tag-and-digest");
-    assert_eq!(both.current.as_deref(), Some("6.5.3"));
-    let skip = both.skip.as_ref().unwrap();
-    assert_eq!(skip.reason, SkipReason::DigestPinned);
-    assert!(skip.message.contains("drop the digest"), "{}", skip.message);
+    assert_eq!((both.current.as_deref(), both.skip.as_ref().map(|s| s.reason)), (Some("6.5.3"), None));
+    let pin = both.location.as_ref().unwrap().digest.clone().unwrap();
+    assert_eq!(&text[pin.span.clone()], "sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f9001122334455667788990aabbccddeeff");
+    assert_eq!(pin.value, &text[pin.span]);
 }
