@@ -197,23 +197,9 @@ async fn a_digest_pinned_beside_a_tag_moves_with_it() {
         format!("registryRewrites:\n  - {{from: 'oci://ghcr.io', to: '{}/ghcr.io'}}\n", registry.base),
     )
     .unwrap();
-    let git = git2::Repository::init_opts(&repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
-    super::run::commit_all(&git, "initial", "Maintainer");
     let (repo2, cache) = (repo.clone(), dir.path().join("cache"));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
-            .arg("run")
-            .arg(&repo2)
-            .env("UPKEEP_CACHE_DIR", cache)
-            .env("UPKEEP_FLUX", "off")
-            .env_remove("GITHUB_TOKEN")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let (git, _) =
+        tokio::task::spawn_blocking(move || super::run_scenarios::commit_and_run(&repo2, &cache)).await.unwrap();
     let branch = git.find_branch("upkeep/ocirepository-flux-system-podinfo", git2::BranchType::Local).unwrap();
     let tree = branch.get().peel_to_commit().unwrap().tree().unwrap();
     let blob = git.find_blob(tree.get_path(std::path::Path::new("podinfo.yaml")).unwrap().id()).unwrap();

@@ -322,7 +322,7 @@ fn a_branch_whose_pr_never_opened_keeps_a_maintainers_commit() {
 
 /// Make `repo` a git repository with everything committed on `main`, and run `upkeep run` on it
 /// (local forge, offline). Returns the repository and the run's report.
-fn commit_and_run(repo: &Path, cache: &Path) -> (git2::Repository, String) {
+pub(crate) fn commit_and_run(repo: &Path, cache: &Path) -> (git2::Repository, String) {
     let git = git2::Repository::init_opts(repo, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
     commit_all(&git, "initial", "Maintainer");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_upkeep"))
