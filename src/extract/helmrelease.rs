@@ -405,6 +405,7 @@ impl HelmReleases {
                     }),
                     _ => None,
                 };
+                let substituted_digest = pin.as_ref().is_some_and(|p| p.value.contains("${"));
                 let unpinnable = *digest != VersionValue::Missing && pin.is_none();
                 dep.location = version.location().cloned().map(|mut l| {
                     l.literal_tag = true;
@@ -438,6 +439,13 @@ impl HelmReleases {
                     Some(Skip {
                         reason: SkipReason::DigestOnly,
                         message: "pinned by spec.ref.digest only; upkeep follows tags".into(),
+                    })
+                } else if substituted_digest {
+                    Some(Skip {
+                        reason: SkipReason::Substitution,
+                        message:
+                            "spec.ref.digest is filled in by Flux post-build substitution, which upkeep cannot follow"
+                                .into(),
                     })
                 } else if unpinnable {
                     Some(Skip {
@@ -556,8 +564,8 @@ fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
     let root = doc.root();
     let url = root.str_at(&["spec", "url"]).map(str::to_string);
     // Flux's precedence: digest, then semver, then tag (source-controller ocirepositories.md).
-    // Only a tag that Flux actually uses can be updated by editing it: a tag beside a digest or
-    // a semver range is decoration, and moving it would change nothing in the cluster.
+    // Flux uses the digest when there is one: a tag beside it is followed and the digest moved
+    // with it (run asks the registry); a tag beside a semver range is decoration.
     let has = |key: &str| root.path(&["spec", "ref", key]).is_some();
     let digest = if has("digest") { doc.version_at(&["spec", "ref", "digest"]) } else { VersionValue::Missing };
     let (version, field) = if has("digest") && has("tag") {

@@ -89,6 +89,7 @@ impl GithubReleases {
                 accept: Some("application/vnd.github+json"),
                 headers: vec![("x-github-api-version", "2022-11-28".into())],
                 validators: if page == 0 { cached.as_ref().map(|e| e.validators.clone()) } else { None },
+                head: false,
             };
             let response = self.ctx.http.get(&request).await?;
             if page == 0 {

@@ -122,6 +122,9 @@ pub struct Request {
     pub headers: Vec<(&'static str, String)>,
     /// Validators for a conditional request.
     pub validators: Option<Validators>,
+    /// Send `HEAD` instead of `GET` (headers only: what a digest lookup needs, and what
+    /// registries such as Docker Hub do not count as a pull).
+    pub head: bool,
 }
 
 /// What came back.
@@ -300,7 +303,7 @@ impl Http {
     }
 
     async fn attempt(&self, request: &Request) -> Attempt {
-        let mut builder = self.client.get(&request.url);
+        let mut builder = if request.head { self.client.head(&request.url) } else { self.client.get(&request.url) };
         if let Some(accept) = request.accept {
             builder = builder.header(header::ACCEPT, accept);
         }

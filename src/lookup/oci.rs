@@ -211,30 +211,42 @@ impl OciRegistry {
             return Err(LookupError::offline(&key));
         }
         let credentials = self.ctx.auth_for(&reference);
-        let request = |auth: &Auth| Request {
+        let request = |auth: &Auth, head: bool| Request {
             url: url.clone(),
             auth: auth.clone(),
             accept: Some(
                 "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
             ),
+            head,
             ..Request::default()
         };
-        let mut response = self.ctx.http.get(&request(&Auth::None)).await?;
+        // HEAD first (headers are all a digest needs, and Docker Hub does not count it as a
+        // pull); GET only when the registry gives no digest header.
+        let head = !ep.base.starts_with("file://");
+        let mut auth = Auth::None;
+        let mut response = self.ctx.http.get(&request(&auth, head)).await?;
         if response.status == 401 {
-            let auth = self.authenticate(&response, &credentials, &key).await?;
-            response = self.ctx.http.get(&request(&auth)).await?;
+            auth = self.authenticate(&response, &credentials, &key).await?;
+            response = self.ctx.http.get(&request(&auth, head)).await?;
+        }
+        if head && (200..300).contains(&response.status) {
+            if let Some(digest) = response.header("docker-content-digest").filter(|d| valid_digest(d)) {
+                return Ok(digest.to_string());
+            }
+            response = self.ctx.http.get(&request(&auth, false)).await?;
         }
         match (response.status, &response.body) {
-            (200..=299, Body::Full(bytes)) => {
-                let header = response.header("docker-content-digest").map(str::to_string);
-                Ok(header.filter(|d| d.starts_with("sha256:")).unwrap_or_else(|| {
+            (200..=299, Body::Full(bytes)) => match response.header("docker-content-digest") {
+                Some(d) if valid_digest(d) => Ok(d.to_string()),
+                Some(d) => {
+                    Err(LookupError { url: key, message: format!("the registry sent a malformed digest `{d}`") })
+                }
+                None => {
                     use sha2::Digest;
-                    format!(
-                        "sha256:{}",
-                        sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
-                    )
-                }))
-            }
+                    let hex: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+                    Ok(format!("sha256:{hex}"))
+                }
+            },
             (status, _) => Err(LookupError::status(&key, status, "OCI manifest")),
         }
     }
@@ -295,6 +307,13 @@ impl OciRegistry {
             _ => Err(LookupError::status(key, 401, "OCI tag list")),
         }
     }
+}
+
+/// `sha256:` and 64 lowercase hex digits: the only digest form Flux accepts in `spec.ref.digest`
+/// that upkeep writes.
+fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// Percent-encode a query value (scopes hold `:` and `/`).

@@ -296,11 +296,35 @@ fn write_changes(
                 Err(why) => outcome.held.push((d.id.clone(), why)),
             }
         }
+        // A digest pinned beside a tag moves with it: find the target's digest now, and hold
+        // just that update (offline, a mirror without manifests, a registry error) if it cannot be.
+        let mut pins = BTreeMap::new();
+        items.retain(|(d, x)| {
+            let (Some(location), Some(package), Some(target)) = (&d.location, &d.package, x.target.as_deref()) else {
+                return true;
+            };
+            if location.digest.is_none() {
+                return true;
+            }
+            match (ctx.digests)(package, target) {
+                Ok(digest) => {
+                    pins.insert(d.id.clone(), digest);
+                    true
+                }
+                Err(e) => {
+                    outcome.held.push((
+                        d.id.clone(),
+                        format!("`{}` pins a digest beside its tag, and the digest of {target} could not be found ({e}): the update waits", d.id),
+                    ));
+                    false
+                }
+            }
+        });
         if items.is_empty() {
             continue;
         }
         let change = Change { group: change.group.clone(), items };
-        match write_change(ctx, &change, &whole, &base_name, base, prs, dry_run, out) {
+        match write_change(ctx, &change, &whole, &pins, &base_name, base, prs, dry_run, out) {
             Ok(done) => merge(&mut outcome, done),
             Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
         }

@@ -63,6 +63,7 @@ pub(super) fn write_change(
     ctx: &Ctx<'_>,
     change: &Change<'_>,
     whole: &BTreeMap<String, Regenerated>,
+    pins: &BTreeMap<String, String>,
     base_name: &str,
     base: git2::Oid,
     prs: &[PullRequest],
@@ -81,10 +82,7 @@ pub(super) fn write_change(
         let literal_tag = location.literal_tag;
         // A digest pinned beside the tag moves with it: the target tag's digest, from the registry.
         if let Some(pin) = &location.digest {
-            let package = d.package.as_ref().ok_or_else(|| format!("{} has no registry to ask for a digest", d.id))?;
-            let target = x.target.as_deref().unwrap_or("");
-            let digest = (ctx.digests)(package, target)
-                .map_err(|e| format!("cannot find the digest of {target} to pin next to it: {e}"))?;
+            let digest = pins.get(&d.id).cloned().ok_or_else(|| format!("{}: no digest was found to pin", d.id))?;
             by_file.entry(path.clone()).or_default().push(Edit {
                 dependency: d.id.clone(),
                 location: crate::model::Location {

@@ -365,3 +365,29 @@ fn a_broken_dashboard_override_falls_back_and_is_reported() {
     let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
     assert!(dashboard.starts_with("# upkeep dependency dashboard"), "{dashboard}");
 }
+
+/// A digest beside a tag that cannot be refreshed (here a mirror that has tag lists but no
+/// manifests, as in an air gap) holds that update with the reason; nothing half-written.
+#[test]
+fn a_pinned_digest_that_cannot_be_found_holds_only_that_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let tags = dir.path().join("mirror/charts/app/tags");
+    std::fs::create_dir_all(&tags).unwrap();
+    std::fs::write(tags.join("list"), r#"{"name":"charts/app","tags":["1.0.0","1.1.0"]}"#).unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    std::fs::write(
+        repo.join("source.yaml"),
+        format!("apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  url: oci://registry.test/charts/app\n  ref:\n    tag: 1.0.0\n    digest: {digest}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("upkeep.yaml"),
+        "registryRewrites:\n  - from: oci://registry.test\n    to: file://../mirror\n",
+    )
+    .unwrap();
+    let (git, text) = commit_and_run(&repo, &dir.path().join("cache"));
+    assert!(text.contains("held: `ocirepository/flux-system/app` pins a digest beside its tag, and the digest of 1.1.0 could not be found"), "{text}");
+    assert!(git.find_branch("upkeep/ocirepository-flux-system-app", git2::BranchType::Local).is_err());
+}

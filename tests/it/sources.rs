@@ -60,4 +60,10 @@ fn oci_repositories_are_read_by_tag_and_reported_when_pinned_otherwise() {
     let pin = both.location.as_ref().unwrap().digest.clone().unwrap();
     assert_eq!(&text[pin.span.clone()], "sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f9001122334455667788990aabbccddeeff");
     assert_eq!(pin.value, &text[pin.span]);
+
+    // A digest filled in by Flux's post-build substitution is not upkeep's to write.
+    let substituted = "apiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: subst\n  namespace: flux-system\nspec:\n  url: oci://ghcr.io/o/app\n  ref:\n    tag: 1.0.0\n    digest: ${APP_DIGEST}\n";
+    let dir = tree(&[("s.yaml", substituted.as_bytes())]);
+    let scan = scan_dir(dir.path());
+    assert_eq!(scan.dependencies[0].skip.as_ref().map(|s| s.reason), Some(SkipReason::Substitution));
 }
