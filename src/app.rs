@@ -193,10 +193,9 @@ pub fn history(root: &std::path::Path) -> (History, Option<String>) {
     }
 }
 
-/// Closed-unmerged PRs (as events) and open upkeep groups from the local forge of the
-/// repository containing `path`, if it has one.
+/// What the local forge of the repository containing `path` remembers, if it has one.
 fn local_forge_memory(path: &std::path::Path) -> (Vec<crate::gate::history::Event>, Vec<String>) {
-    use crate::forge::{Forge, PrState};
+    use crate::forge::Forge;
     let Some(workdir) =
         git2::Repository::discover(path).ok().and_then(|r| r.workdir().map(std::path::Path::to_path_buf))
     else {
@@ -206,13 +205,7 @@ fn local_forge_memory(path: &std::path::Path) -> (Vec<crate::gate::history::Even
     if !dir.is_dir() {
         return (Vec::new(), Vec::new());
     }
-    let prs = crate::forge::local::LocalForge::new(dir).upkeep_prs().unwrap_or_default();
-    let open = prs
-        .iter()
-        .filter(|p| p.state == PrState::Open)
-        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
-        .collect();
-    (crate::forge::closed_unmerged(&prs), open)
+    crate::forge::memory(&crate::forge::local::LocalForge::new(dir).upkeep_prs().unwrap_or_default())
 }
 
 /// Run the gate over a scan and its versions.

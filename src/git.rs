@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use crate::gate::history::{Event, HistorySource};
+use crate::lookup::http::origin;
 
 /// How far back history is read; older facts no longer steer decisions.
 pub const MAX_COMMITS: usize = 5_000;
@@ -497,23 +498,4 @@ fn callbacks<'a>(token: Option<&str>) -> git2::RemoteCallbacks<'a> {
         }
     });
     cb
-}
-
-/// `scheme://host:port` of a URL (the scheme's default port written out), without user info.
-fn origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.split('/').next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "https" => "443",
-        "http" => "80",
-        _ => "",
-    };
-    let host = match host.rsplit_once(':') {
-        Some((_, port)) if port.chars().all(|c| c.is_ascii_digit()) && !host.ends_with(']') => host.clone(),
-        _ if !default.is_empty() => format!("{host}:{default}"),
-        _ => host.clone(),
-    };
-    Some(format!("{scheme}://{host}"))
 }

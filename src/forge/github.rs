@@ -265,14 +265,15 @@ impl GithubForge {
         Ok((out, next.is_some()))
     }
 
+    /// A PR whose head branch lives in this repository (not a fork's branch of the same name).
+    fn is_this_repositorys(&self, pr: &Value) -> bool {
+        pr["head"]["repo"]["full_name"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(&self.repo))
+    }
+
     fn find_open(&self, head: &str) -> Result<Option<PullRequest>, ForgeError> {
         let owner = self.repo.split('/').next().unwrap_or("");
         let prs = self.list(&format!("/repos/{}/pulls?state=open&head={owner}:{head}&per_page=100", self.repo))?;
-        Ok(prs
-            .iter()
-            .filter(|v| v["head"]["repo"]["full_name"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(&self.repo)))
-            .map(pr_from)
-            .find(|p| p.head == head))
+        Ok(prs.iter().filter(|v| self.is_this_repositorys(v)).map(pr_from).find(|p| p.head == head))
     }
 }
 
@@ -302,7 +303,7 @@ impl Forge for GithubForge {
         // upkeep's, and must neither refuse versions nor be taken over.
         Ok(prs
             .iter()
-            .filter(|v| v["head"]["repo"]["full_name"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(&self.repo)))
+            .filter(|v| self.is_this_repositorys(v))
             .map(pr_from)
             .filter(|p| p.head.starts_with("upkeep/"))
             .collect())

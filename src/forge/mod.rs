@@ -143,6 +143,19 @@ pub fn closed_unmerged(prs: &[PullRequest]) -> Vec<Event> {
         .collect()
 }
 
+/// What upkeep's PRs tell the gate: refusals and merge times as memory events, and the groups
+/// whose PR is open (they count against PR limits). `run` and `plan` read the same.
+pub fn memory(prs: &[PullRequest]) -> (Vec<Event>, Vec<String>) {
+    let mut events = closed_unmerged(prs);
+    events.extend(merged_updates(prs));
+    let open = prs
+        .iter()
+        .filter(|p| p.state == PrState::Open)
+        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
+        .collect();
+    (events, open)
+}
+
 /// Merged PRs as memory: when each update reached the default branch. A fast-forward or a
 /// merge keeps upkeep's own commit time in git; the forge knows the merge time.
 pub fn merged_updates(prs: &[PullRequest]) -> Vec<Event> {

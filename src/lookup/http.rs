@@ -520,9 +520,11 @@ pub fn next_link(headers: &HeaderMap, base: &str) -> Option<String> {
 }
 
 /// `scheme://host:port` of a URL, for same-origin checks.
-fn origin(url: &str) -> Option<(String, Option<String>, Option<u16>)> {
+/// `scheme://host:port` of a URL (the scheme's default port written out, user info dropped),
+/// for same-origin checks before credentials go anywhere.
+pub fn origin(url: &str) -> Option<String> {
     let u = reqwest::Url::parse(url).ok()?;
-    Some((u.scheme().to_string(), u.host_str().map(str::to_string), u.port_or_known_default()))
+    Some(format!("{}://{}:{}", u.scheme(), u.host_str()?, u.port_or_known_default()?))
 }
 
 #[cfg(test)]

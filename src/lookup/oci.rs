@@ -123,12 +123,17 @@ impl OciRegistry {
         OciRegistry { ctx }
     }
 
-    async fn tags(&self, package: &Package) -> Result<Vec<Release>, LookupError> {
+    /// The `oci://` reference of `package` and where its registry answers, after rewrites.
+    fn locate(&self, package: &Package) -> Result<(String, Endpoint), LookupError> {
         let reference = format!("{}/{}", package.registry.trim_end_matches('/'), package.name);
-        let rewritten = self.ctx.rewrites.apply(&reference);
-        let Some(ep) = endpoint(&rewritten) else {
-            return Err(LookupError { url: redact(&reference), message: "not an oci:// reference".into() });
-        };
+        match endpoint(&self.ctx.rewrites.apply(&reference)) {
+            Some(ep) => Ok((reference, ep)),
+            None => Err(LookupError { url: redact(&reference), message: "not an oci:// reference".into() }),
+        }
+    }
+
+    async fn tags(&self, package: &Package) -> Result<Vec<Release>, LookupError> {
+        let (reference, ep) = self.locate(package)?;
         let first = if ep.base.starts_with("file://") {
             format!("{}{}/tags/list", ep.base, ep.repository)
         } else {
@@ -196,11 +201,7 @@ impl OciRegistry {
     /// The digest of `tag`'s manifest (`sha256:…`), as Flux would pin it: the registry's
     /// `Docker-Content-Digest`, else the SHA-256 of the manifest bytes it serves.
     pub async fn manifest_digest(&self, package: &Package, tag: &str) -> Result<String, LookupError> {
-        let reference = format!("{}/{}", package.registry.trim_end_matches('/'), package.name);
-        let rewritten = self.ctx.rewrites.apply(&reference);
-        let Some(ep) = endpoint(&rewritten) else {
-            return Err(LookupError { url: redact(&reference), message: "not an oci:// reference".into() });
-        };
+        let (reference, ep) = self.locate(package)?;
         let url = if ep.base.starts_with("file://") {
             format!("{}{}/manifests/{tag}", ep.base, ep.repository)
         } else {

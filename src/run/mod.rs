@@ -25,7 +25,7 @@ use crate::cli::{ForgeKind, RunArgs};
 use crate::extract::Scan;
 use crate::forge::github::GithubForge;
 use crate::forge::local::LocalForge;
-use crate::forge::{Forge, PrState, PullRequest, closed_unmerged, merged_updates};
+use crate::forge::{Forge, PullRequest};
 use crate::gate::history::History;
 use crate::gate::{Action, Decision, Plan};
 use crate::git::{Author, Writer};
@@ -143,15 +143,9 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     let forge = forge.as_ref();
     let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
     let (git_history, note) = history(&args.scan.path);
-    let mut events = closed_unmerged(&prs);
-    events.extend(merged_updates(&prs));
+    let (mut events, open_groups) = crate::forge::memory(&prs);
     events.extend(git_history.events().iter().cloned());
     let memory = History::new(events);
-    let open_groups: Vec<String> = prs
-        .iter()
-        .filter(|p| p.state == PrState::Open)
-        .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
-        .collect();
     let mut plan = plan_with(&scan, &versions, &config, &memory, &open_groups);
     plan.notes.extend(note);
     let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
@@ -165,8 +159,18 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         _ => BTreeMap::new(),
     };
     let prefix = scan_prefix(&args.scan.path, &workdir);
-    let resolver = crate::app::DigestResolver::new(&config, args.scan.offline)?;
-    let digests = |package: &crate::model::Package, tag: &str| resolver.digest(package, tag);
+    // Built on first need: most repositories pin no digest beside a tag.
+    let resolver = std::cell::OnceCell::new();
+    let digests = |package: &crate::model::Package, tag: &str| {
+        let resolver = match resolver.get() {
+            Some(r) => r,
+            None => {
+                let built = crate::app::DigestResolver::new(&config, args.scan.offline).map_err(|e| e.to_string())?;
+                resolver.get_or_init(|| built)
+            }
+        };
+        resolver.digest(package, tag)
+    };
     let ctx = Ctx {
         writer: &writer,
         forge,

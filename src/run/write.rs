@@ -130,7 +130,10 @@ pub(super) fn write_change(
         // The scan read the work tree, edits apply to the committed blob: they differ in bytes
         // when git converts line endings (core.autocrlf). Find each version again by its line
         // and column there; the proof in `apply` still checks every byte.
-        let worktree = ctx.writer.workdir().and_then(|w| std::fs::read_to_string(w.join(path)).ok());
+        // The work tree is read only when the blob disagrees with a recorded span.
+        let stale = edits.iter().any(|e| before.get(e.location.span.clone()) != Some(e.from.as_str()));
+        let worktree =
+            stale.then(|| ctx.writer.workdir().and_then(|w| std::fs::read_to_string(w.join(path)).ok())).flatten();
         let edits: Vec<Edit> = edits.iter().map(|e| relocate(&before, worktree.as_deref(), e)).collect();
         let after = apply(path, &before, &edits).map_err(|e| e.to_string())?;
         files.push((path.clone(), before, after));
