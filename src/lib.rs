@@ -20,4 +20,5 @@ pub mod regenerate;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod verify;
 pub mod yaml;

@@ -59,6 +59,7 @@ fn pr_from(v: &Value) -> PullRequest {
         state,
         url: v["html_url"].as_str().unwrap_or("").to_string(),
         closed_at: v["closed_at"].as_str().and_then(|t| t.parse().ok()),
+        merge_commit: v["merge_commit_sha"].as_str().filter(|_| state == PrState::Merged).map(str::to_string),
     }
 }
 

@@ -33,6 +33,9 @@ struct Meta {
     draft: bool,
     state: PrState,
     closed_at: Option<jiff::Timestamp>,
+    /// Set by whoever merges a local PR (the example script, a test): the merge commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merge_commit: Option<String>,
 }
 
 fn fail(message: String) -> ForgeError {
@@ -91,6 +94,7 @@ impl LocalForge {
             labels: meta.labels,
             state: meta.state,
             closed_at: meta.closed_at,
+            merge_commit: meta.merge_commit,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Forge for LocalForge {
             draft: pr.draft,
             state: PrState::Open,
             closed_at: None,
+            merge_commit: None,
         };
         self.write(&self.dir.join(format!("{number}.md")), &pr.body)?;
         self.save(&meta)?;

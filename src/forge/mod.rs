@@ -44,6 +44,10 @@ pub struct PullRequest {
     pub url: String,
     /// When it was closed, if it was.
     pub closed_at: Option<jiff::Timestamp>,
+    /// The commit that brought it onto the base branch, once merged (GitHub's
+    /// `merge_commit_sha`; the local forge's `"merge_commit"` field).
+    #[serde(default)]
+    pub merge_commit: Option<String>,
 }
 
 /// A PR to open.
@@ -77,6 +81,49 @@ pub struct ForgeError {
     pub message: String,
 }
 
+/// The state of a commit status, as GitHub's statuses API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusState {
+    /// Still running.
+    Pending,
+    /// Passed.
+    Success,
+    /// Failed.
+    Failure,
+    /// Could not run.
+    Error,
+}
+
+/// A commit status: upkeep's own `upkeep/verify`, or the `kustomization/<name>/<uid>` statuses
+/// Flux's notification-controller posts on the commits it applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommitStatus {
+    /// The context (`upkeep/verify`, `kustomization/apps/0c9c2e41`).
+    pub context: String,
+    /// The state.
+    pub state: StatusState,
+    /// One line saying why (GitHub caps it at 140 characters).
+    pub description: String,
+    /// Where the full story is, if anywhere.
+    pub target_url: Option<String>,
+    /// When it was posted (None for one being written).
+    pub created_at: Option<jiff::Timestamp>,
+}
+
+/// An issue upkeep opened (a forward-fix request).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issue {
+    /// Number.
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Where a person sees it (URL, or the file of the local forge).
+    pub url: String,
+    /// Whether it is open.
+    pub open: bool,
+}
+
 /// What a forge can do.
 pub trait Forge {
     /// Short name for messages.
@@ -98,6 +145,30 @@ pub trait Forge {
     fn dashboard(&self, title: &str, body: &str) -> Result<(), ForgeError>;
     /// How many writes this forge has made (tests check that a second run makes none).
     fn writes(&self) -> usize;
+    /// The statuses of a commit, newest first, every page (GitHub:
+    /// `GET /repos/{owner}/{repo}/commits/{sha}/statuses`).
+    fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>, ForgeError> {
+        let _ = sha;
+        Err(ForgeError { forge: self.name(), message: "this forge keeps no commit statuses".into() })
+    }
+    /// Post a commit status, unless the newest status of that context already says the same
+    /// (state and description), so a second pass writes nothing.
+    fn set_status(&self, sha: &str, status: &CommitStatus) -> Result<(), ForgeError> {
+        let _ = (sha, status);
+        Err(ForgeError { forge: self.name(), message: "this forge keeps no commit statuses".into() })
+    }
+    /// Open an issue, or return the one (open or closed) whose body contains `marker`, so a
+    /// second pass opens nothing.
+    fn open_issue(&self, title: &str, body: &str, labels: &[String], marker: &str) -> Result<Issue, ForgeError> {
+        let _ = (title, body, labels, marker);
+        Err(ForgeError { forge: self.name(), message: "this forge cannot open issues".into() })
+    }
+    /// The merged PR that brought `sha` onto the default branch, if a PR did (GitHub:
+    /// `GET /repos/{owner}/{repo}/commits/{sha}/pulls`, the merged one whose merge commit is `sha`).
+    fn pr_for_commit(&self, sha: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let _ = sha;
+        Ok(None)
+    }
 }
 
 /// The hidden marker line for one update in a PR body.
@@ -182,6 +253,7 @@ mod tests {
     fn merged_prs_date_their_updates_by_the_merge() {
         let merged: jiff::Timestamp = "2026-11-20T09:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
         let pr = PullRequest {
+            merge_commit: None,
             number: 7,
             head: "upkeep/x".into(),
             base: "main".into(),
