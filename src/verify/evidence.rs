@@ -157,6 +157,9 @@ pub struct ContainerState {
     pub restarts: i64,
     /// `ready`.
     pub ready: bool,
+    /// `lastState.terminated.finishedAt`: a restart after the soak began fails the update
+    /// (compared by time, so no restart-count baseline has to survive between passes).
+    pub last_terminated_at: Option<jiff::Timestamp>,
 }
 
 /// A pod of a changed release.
@@ -196,6 +199,18 @@ pub struct Blind {
     pub reason: String,
 }
 
+/// A Kustomization with where it stands against the merge (decided by the caller with git:
+/// `None` when a revision is absent or unknown to git).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KustomizationState {
+    /// The object.
+    pub object: FluxObject,
+    /// Whether `lastAppliedRevision` is the merge or a descendant.
+    pub applied_merge: Option<bool>,
+    /// Whether `lastAttemptedRevision` is the merge or a descendant.
+    pub attempted_merge: Option<bool>,
+}
+
 /// Everything observed about one merge at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Evidence {
@@ -208,9 +223,8 @@ pub struct Evidence {
     /// Whether the source's artifact revision is the merge or a descendant of it (decided by
     /// the caller with git; `None` when unknown, for a revision git does not have).
     pub source_has_merge: Option<bool>,
-    /// Flux Kustomizations that apply a file the merge changed, with whether their
-    /// `lastAppliedRevision` contains the merge (as for the source).
-    pub kustomizations: Vec<(FluxObject, Option<bool>)>,
+    /// Flux Kustomizations that apply a file the merge changed.
+    pub kustomizations: Vec<KustomizationState>,
     /// HelmReleases the merge changed, with the chart version the merge set.
     pub helmreleases: Vec<(FluxObject, String)>,
     /// Sources of changed charts (HelmRepository, OCIRepository), for nudging and the report.
