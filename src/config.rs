@@ -25,6 +25,12 @@
 //! registryRewrites:            # send lookups for a URL prefix elsewhere (mirrors, air gaps)
 //!   - from: https://charts.example.com
 //!     to: file://./mirror/charts.example.com   # relative to the folder of upkeep.yaml (above .github/)
+//! verify:                      # how merged updates are verified (defaults shown)
+//!   timeout: 15m               # from the merge to Ready at the merged revision
+//!   soak: 5m                   # healthy this long after Ready
+//!   horizon: 7d                # older merges, when first seen, are not verified
+//!   gitRepository: flux-system/flux-system
+//!   automergeReverts: false
 //! hostRules:                   # credentials, read from environment variables, never the file
 //!   - host: ghcr.io
 //!     usernameEnv: GHCR_USER
@@ -71,6 +77,86 @@ pub struct RawConfig {
     /// Credentials by host, read from environment variables.
     #[serde(default)]
     host_rules: Vec<RawHostRule>,
+    /// How merged updates are verified.
+    verify: Option<RawVerify>,
+}
+
+/// How merged updates are verified (`upkeep verify`); command-line flags override.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawVerify {
+    /// From the merge to Ready at the merged revision (`15m`).
+    #[schemars(with = "Option<String>")]
+    timeout: Option<Spanned<String>>,
+    /// Healthy this long after Ready (`5m`).
+    #[schemars(with = "Option<String>")]
+    soak: Option<Spanned<String>>,
+    /// Merges older than this when first seen are not verified (`7d`).
+    #[schemars(with = "Option<String>")]
+    horizon: Option<Spanned<String>>,
+    /// The Flux GitRepository that syncs this repository, `namespace/name` (`flux-system/flux-system`).
+    #[schemars(with = "Option<String>")]
+    git_repository: Option<Spanned<String>>,
+    /// Turn on auto-merge for revert PRs.
+    automerge_reverts: Option<bool>,
+}
+
+/// How merged updates are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// From the merge to Ready at the merged revision.
+    pub timeout: std::time::Duration,
+    /// Healthy this long after Ready.
+    pub soak: std::time::Duration,
+    /// Merges older than this when first seen are reported, not verified.
+    pub horizon: std::time::Duration,
+    /// The GitRepository Flux syncs this repository from: `(namespace, name)`.
+    pub git_repository: (String, String),
+    /// Auto-merge revert PRs.
+    pub automerge_reverts: bool,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            timeout: std::time::Duration::from_secs(15 * 60),
+            soak: std::time::Duration::from_secs(5 * 60),
+            horizon: std::time::Duration::from_secs(7 * 86_400),
+            git_repository: ("flux-system".into(), "flux-system".into()),
+            automerge_reverts: false,
+        }
+    }
+}
+
+fn verify_settings(file: &str, raw: Option<RawVerify>) -> Result<VerifySettings, ConfigError> {
+    let mut v = VerifySettings::default();
+    let Some(raw) = raw else { return Ok(v) };
+    let duration = |d: &Spanned<String>, field: &str| {
+        parse_duration(&d.value).map_err(|e| at(file, &d.referenced, format!("verify.{field}: {e}")))
+    };
+    if let Some(d) = &raw.timeout {
+        v.timeout = duration(d, "timeout")?;
+    }
+    if let Some(d) = &raw.soak {
+        v.soak = duration(d, "soak")?;
+    }
+    if let Some(d) = &raw.horizon {
+        v.horizon = duration(d, "horizon")?;
+    }
+    if let Some(g) = &raw.git_repository {
+        v.git_repository = match g.value.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => (ns.into(), name.into()),
+            _ => {
+                return Err(at(
+                    file,
+                    &g.referenced,
+                    format!("verify.gitRepository: `{}` is not `namespace/name` (e.g. `flux-system/flux-system`)", g.value),
+                ));
+            }
+        };
+    }
+    v.automerge_reverts = raw.automerge_reverts.unwrap_or(false);
+    Ok(v)
 }
 
 /// One rule.
@@ -107,6 +193,9 @@ struct RawRule {
     max_open_prs: Option<usize>,
     /// `false` turns updates off for what the rule matches.
     enabled: Option<bool>,
+    /// What a failed verification brings: `revert` (a revert PR) or `issue` (a forward-fix
+    /// issue, no revert). Longhorn, Flux and k3s always get an issue.
+    on_failure: Option<crate::gate::rules::OnFailure>,
 }
 
 /// Matchers; globs use `*`, `**`, `?`, `[...]`.
@@ -217,6 +306,8 @@ pub struct Config {
     pub host_rules: Vec<HostRuleSpec>,
     /// Rules, limits and memory for the gate.
     pub policy: Policy,
+    /// How merged updates are verified.
+    pub verify: VerifySettings,
 }
 
 /// A config that cannot be used.
@@ -416,6 +507,7 @@ fn policy(
                 schedule,
                 max_open_prs: r.max_open_prs,
                 enabled: r.enabled,
+                on_failure: r.on_failure,
             },
         });
     }
@@ -460,6 +552,7 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         })?
     };
     let policy = policy(file, raw.rules, raw.max_open_prs, raw.timezone, raw.memory)?;
+    let verify = verify_settings(file, raw.verify)?;
     let mut rewrites = Vec::new();
     for r in raw.registry_rewrites {
         let to = match r.to.strip_prefix("file://") {
@@ -482,7 +575,7 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .into_iter()
         .map(|h| HostRuleSpec { host: h.host, username_env: h.username_env, password_env: h.password_env })
         .collect();
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy })
+    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify })
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@ use std::path::Path;
 use crate::gate::history::{Event, HistorySource};
 use crate::lookup::http::origin;
 
+mod merges;
+
+pub use merges::{Merge, NOTES_REF, Update};
+
 /// How far back history is read; older facts no longer steer decisions.
 pub const MAX_COMMITS: usize = 5_000;
 
@@ -408,12 +412,26 @@ impl Writer {
         expected: Option<git2::Oid>,
         token: Option<&str>,
     ) -> Result<(), GitError> {
+        let refname = format!("refs/heads/{branch}");
+        self.push_refspec(remote, source.unwrap_or(""), &refname, expected, token)
+            .map_err(|e| GitError(e.0.replace(&format!("push {refname}"), &format!("push {branch}"))))
+    }
+
+    /// Push local ref `source` (empty: delete) to remote ref `refname` under the lease
+    /// `expected`: push negotiation compares it with what the server advertises.
+    fn push_refspec(
+        &self,
+        remote: &str,
+        source: &str,
+        refname: &str,
+        expected: Option<git2::Oid>,
+        token: Option<&str>,
+    ) -> Result<(), GitError> {
         let mut r = self.remote(remote)?;
         let rejected = std::cell::RefCell::new(None::<String>);
-        let refname = format!("refs/heads/{branch}");
         let mut cb = callbacks(token);
         cb.push_negotiation(|updates| {
-            for u in updates.iter().filter(|u| u.dst_refname().ok() == Some(refname.as_str())) {
+            for u in updates.iter().filter(|u| u.dst_refname().ok() == Some(refname)) {
                 // `src` is what the remote has now, `dst` what upkeep is about to put there.
                 let current = (!u.src().is_zero()).then(|| u.src());
                 if current != expected {
@@ -430,13 +448,10 @@ impl Writer {
         });
         let mut opts = git2::PushOptions::new();
         opts.remote_callbacks(cb);
-        let spec = match source {
-            Some(staging) => format!("+{staging}:{refname}"),
-            None => format!(":{refname}"),
-        };
+        let spec = if source.is_empty() { format!(":{refname}") } else { format!("+{source}:{refname}") };
         let pushed = r.push(&[spec.as_str()], Some(&mut opts));
         drop(opts);
-        pushed.map_err(|e| GitError(format!("push {branch} was rejected: {}", e.message())))?;
+        pushed.map_err(|e| GitError(format!("push {refname} was rejected: {}", e.message())))?;
         if let Some(why) = rejected.borrow().clone() {
             return Err(GitError(format!("push rejected: {why}")));
         }

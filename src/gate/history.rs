@@ -37,6 +37,17 @@ pub enum Event {
         /// Commit id.
         commit: String,
     },
+    /// upkeep's verifier found a merged update failed in the cluster (before any revert lands).
+    VerifyFailed {
+        /// Dependency id.
+        dep: String,
+        /// The version that failed.
+        version: String,
+        /// When the verdict was reached.
+        at: Timestamp,
+        /// The merge commit that failed.
+        commit: String,
+    },
     /// A maintainer closed upkeep's PR for this version without merging it.
     ClosedUnmerged {
         /// Dependency id.
@@ -101,7 +112,10 @@ pub struct History {
 
 fn when(e: &Event) -> Timestamp {
     match e {
-        Event::Updated { at, .. } | Event::Reverted { at, .. } | Event::ClosedUnmerged { at, .. } => *at,
+        Event::Updated { at, .. }
+        | Event::Reverted { at, .. }
+        | Event::VerifyFailed { at, .. }
+        | Event::ClosedUnmerged { at, .. } => *at,
     }
 }
 
@@ -125,6 +139,10 @@ impl History {
                 Event::Reverted { dep: d, version, commit, .. } if d == dep => Some(Blocked {
                     version: version.clone(),
                     why: format!("reverted in {}", &commit[..commit.len().min(12)]),
+                }),
+                Event::VerifyFailed { dep: d, version, commit, .. } if d == dep => Some(Blocked {
+                    version: version.clone(),
+                    why: format!("failed verification after merge {}", &commit[..commit.len().min(12)]),
                 }),
                 Event::ClosedUnmerged { dep: d, version, pr, .. } if d == dep => {
                     Some(Blocked { version: version.clone(), why: format!("PR {pr} was closed without merging") })
@@ -154,8 +172,9 @@ impl History {
             .collect()
     }
 
-    /// `(reverted, considered)` over the last `sample` upkeep updates: an update counts as
-    /// reverted when a later revert of the same dependency and version exists.
+    /// `(failed, considered)` over the last `sample` upkeep updates: an update counts as
+    /// failed when a later revert or failed verification of the same dependency and version
+    /// exists.
     pub fn failure_rate(&self, sample: usize) -> (usize, usize) {
         // One update may be known twice (its commit trailer and its merged PR): count it once,
         // at its newest sighting.
@@ -173,7 +192,12 @@ impl History {
         let reverted = updates
             .iter()
             .filter(|(dep, to, at)| {
-                self.events.iter().any(|e| matches!(e, Event::Reverted { dep: d, version, at: r, .. } if d == dep && version == to && r >= at))
+                self.events.iter().any(|e| match e {
+                    Event::Reverted { dep: d, version, at: r, .. } | Event::VerifyFailed { dep: d, version, at: r, .. } => {
+                        d == dep && version == to && r >= at
+                    }
+                    _ => false,
+                })
             })
             .count();
         (reverted, updates.len())
@@ -186,7 +210,7 @@ impl History {
             return None;
         }
         Some(format!(
-            "{reverted} of the last {considered} upkeep updates were reverted ({:.0}% ≥ {:.0}%): non-security updates are paused until a human looks",
+            "{reverted} of the last {considered} upkeep updates failed verification or were reverted ({:.0}% ≥ {:.0}%): non-security updates are paused until a human looks",
             100.0 * reverted as f64 / considered as f64,
             100.0 * policy.failure_rate
         ))

@@ -79,6 +79,18 @@ pub struct RuleSettings {
     pub max_open_prs: Option<usize>,
     /// `false` turns updates off.
     pub enabled: Option<bool>,
+    /// What a failed verification of the matched dependencies brings.
+    pub on_failure: Option<OnFailure>,
+}
+
+/// What the verifier does when a merged update fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// A revert PR (the default for application charts).
+    Revert,
+    /// A "forward fix needed" issue, no revert (always so for Longhorn, Flux and k3s).
+    Issue,
 }
 
 /// One rule.
@@ -119,6 +131,8 @@ pub struct Settings {
     pub max_open_prs: Option<(String, usize)>,
     /// Updates on at all.
     pub enabled: bool,
+    /// What a failed verification brings; `None`: the component's default.
+    pub on_failure: Option<OnFailure>,
 }
 
 impl Default for Settings {
@@ -144,6 +158,7 @@ impl Default for Settings {
             schedule: None,
             max_open_prs: None,
             enabled: true,
+            on_failure: None,
         }
     }
 }
@@ -185,6 +200,9 @@ pub fn settings_for(rules: &[Rule], dep: &Dependency, update_type: Option<Update
         }
         if let Some(v) = r.max_open_prs {
             s.max_open_prs = Some((format!("rules[{}]", rule.index), v));
+        }
+        if let Some(v) = r.on_failure {
+            s.on_failure = Some(v);
         }
         if let Some(v) = r.enabled {
             s.enabled = v;
