@@ -17,6 +17,17 @@ use crate::model::Release;
 use crate::model::{LookupFailure, Package};
 use crate::report::{self, Format, Report};
 
+pub mod verify;
+
+/// A command that finished with something to say through its exit code (a failed
+/// verification: a verdict, not a crash).
+fn exit_with(code: i32) -> Result<(), AppError> {
+    match code {
+        0 => Ok(()),
+        code => Err(AppError::Verdict(code)),
+    }
+}
+
 /// What went wrong, by how the process should exit.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,6 +43,10 @@ pub enum AppError {
     /// The machine cannot do what is needed (no async runtime, no TLS): exit 1.
     #[error("{0}")]
     Environment(String),
+    /// The command ran and reports a verdict through its exit code (3: an update failed
+    /// verification); nothing crashed.
+    #[error("an update failed verification (see the report)")]
+    Verdict(i32),
     /// Writing the report failed (a closed pipe): exit 1.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
@@ -49,6 +64,7 @@ impl AppError {
         match self {
             AppError::Usage(_) | AppError::Config(_) => 2,
             AppError::Environment(_) | AppError::Output(_) | AppError::Run(_) => 1,
+            AppError::Verdict(code) => *code,
         }
     }
 }
@@ -59,6 +75,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
         Command::Scan(args) => scan(args, args.plan, out),
         Command::Plan(args) => scan(args, true, out),
         Command::Run(args) => crate::run::run(args, out),
+        Command::Verify(args) => exit_with(verify::verify(args, out)?),
+        Command::Revert(args) => exit_with(verify::revert(args, out)?),
         Command::Config(ConfigCommand::Schema) => {
             serde_json::to_writer_pretty(&mut *out, &config::schema()).map_err(std::io::Error::other)?;
             writeln!(out)?;
@@ -178,6 +196,26 @@ pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
 
 /// Read memory from git history; a repository that cannot be read remembers nothing (noted).
 pub fn history(root: &std::path::Path) -> (History, Option<String>) {
+    let (history, note) = trailer_history(root);
+    match crate::git::verdict_notes(root) {
+        Ok(notes) => {
+            let mut events = history.events().to_vec();
+            events.extend(
+                notes
+                    .iter()
+                    .filter_map(|(_, text)| crate::verify::record::Record::from_note(text))
+                    .flat_map(|r| r.events()),
+            );
+            (History::new(events), note)
+        }
+        Err(e) => {
+            (history, Some(format!("upkeep's verdict notes were not read, so failed versions may not be blocked: {e}")))
+        }
+    }
+}
+
+/// Memory from commit trailers alone.
+fn trailer_history(root: &std::path::Path) -> (History, Option<String>) {
     match GitHistory::at(root).events() {
         // A shallow clone (actions/checkout's default fetch-depth of 1) hides the trailers that
         // hold reverts: say so, or a reverted version would quietly be proposed again.

@@ -28,6 +28,11 @@ pub enum Command {
     Plan(ScanArgs),
     /// Scan, look up, decide, then write branches and open or update PRs, and the dashboard.
     Run(RunArgs),
+    /// Verify merged upkeep updates in the cluster; on failure open a revert PR, or a
+    /// forward-fix issue where a revert is unsafe.
+    Verify(VerifyArgs),
+    /// Revert an upkeep merge by hand: the same branch, trailers and PR as the verifier's.
+    Revert(RevertArgs),
     /// Check or describe the repository's upkeep config.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -67,6 +72,75 @@ pub struct RunArgs {
     /// Commit author, `Name <email>`.
     #[arg(long, env = "UPKEEP_AUTHOR")]
     pub author: Option<String>,
+}
+
+/// Where the verifier and reverts write: shared by `verify` and `revert`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Where PRs, issues and statuses go.
+    #[arg(long, value_enum, default_value = "local", env = "UPKEEP_FORGE")]
+    pub forge: ForgeKind,
+    /// Directory of the local forge's PR files (default: `.upkeep/prs` in the repository).
+    #[arg(long)]
+    pub prs_dir: Option<PathBuf>,
+    /// Push revert branches and verdict notes to this remote (name or URL); the token comes
+    /// from `GITHUB_TOKEN`. Default: none for the local forge, `origin` for GitHub.
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// The GitHub repository, `owner/name`.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: Option<String>,
+    /// Decide and report; write nothing.
+    #[arg(long, env = "UPKEEP_DRY_RUN")]
+    pub dry_run: bool,
+    /// Commit author, `Name <email>`.
+    #[arg(long, env = "UPKEEP_AUTHOR")]
+    pub author: Option<String>,
+    /// The upkeep config file (default: `.github/upkeep.yaml` or `upkeep.yaml`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format; `table` on a terminal, `json` otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// Arguments of `upkeep verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The repository.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Where to write.
+    #[command(flatten)]
+    pub write: WriteArgs,
+    /// From the merge to Ready at the merged revision (`15m`; config `verify.timeout`).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Healthy this long after Ready (`5m`; config `verify.soak`).
+    #[arg(long)]
+    pub soak: Option<String>,
+    /// Record what is conclusive now, leave the rest pending, and return (for a cron job).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The kubeconfig (default: `KUBECONFIG`, then `~/.kube/config`, then in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// Arguments of `upkeep revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// The merge commit to revert (an upkeep merge: it carries `Upkeep-Update` trailers).
+    pub commit: String,
+    /// The repository.
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Where to write.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// `upkeep config ...`.

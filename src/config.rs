@@ -150,7 +150,10 @@ fn verify_settings(file: &str, raw: Option<RawVerify>) -> Result<VerifySettings,
                 return Err(at(
                     file,
                     &g.referenced,
-                    format!("verify.gitRepository: `{}` is not `namespace/name` (e.g. `flux-system/flux-system`)", g.value),
+                    format!(
+                        "verify.gitRepository: `{}` is not `namespace/name` (e.g. `flux-system/flux-system`)",
+                        g.value
+                    ),
                 ));
             }
         };

@@ -12,7 +12,7 @@ use crate::lookup::http::origin;
 
 mod merges;
 
-pub use merges::{Merge, NOTES_REF, Update};
+pub use merges::{FileChange, Merge, NOTES_REF, Update, verdict_notes};
 
 /// How far back history is read; older facts no longer steer decisions.
 pub const MAX_COMMITS: usize = 5_000;

@@ -13,10 +13,13 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 /// Templates built into the binary.
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 6] = [
     ("pr-body", include_str!("../templates/pr-body.hbs")),
     ("dashboard", include_str!("../templates/dashboard.hbs")),
     ("summary", include_str!("../templates/summary.hbs")),
+    ("revert-body", include_str!("../templates/revert-body.hbs")),
+    ("forward-fix-body", include_str!("../templates/forward-fix-body.hbs")),
+    ("verify-report", include_str!("../templates/verify-report.hbs")),
 ];
 
 /// Where a repository may override templates.

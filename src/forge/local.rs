@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use super::{Forge, ForgeError, NewPullRequest, PrState, PullRequest};
+use super::{CommitStatus, Forge, ForgeError, Issue, NewPullRequest, PrState, PullRequest};
 
 /// The local forge.
 #[derive(Debug)]
@@ -51,6 +51,16 @@ impl LocalForge {
     /// The directory PRs are written to.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Issues (forward-fix requests) live beside the PRs: `.upkeep/issues/<n>.md`.
+    pub fn issues_dir(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("issues")
+    }
+
+    /// Commit statuses live beside the PRs: `.upkeep/statuses/<sha>.json`, newest first.
+    pub fn statuses_dir(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("statuses")
     }
 
     fn write(&self, path: &Path, content: &str) -> Result<(), ForgeError> {
@@ -179,5 +189,58 @@ impl Forge for LocalForge {
 
     fn writes(&self) -> usize {
         self.writes.get()
+    }
+
+    fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>, ForgeError> {
+        let path = self.statuses_dir().join(format!("{sha}.json"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| fail(format!("{} is not a list of commit statuses: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(fail(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    fn set_status(&self, sha: &str, status: &CommitStatus) -> Result<(), ForgeError> {
+        let mut all = self.statuses(sha)?;
+        let newest = all.iter().find(|s| s.context == status.context);
+        if newest.is_some_and(|s| s.state == status.state && s.description == status.description) {
+            return Ok(());
+        }
+        let mut status = status.clone();
+        status.created_at = Some(jiff::Timestamp::now());
+        all.insert(0, status);
+        let text = serde_json::to_string_pretty(&all).map_err(|e| fail(e.to_string()))?;
+        std::fs::create_dir_all(self.statuses_dir())
+            .map_err(|e| fail(format!("cannot create {}: {e}", self.statuses_dir().display())))?;
+        self.write(&self.statuses_dir().join(format!("{sha}.json")), &format!("{text}\n"))
+    }
+
+    fn open_issue(&self, title: &str, body: &str, labels: &[String], marker: &str) -> Result<Issue, ForgeError> {
+        let dir = self.issues_dir();
+        let mut highest = 0;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let Some(number) = name.strip_suffix(".md").and_then(|n| n.parse::<u64>().ok()) else { continue };
+                highest = highest.max(number);
+                let text = std::fs::read_to_string(entry.path())
+                    .map_err(|e| fail(format!("cannot read {}: {e}", entry.path().display())))?;
+                if text.contains(marker) {
+                    let title = text.lines().next().unwrap_or("").trim_start_matches("# ").to_string();
+                    return Ok(Issue { number, title, url: entry.path().display().to_string(), open: true });
+                }
+            }
+        }
+        let number = highest + 1;
+        let path = dir.join(format!("{number}.md"));
+        std::fs::create_dir_all(&dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        let labels = if labels.is_empty() { String::new() } else { format!("labels: {}\n\n", labels.join(", ")) };
+        self.write(&path, &format!("# {title}\n\n{labels}{body}"))?;
+        Ok(Issue { number, title: title.to_string(), url: path.display().to_string(), open: true })
+    }
+
+    fn pr_for_commit(&self, sha: &str) -> Result<Option<PullRequest>, ForgeError> {
+        Ok(self.upkeep_prs()?.into_iter().find(|p| p.merge_commit.as_deref() == Some(sha)))
     }
 }

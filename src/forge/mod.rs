@@ -219,12 +219,41 @@ pub fn closed_unmerged(prs: &[PullRequest]) -> Vec<Event> {
 pub fn memory(prs: &[PullRequest]) -> (Vec<Event>, Vec<String>) {
     let mut events = closed_unmerged(prs);
     events.extend(merged_updates(prs));
+    events.extend(failed_versions(prs));
+    // Revert PRs are the verifier's, not updates: they count against no update limit.
     let open = prs
         .iter()
         .filter(|p| p.state == PrState::Open)
         .filter_map(|p| p.head.strip_prefix("upkeep/").map(str::to_string))
+        .filter(|group| !group.starts_with("revert-"))
         .collect();
     (events, open)
+}
+
+/// The marker line of a revert PR: which version of which dependency it takes back.
+pub fn revert_marker(dependency: &str, version: &str) -> String {
+    format!("<!-- upkeep-revert: {dependency} {version} -->")
+}
+
+/// Versions that failed verification, from the verifier's revert PRs, open or merged: the gate
+/// blocks them before the revert lands (after it lands, its trailer says the same). A revert PR
+/// closed unmerged still means the version failed, so it counts too.
+pub fn failed_versions(prs: &[PullRequest]) -> Vec<Event> {
+    prs.iter()
+        .filter(|p| p.head.starts_with("upkeep/revert-"))
+        .flat_map(|p| {
+            p.body.lines().filter_map(move |l| {
+                let m = l.trim().strip_prefix("<!-- upkeep-revert: ")?.strip_suffix(" -->")?;
+                let (dep, version) = m.split_once(' ')?;
+                Some(Event::VerifyFailed {
+                    dep: dep.to_string(),
+                    version: version.trim().to_string(),
+                    at: p.closed_at.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                    commit: format!("revert PR #{}", p.number),
+                })
+            })
+        })
+        .collect()
 }
 
 /// Merged PRs as memory: when each update reached the default branch. A fast-forward or a

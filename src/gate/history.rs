@@ -140,10 +140,11 @@ impl History {
                     version: version.clone(),
                     why: format!("reverted in {}", &commit[..commit.len().min(12)]),
                 }),
-                Event::VerifyFailed { dep: d, version, commit, .. } if d == dep => Some(Blocked {
-                    version: version.clone(),
-                    why: format!("failed verification after merge {}", &commit[..commit.len().min(12)]),
-                }),
+                Event::VerifyFailed { dep: d, version, commit, .. } if d == dep => {
+                    let merge = commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit());
+                    let what = if merge { format!("after merge {}", &commit[..12]) } else { format!("({commit})") };
+                    Some(Blocked { version: version.clone(), why: format!("failed verification {what}") })
+                }
                 Event::ClosedUnmerged { dep: d, version, pr, .. } if d == dep => {
                     Some(Blocked { version: version.clone(), why: format!("PR {pr} was closed without merging") })
                 }
@@ -193,9 +194,8 @@ impl History {
             .iter()
             .filter(|(dep, to, at)| {
                 self.events.iter().any(|e| match e {
-                    Event::Reverted { dep: d, version, at: r, .. } | Event::VerifyFailed { dep: d, version, at: r, .. } => {
-                        d == dep && version == to && r >= at
-                    }
+                    Event::Reverted { dep: d, version, at: r, .. }
+                    | Event::VerifyFailed { dep: d, version, at: r, .. } => d == dep && version == to && r >= at,
                     _ => false,
                 })
             })

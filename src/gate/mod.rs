@@ -90,6 +90,9 @@ pub struct Decision {
     /// PR reviewers.
     #[serde(skip)]
     pub reviewers: Vec<String>,
+    /// A failed verification opens an issue, not a revert (`onFailure: issue`).
+    #[serde(skip)]
+    pub on_failure_issue: bool,
     #[serde(skip)]
     published: Option<Timestamp>,
     #[serde(skip)]
@@ -110,6 +113,7 @@ impl Decision {
             draft: false,
             labels: Vec::new(),
             reviewers: Vec::new(),
+            on_failure_issue: false,
             published: None,
             bucket: None,
         }
@@ -310,6 +314,18 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: &[Version], pause: 
         if let Some(first) = excluded_kube.first() {
             return Decision::new(Action::Hold, format!("{first} (from its k3s Plan)"));
         }
+        // The version in the repository failed verification after its merge: say so until a
+        // revert takes it back or a newer release arrives (then proposed as usual).
+        let written = dep.current.as_deref().unwrap_or("").trim_start_matches('v');
+        if let Some(b) = blocked.iter().find(|b| b.version.trim_start_matches('v') == written) {
+            return Decision::new(
+                Action::Blocked,
+                format!(
+                    "{} {}: its revert (or a forward fix) is pending; waiting for a newer release",
+                    b.version, b.why
+                ),
+            );
+        }
         let latest = stable.first().map(|v| format!(" (latest {v})")).unwrap_or_default();
         return Decision::new(Action::Skip, format!("up to date{latest}"));
     }
@@ -453,6 +469,7 @@ fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: &[Version], pause: 
         draft: settings.draft,
         labels: settings.labels.clone(),
         reviewers: settings.reviewers.clone(),
+        on_failure_issue: settings.on_failure == Some(crate::gate::rules::OnFailure::Issue),
         published: release.published,
         bucket: settings.max_open_prs.clone(),
     };

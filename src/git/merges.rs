@@ -17,6 +17,9 @@ pub const NOTES_REF: &str = "refs/notes/upkeep";
 /// Where the remote's notes are fetched to before they are merged into [`NOTES_REF`].
 const REMOTE_NOTES_REF: &str = "refs/upkeep/remote-notes";
 
+/// A file a commit changes: path, text before, text after (`None`: absent).
+pub type FileChange = (String, Option<String>, Option<String>);
+
 /// One upkeep update, as its trailer says.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Update {
@@ -188,14 +191,14 @@ impl Writer {
             GitError(format!("cannot read upkeep's verdict notes from {}: {}", redact_url(remote), e.message()))
         })?;
         let advertised = r.list().map_err(git_err("list remote refs"))?.iter().any(|h| h.name() == NOTES_REF);
-        let Some(theirs) =
-            advertised.then(|| self.repo.refname_to_id(REMOTE_NOTES_REF).ok()).flatten()
-        else {
+        let Some(theirs) = advertised.then(|| self.repo.refname_to_id(REMOTE_NOTES_REF).ok()).flatten() else {
             return Ok(None);
         };
         match self.repo.refname_to_id(NOTES_REF).ok() {
             None => {
-                self.repo.reference(NOTES_REF, theirs, true, "upkeep: verdicts from the remote").map_err(git_err(NOTES_REF))?;
+                self.repo
+                    .reference(NOTES_REF, theirs, true, "upkeep: verdicts from the remote")
+                    .map_err(git_err(NOTES_REF))?;
             }
             Some(ours) if ours == theirs || self.repo.graph_descendant_of(ours, theirs).unwrap_or(false) => {}
             Some(ours) if self.repo.graph_descendant_of(theirs, ours).unwrap_or(false) => {
@@ -225,7 +228,8 @@ impl Writer {
     /// `git revert` of `merge` (mainline 1 for a merge commit) applied on `onto`: the tree of the
     /// revert, or `Err` naming the conflicting files when it does not apply cleanly.
     pub fn revert_tree(&self, merge: &str, onto: git2::Oid) -> Result<Result<git2::Oid, Vec<String>>, GitError> {
-        let merge = self.repo.find_commit(git2::Oid::from_str(merge).map_err(git_err(merge))?).map_err(git_err("merge"))?;
+        let merge =
+            self.repo.find_commit(git2::Oid::from_str(merge).map_err(git_err(merge))?).map_err(git_err("merge"))?;
         let onto = self.repo.find_commit(onto).map_err(git_err("tip"))?;
         let mainline = u32::from(merge.parent_count() > 1);
         let mut index = self.repo.revert_commit(&merge, &onto, mainline, None).map_err(git_err("revert"))?;
@@ -244,11 +248,7 @@ impl Writer {
     }
 
     /// The files of `tree` that differ from `base`'s tree, with both texts (for the revert proof).
-    pub fn tree_changes(
-        &self,
-        base: git2::Oid,
-        tree: git2::Oid,
-    ) -> Result<Vec<(String, Option<String>, Option<String>)>, GitError> {
+    pub fn tree_changes(&self, base: git2::Oid, tree: git2::Oid) -> Result<Vec<FileChange>, GitError> {
         let old = self.repo.find_commit(base).and_then(|c| c.tree()).map_err(git_err("tree"))?;
         let new = self.repo.find_tree(tree).map_err(git_err("tree"))?;
         let diff = self.repo.diff_tree_to_tree(Some(&old), Some(&new), None).map_err(git_err("diff"))?;
@@ -271,4 +271,45 @@ impl Writer {
     pub fn git_dir(&self) -> &Path {
         self.repo.path()
     }
+}
+
+impl Writer {
+    /// Write the files of `tree` under `dir` (a scratch folder), leaving HEAD, the index and
+    /// the work tree alone: reverts are proved by scanning the tree they would produce.
+    pub fn export_tree(&self, tree: git2::Oid, dir: &Path) -> Result<(), GitError> {
+        let tree = self.repo.find_tree(tree).map_err(git_err("tree"))?;
+        let mut opts = git2::build::CheckoutBuilder::new();
+        opts.target_dir(dir).force().update_index(false).recreate_missing(true);
+        self.repo.checkout_tree(tree.as_object(), Some(&mut opts)).map_err(git_err("export tree"))
+    }
+
+    /// The tree of a commit.
+    pub fn tree_of(&self, commit: git2::Oid) -> Result<git2::Oid, GitError> {
+        Ok(self.repo.find_commit(commit).map_err(git_err("read commit"))?.tree_id())
+    }
+
+    /// Resolve a commit named by (a prefix of) its id or a ref.
+    pub fn resolve(&self, name: &str) -> Result<git2::Oid, GitError> {
+        let obj = self
+            .repo
+            .revparse_single(name)
+            .map_err(|e| GitError(format!("`{name}` is not a commit here: {}", e.message())))?;
+        obj.peel_to_commit().map(|c| c.id()).map_err(|e| GitError(format!("`{name}` is not a commit: {}", e.message())))
+    }
+}
+
+/// Every verdict note in the repository at `root`: `(commit, text)`. No repository or no
+/// notes is an empty list; a broken notes ref is an error (memory must not silently shrink).
+pub fn verdict_notes(root: &Path) -> Result<Vec<(String, String)>, GitError> {
+    let Ok(repo) = git2::Repository::discover(root) else { return Ok(Vec::new()) };
+    if repo.refname_to_id(NOTES_REF).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for pair in repo.notes(Some(NOTES_REF)).map_err(git_err("notes"))? {
+        let (_, annotated) = pair.map_err(git_err("notes"))?;
+        let note = repo.find_note(Some(NOTES_REF), annotated).map_err(git_err("note"))?;
+        out.push((annotated.to_string(), String::from_utf8_lossy(note.message_bytes()).to_string()));
+    }
+    Ok(out)
 }

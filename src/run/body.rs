@@ -121,7 +121,10 @@ pub(super) fn pr_body(
     }
     view.warnings.dedup();
     view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
-    view.after_merge.push("Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). If anything fails, upkeep opens a revert PR with the evidence.".into());
+    view.after_merge.push(format!(
+        "Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). {}",
+        on_failure(change)
+    ));
     view.after_merge.dedup();
     let markers: String = change
         .items
@@ -136,6 +139,30 @@ pub(super) fn pr_body(
     Ok(body)
 }
 
+/// What a failed verification of this PR brings: a revert where one is safe, else an issue.
+fn on_failure(change: &Change<'_>) -> String {
+    let platform: Vec<&str> = change
+        .items
+        .iter()
+        .filter_map(|(d, _)| match d.component {
+            Component::Longhorn => Some("Longhorn refuses downgrades"),
+            Component::Flux => Some("Flux's controllers and CRDs are not downgraded safely"),
+            Component::K3s => Some("k3s is not downgraded in place"),
+            Component::App => None,
+        })
+        .collect();
+    if let Some(why) = platform.first() {
+        return format!(
+            "If anything fails, upkeep does **not** revert ({why}): it opens a \"Forward fix needed\" issue with the evidence."
+        );
+    }
+    if change.items.iter().any(|(_, x)| x.on_failure_issue) {
+        return "If anything fails, upkeep opens a \"Forward fix needed\" issue with the evidence (this repository's `onFailure: issue`), not a revert.".into();
+    }
+    "If anything fails, upkeep opens a revert PR with the evidence, and the failed version is not proposed again."
+        .into()
+}
+
 fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
     let ns = d.namespace.as_deref().unwrap_or("-");
     match d.component {
@@ -145,12 +172,20 @@ fn after_merge(d: &Dependency, to: &str) -> Vec<String> {
         )],
         Component::Longhorn => vec![
             format!("HelmRelease {ns}/{} reports Ready with chart {to} at the top of its history.", d.name),
-            "Longhorn volumes stay healthy (no degraded or faulted volumes). Longhorn cannot be downgraded: if this fails, upkeep opens a forward-fix issue instead of a revert.".into(),
+            "Longhorn volumes stay healthy (no degraded or faulted volumes).".into(),
         ],
-        Component::Flux => vec!["Every Flux controller reports the new version and all Kustomizations and HelmReleases return to Ready.".into()],
+        Component::Flux => vec![
+            "Every Flux controller reports the new version and all Kustomizations and HelmReleases return to Ready."
+                .into(),
+        ],
         Component::App => match d.kind {
-            Kind::HelmRelease => vec![format!("HelmRelease {ns}/{} reports Ready (UpgradeSucceeded) with chart {to} at the top of its history.", d.name)],
-            _ => vec![format!("{} {ns}/{} serves {to} and everything that uses it reconciles.", d.kind.as_str(), d.name)],
+            Kind::HelmRelease => vec![format!(
+                "HelmRelease {ns}/{} reports Ready (UpgradeSucceeded) with chart {to} at the top of its history.",
+                d.name
+            )],
+            _ => {
+                vec![format!("{} {ns}/{} serves {to} and everything that uses it reconciles.", d.kind.as_str(), d.name)]
+            }
         },
     }
 }

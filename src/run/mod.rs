@@ -79,7 +79,8 @@ impl Change<'_> {
     }
 }
 
-fn display_name(d: &Dependency) -> String {
+/// How a dependency is named in titles and reports: the chart, `flux` or `k3s`.
+pub fn display_name(d: &Dependency) -> String {
     match d.kind {
         Kind::FluxComponents | Kind::FluxInstance => "flux".into(),
         Kind::Plan => "k3s".into(),
@@ -119,27 +120,14 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         .map(Path::to_path_buf)
         .ok_or_else(|| AppError::Run("the repository has no work tree".into()))?;
     let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
-    let (forge, remote): (Box<dyn Forge>, Option<String>) = match args.forge {
-        ForgeKind::Local => (
-            Box::new(LocalForge::new(args.prs_dir.clone().unwrap_or_else(|| default_prs_dir(&workdir)))),
-            args.remote.clone(),
-        ),
-        ForgeKind::Github => {
-            let api = std::env::var("GITHUB_API_URL")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "https://api.github.com".into());
-            let repo = args
-                .repo
-                .clone()
-                .ok_or_else(|| AppError::Run("--forge github needs --repo owner/name or GITHUB_REPOSITORY".into()))?;
-            let max_wait = std::env::var("UPKEEP_MAX_WAIT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-            let forge = GithubForge::new(&api, &repo, token.as_deref().unwrap_or(""))
-                .map_err(|e| AppError::Run(e.to_string()))?
-                .with_max_wait(std::time::Duration::from_secs(max_wait));
-            (Box::new(forge), Some(args.remote.clone().unwrap_or_else(|| "origin".into())))
-        }
-    };
+    let (forge, remote) = open_forge(
+        args.forge,
+        args.prs_dir.as_deref(),
+        args.repo.as_deref(),
+        args.remote.as_deref(),
+        &workdir,
+        token.as_deref(),
+    )?;
     let forge = forge.as_ref();
     let prs = forge.upkeep_prs().map_err(|e| AppError::Run(e.to_string()))?;
     let (git_history, note) = history(&args.scan.path);
@@ -391,6 +379,37 @@ fn job_summary(renderer: &Renderer, outcome: &Outcome, plan: &Plan, lookup_error
     });
     if let Err(e) = written {
         tracing::warn!("could not write the job summary to {}: {e}", std::path::Path::new(&path).display());
+    }
+}
+
+/// The forge for `kind`, and the remote upkeep pushes to (none by default for the local forge,
+/// `origin` for GitHub). `run`, `verify` and `revert` share it.
+pub fn open_forge(
+    kind: ForgeKind,
+    prs_dir: Option<&Path>,
+    repo: Option<&str>,
+    remote: Option<&str>,
+    workdir: &Path,
+    token: Option<&str>,
+) -> Result<(Box<dyn Forge>, Option<String>), AppError> {
+    match kind {
+        ForgeKind::Local => Ok((
+            Box::new(LocalForge::new(prs_dir.map_or_else(|| default_prs_dir(workdir), Path::to_path_buf))),
+            remote.map(str::to_string),
+        )),
+        ForgeKind::Github => {
+            let api = std::env::var("GITHUB_API_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://api.github.com".into());
+            let repo = repo
+                .ok_or_else(|| AppError::Run("--forge github needs --repo owner/name or GITHUB_REPOSITORY".into()))?;
+            let max_wait = std::env::var("UPKEEP_MAX_WAIT_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+            let forge = GithubForge::new(&api, repo, token.unwrap_or(""))
+                .map_err(|e| AppError::Run(e.to_string()))?
+                .with_max_wait(std::time::Duration::from_secs(max_wait));
+            Ok((Box::new(forge), Some(remote.unwrap_or("origin").to_string())))
+        }
     }
 }
 

@@ -289,7 +289,9 @@ fn release_failure(hr: &FluxObject) -> Vec<Row> {
     let mut rows = Vec::new();
     let ready = hr.condition("Ready");
     if is(ready, "False")
-        && ready.is_some_and(|c| FAILURE_REASONS.contains(&c.reason.as_str()) || ROLLBACK_REASONS.contains(&c.reason.as_str()))
+        && ready.is_some_and(|c| {
+            FAILURE_REASONS.contains(&c.reason.as_str()) || ROLLBACK_REASONS.contains(&c.reason.as_str())
+        })
     {
         rows.extend(ready.map(|c| row(hr, c)));
     }
@@ -336,7 +338,10 @@ fn pod_failures(pods: &[Pod], since: Timestamp) -> Vec<Row> {
                     type_: format!("container {}", c.name),
                     status: format!("restarts {}", c.restarts),
                     reason: "Restarted".into(),
-                    message: format!("restarted during the soak (last termination at {})", c.last_terminated_at.unwrap_or(since)),
+                    message: format!(
+                        "restarted during the soak (last termination at {})",
+                        c.last_terminated_at.unwrap_or(since)
+                    ),
                 });
             }
         }
@@ -407,7 +412,9 @@ fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
     }
     for (id, version) in &exp.releases {
         match release(ev, id) {
-            None => rows.push(missing_row(&format!("HelmRelease/{id}"), "Exists", "False", "was not found in the cluster")),
+            None => {
+                rows.push(missing_row(&format!("HelmRelease/{id}"), "Exists", "False", "was not found in the cluster"))
+            }
             Some(hr) => rows.extend(release_missing(hr, version)),
         }
     }

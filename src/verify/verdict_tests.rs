@@ -122,7 +122,8 @@ fn upgrade_failed_is_conclusive_at_once() {
 
 #[test]
 fn a_rollback_by_the_cluster_fails_even_though_ready_is_true() {
-    let mut hr = release("6.0.0", cond("Ready", "True", "RollbackSucceeded", "Helm rollback to previous release succeeded"));
+    let mut hr =
+        release("6.0.0", cond("Ready", "True", "RollbackSucceeded", "Helm rollback to previous release succeeded"));
     hr.conditions.push(cond("Remediated", "True", "RollbackSucceeded", "Helm rollback succeeded"));
     hr.last_attempted_revision = Some("6.1.0".into());
     let mut ev = reconciled("6.0.0", ready());

@@ -16,4 +16,6 @@ mod run_scenarios;
 mod servers;
 mod sources;
 mod util;
+mod verify_revert;
+mod verify_support;
 mod walk;

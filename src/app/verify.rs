@@ -1,0 +1,368 @@
+//! `upkeep verify` and `upkeep revert`: the orchestration around `crate::verify`. This is where
+//! the verifier meets the rest of upkeep (the scan that names dependencies, the config, the
+//! forge, the revert proof), so `verify` itself depends on none of them.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use super::AppError;
+use crate::cli::{RevertArgs, VerifyArgs, WriteArgs};
+use crate::config::{self, Config};
+use crate::extract::{self, Scan, ScanOptions};
+use crate::forge::Forge;
+use crate::gate::rules::{OnFailure, parse_duration, settings_for};
+use crate::git::{Author, FileChange, Merge, Update, Writer};
+use crate::model::Kind;
+use crate::render::Renderer;
+use crate::report::Format;
+use crate::verify::act::{Actor, Done, Failed};
+use crate::verify::evidence::FluxKind;
+use crate::verify::record::{Record, UpdateView, Word};
+use crate::verify::target::DepInfo;
+use crate::verify::verdict::Deadlines;
+use crate::verify::{Observer, Options, Outcome, Verifier};
+
+/// How far back the verifier reads the default branch, at most.
+const MAX_MERGES_READ: usize = 2_000;
+
+/// The exit code of a pass that found an update failed (a verdict, not a crashed run).
+pub const EXIT_FAILED_VERIFICATION: i32 = 3;
+
+/// Everything both commands open.
+struct Setup {
+    writer: Writer,
+    forge: Box<dyn Forge>,
+    remote: Option<String>,
+    token: Option<String>,
+    renderer: Renderer,
+    config: Config,
+    scan: Scan,
+    workdir: PathBuf,
+}
+
+fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
+    let author = match &w.author {
+        Some(a) => Author::parse(a).ok_or_else(|| AppError::Run(format!("--author `{a}` is not `Name <email>`")))?,
+        None => Author::default(),
+    };
+    let writer = Writer::open(path, author).map_err(|e| AppError::Run(e.to_string()))?;
+    let workdir = writer
+        .workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| AppError::Run("the repository has no work tree".into()))?;
+    let config = config::load(&workdir, w.config.as_deref())?;
+    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    let (forge, remote) = crate::run::open_forge(
+        w.forge,
+        w.prs_dir.as_deref(),
+        w.repo.as_deref(),
+        w.remote.as_deref(),
+        &workdir,
+        token.as_deref(),
+    )?;
+    let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
+    let scan = extract::scan(&workdir, &ScanOptions::default())?;
+    Ok(Setup { writer, forge, remote, token, renderer, config, scan, workdir })
+}
+
+/// What the verifier needs to know of each dependency in the checkout.
+fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
+    scan.dependencies
+        .iter()
+        .map(|d| {
+            let release = (d.kind == Kind::HelmRelease)
+                .then(|| d.namespace.as_ref().map(|ns| format!("{ns}/{}", d.name)))
+                .flatten();
+            let on_failure = settings_for(&config.policy.rules, d, None).on_failure;
+            let info = DepInfo {
+                name: crate::run::display_name(d),
+                component: d.component,
+                release,
+                chart_source: None::<(FluxKind, String, String)>,
+                current: d.current.clone(),
+                on_failure_issue: on_failure == Some(OnFailure::Issue),
+            };
+            (d.id.clone(), info)
+        })
+        .collect()
+}
+
+/// The revert proof: scan the tree the revert would produce and the tip's, and require every
+/// reverted dependency back at its old version and every other dependency unchanged.
+fn prover<'a>(writer: &'a Writer) -> impl Fn(&[FileChange], &[Update]) -> Result<(), String> + 'a {
+    move |changes, updates| {
+        let (_, tip) = writer.default_branch().map_err(|e| e.to_string())?;
+        let before = scan_tree(writer, writer.tree_of(tip).map_err(|e| e.to_string())?, &[])?;
+        let after = scan_tree(writer, writer.tree_of(tip).map_err(|e| e.to_string())?, changes)?;
+        prove_revert(&before, &after, updates)
+    }
+}
+
+/// Scan `tree` with `changes` laid over it, in a scratch folder.
+fn scan_tree(writer: &Writer, tree: git2::Oid, changes: &[FileChange]) -> Result<Scan, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    writer.export_tree(tree, dir.path()).map_err(|e| e.to_string())?;
+    for (path, _, after) in changes {
+        let file = dir.path().join(path);
+        match after {
+            Some(text) => {
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&file, text).map_err(|e| format!("{path}: {e}"))?;
+            }
+            None => {
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+    }
+    extract::scan(dir.path(), &ScanOptions::default()).map_err(|e| e.to_string())
+}
+
+/// The proof itself, on two scans.
+pub fn prove_revert(before: &Scan, after: &Scan, updates: &[Update]) -> Result<(), String> {
+    let versions = |s: &Scan| -> BTreeMap<String, Option<String>> {
+        s.dependencies.iter().map(|d| (d.id.clone(), d.current.clone())).collect()
+    };
+    let (old, new) = (versions(before), versions(after));
+    for u in updates {
+        match new.get(&u.id) {
+            Some(Some(v)) if v == &u.from => {}
+            Some(v) => {
+                return Err(format!(
+                    "{} would be at {}, not back at {}",
+                    u.id,
+                    v.as_deref().unwrap_or("no version"),
+                    u.from
+                ));
+            }
+            None => return Err(format!("{} is not found after the revert", u.id)),
+        }
+    }
+    for (id, version) in &old {
+        if updates.iter().any(|u| &u.id == id) {
+            continue;
+        }
+        if new.get(id) != Some(version) {
+            return Err(format!(
+                "{id} would change too ({:?} → {:?}); a revert must move only the failed updates",
+                version,
+                new.get(id)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn duration(flag: Option<&str>, name: &str, default: std::time::Duration) -> Result<std::time::Duration, AppError> {
+    match flag {
+        Some(text) => parse_duration(text).map_err(|e| AppError::Run(format!("--{name}: {e}"))),
+        None => Ok(default),
+    }
+}
+
+/// `upkeep verify`, with evidence from `observer` (the cluster, in production).
+pub fn verify_with<O: Observer>(
+    args: &VerifyArgs,
+    observer: impl AsyncFnOnce() -> O,
+    out: &mut dyn Write,
+) -> Result<i32, AppError> {
+    let s = setup(&args.path, &args.write)?;
+    if let Some(remote) = s.remote.as_deref().filter(|_| !args.write.dry_run) {
+        s.writer.fetch_notes(remote, s.token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?;
+    }
+    let settings = &s.config.verify;
+    let timeout = duration(args.timeout.as_deref(), "timeout", settings.timeout)?;
+    let deadlines = Deadlines {
+        timeout,
+        soak: duration(args.soak.as_deref(), "soak", settings.soak)?,
+        nudge_grace: Deadlines::default().nudge_grace.min(timeout),
+    };
+    let started = jiff::Timestamp::now();
+    let reach = settings.horizon + deadlines.timeout + deadlines.soak + std::time::Duration::from_secs(30 * 86_400);
+    let since = started
+        .checked_sub(jiff::SignedDuration::from_secs(i64::try_from(reach.as_secs()).unwrap_or(0)))
+        .unwrap_or(started);
+    let merges = s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
+    let deps = dep_infos(&s.scan, &s.config);
+    let prove = prover(&s.writer);
+    let actor = Actor {
+        writer: &s.writer,
+        forge: s.forge.as_ref(),
+        renderer: &s.renderer,
+        prove: &prove,
+        remote: s.remote.as_deref(),
+        token: s.token.as_deref(),
+        automerge: settings.automerge_reverts,
+    };
+    let options = Options {
+        deadlines,
+        horizon: settings.horizon,
+        no_wait: args.no_wait,
+        dry_run: args.write.dry_run,
+        source: settings.git_repository.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let outcome = runtime.block_on(async {
+        let observer = observer().await;
+        let applying = |_: &str| Vec::new();
+        let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options };
+        verifier.pass(merges, jiff::Timestamp::now).await
+    });
+    finish(&s, outcome, args.write.dry_run, args.write.format, started, out)
+}
+
+/// Push the notes, print the report, and choose the exit code.
+fn finish(
+    s: &Setup,
+    mut outcome: Outcome,
+    dry_run: bool,
+    format: Option<Format>,
+    started: jiff::Timestamp,
+    out: &mut dyn Write,
+) -> Result<i32, AppError> {
+    if let Some(remote) = s.remote.as_deref().filter(|_| !dry_run) {
+        let lease = s.writer.fetch_notes(remote, s.token.as_deref());
+        match lease.and_then(|lease| s.writer.push_notes(remote, lease, s.token.as_deref())) {
+            Ok(()) => {}
+            Err(e) => outcome.errors.push(format!("verdict notes were not pushed: {e}")),
+        }
+    }
+    write_report(&outcome.records, format, out)?;
+    for e in &outcome.errors {
+        writeln!(out, "error: {e}")?;
+    }
+    if !outcome.errors.is_empty() {
+        return Err(AppError::Run(format!("{} problem(s) while verifying (listed above)", outcome.errors.len())));
+    }
+    // A failure decided in this pass is worth a red step; one read back from an earlier pass is not.
+    let failed_now =
+        outcome.records.iter().any(|r| r.verdict == Word::Failure && r.decided_at.is_some_and(|t| t >= started));
+    Ok(if failed_now { EXIT_FAILED_VERIFICATION } else { 0 })
+}
+
+/// The report, in the chosen format.
+pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Write) -> std::io::Result<()> {
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });
+    match format {
+        Format::Json => {
+            let views: Vec<_> = records.iter().map(Record::view).collect();
+            serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "verifications": views }))
+                .map_err(std::io::Error::other)?;
+            writeln!(out)
+        }
+        Format::Table => {
+            if records.is_empty() {
+                return writeln!(out, "no upkeep merges to verify");
+            }
+            writeln!(out, "MERGE         VERDICT   ACTION        REASON")?;
+            for r in records {
+                let action = format!("{:?}", r.action).to_lowercase();
+                writeln!(out, "{:<12}  {:<8}  {:<12}  {}", short(&r.commit), word(r.verdict), action, r.reason)?;
+            }
+            Ok(())
+        }
+        Format::Markdown => {
+            writeln!(out, "| Merge | Updates | Verdict | Action | Reason |\n| --- | --- | --- | --- | --- |")?;
+            for r in records {
+                let updates: Vec<String> =
+                    r.updates.iter().map(|u| format!("{} {} → {}", u.name, u.from, u.to)).collect();
+                let action = match (&r.pr, r.action) {
+                    (Some(pr), a) => format!("{a:?} {pr}"),
+                    (None, a) => format!("{a:?}"),
+                };
+                writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} | {} |",
+                    short(&r.commit),
+                    updates.join(", "),
+                    word(r.verdict),
+                    action.to_lowercase(),
+                    crate::render::sanitize_inline(&r.reason).replace('|', "\\|")
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn word(w: Word) -> &'static str {
+    match w {
+        Word::Success => "success",
+        Word::Failure => "failure",
+        Word::Pending => "pending",
+        Word::Skipped => "skipped",
+    }
+}
+
+/// `upkeep revert <sha>`: revert an upkeep merge by hand, as the verifier would.
+pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
+    let s = setup(&args.path, &args.write)?;
+    let oid = s.writer.resolve(&args.commit).map_err(|e| AppError::Run(e.to_string()))?;
+    let merge = find_merge(&s.writer, &oid.to_string())?;
+    let deps = dep_infos(&s.scan, &s.config);
+    let updates: Vec<UpdateView> = merge
+        .updates
+        .iter()
+        .map(|u| UpdateView {
+            id: u.id.clone(),
+            name: deps.get(&u.id).map_or_else(|| crate::verify::target::name_of(&u.id), |d| d.name.clone()),
+            from: u.from.clone(),
+            to: u.to.clone(),
+        })
+        .collect();
+    let prove = prover(&s.writer);
+    let actor = Actor {
+        writer: &s.writer,
+        forge: s.forge.as_ref(),
+        renderer: &s.renderer,
+        prove: &prove,
+        remote: s.remote.as_deref(),
+        token: s.token.as_deref(),
+        automerge: false,
+    };
+    let failed =
+        Failed { merge: &merge, updates: &updates, reason: "requested by hand", evidence: &[], no_revert: None };
+    let done = actor.revert(&failed, args.write.dry_run).map_err(AppError::Run)?;
+    match done {
+        Ok(Done::Revert { branch, pr }) => {
+            writeln!(out, "revert of {}: branch {branch}, PR {pr}", short(&merge.commit))?
+        }
+        Ok(Done::ForwardFix { issue }) => writeln!(out, "forward-fix issue {issue}")?,
+        Err(conflicts) => {
+            return Err(AppError::Run(format!(
+                "`git revert` of {} conflicts with later commits in {}: revert it by hand",
+                short(&merge.commit),
+                conflicts.join(", ")
+            )));
+        }
+    }
+    let _ = &s.workdir;
+    Ok(0)
+}
+
+/// The upkeep merge at `commit` on the default branch.
+fn find_merge(writer: &Writer, commit: &str) -> Result<Merge, AppError> {
+    let merges =
+        writer.upkeep_merges(jiff::Timestamp::UNIX_EPOCH, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
+    merges.into_iter().find(|m| m.commit == commit && !m.updates.is_empty()).ok_or_else(|| {
+        AppError::Run(format!(
+            "{} is not an upkeep merge on the checked-out branch (no `Upkeep-Update` trailer reached it)",
+            short(commit)
+        ))
+    })
+}
+
+/// `upkeep verify` against the cluster.
+pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<i32, AppError> {
+    let _ = (args, out);
+    Err(AppError::Run("the cluster observer is wired in the next commit".into()))
+}
