@@ -5,3 +5,4 @@
 //! gate its verdicts through git notes and commit statuses.
 
 pub mod evidence;
+pub mod kube;
