@@ -13,15 +13,17 @@ pub mod workloads;
 mod access;
 mod watch;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use ::kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config, Resource};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod as KubePod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
@@ -90,17 +92,24 @@ impl ServedVersions {
     }
 }
 
+/// `(Kind, namespace, name)` → the resourceVersion the last [`KubeSource::observe`] read.
+type Observed = HashMap<(String, String, String), String>;
+
 /// A connection to one cluster's API server, with its discovery cached.
 pub struct KubeSource {
     client: Client,
     server: String,
     versions: OnceCell<ServedVersions>,
+    /// What the last observation saw, so that [`KubeSource::changed`] notices a change that
+    /// landed between that observation and the start of its watches.
+    observed: Mutex<Observed>,
 }
 
 /// A workload of a changed release, with the selector of its pods.
 struct Found {
     workload: Workload,
     pod_selector: Option<String>,
+    resource_version: Option<String>,
 }
 
 /// Build a client from the options. No request is made yet: an unreachable server shows as
@@ -112,7 +121,7 @@ pub async fn connect(options: &KubeOptions) -> Result<KubeSource, Blind> {
         what: format!("the API server {server}"),
         reason: format!("cannot build a Kubernetes client: {}", chain(&e)),
     })?;
-    Ok(KubeSource { client, server, versions: OnceCell::new() })
+    Ok(KubeSource { client, server, versions: OnceCell::new(), observed: Mutex::new(HashMap::new()) })
 }
 
 async fn load_config(options: &KubeOptions) -> Result<Config, Blind> {
@@ -163,6 +172,7 @@ impl KubeSource {
     /// report-only events, `gaps`); nothing here panics or stops at the first failure.
     pub async fn observe(&self, want: &Want) -> Evidence {
         let mut evidence = Evidence { observed_at: Some(jiff::Timestamp::now()), ..Evidence::default() };
+        self.memory().clear();
         let versions = match self.served_versions().await {
             Ok(versions) => versions,
             Err(blind) => {
@@ -185,6 +195,10 @@ impl KubeSource {
         }
         let (found, blind) = self.release_workloads(want).await;
         evidence.blind.extend(blind);
+        for f in &found {
+            let key = (format!("{:?}", f.workload.kind), f.workload.namespace.clone(), f.workload.name.clone());
+            self.memory().insert(key, f.resource_version.clone().unwrap_or_default());
+        }
         self.read_pods(&mut evidence, &found).await;
         evidence.workloads = found.into_iter().map(|f| f.workload).collect();
         self.read_events(&mut evidence).await;
@@ -211,6 +225,26 @@ impl KubeSource {
                 Err(blind)
             }
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Observed> {
+        // A poisoned memory only means a panic elsewhere; what it holds is still a valid hint.
+        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, kind: &str, meta: &ObjectMeta) {
+        let key = (kind.to_string(), meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+        self.memory().insert(key, meta.resource_version.clone().unwrap_or_default());
+    }
+
+    /// The resourceVersions the last observation read for `kind`, by (namespace, name).
+    fn observed_of(&self, kind: &str) -> HashMap<(String, String), String> {
+        let memory = self.memory();
+        memory
+            .iter()
+            .filter(|((k, _, _), _)| k == kind)
+            .map(|((_, ns, n), rv)| ((ns.clone(), n.clone()), rv.clone()))
+            .collect()
     }
 
     fn unserved(&self, group: FluxGroup) -> Blind {
@@ -262,6 +296,7 @@ impl KubeSource {
         reference: String,
         object: &DynamicObject,
     ) -> Option<FluxObject> {
+        self.remember(kind.as_str(), &object.metadata);
         let parsed = serde_json::to_value(object).and_then(|json| flux_object(kind, json));
         match parsed {
             Ok(object) => Some(object),
@@ -341,6 +376,7 @@ impl KubeSource {
                 Ok(items) => found.extend(items.iter().map(|d| Found {
                     workload: workloads::from_deployment(d),
                     pod_selector: workloads::pod_selector(d.spec.as_ref().map(|s| &s.selector)),
+                    resource_version: d.metadata.resource_version.clone(),
                 })),
                 Err(blind) => blinds.push(blind),
             }
@@ -351,6 +387,7 @@ impl KubeSource {
                 Ok(items) => found.extend(items.iter().map(|s| Found {
                     workload: workloads::from_statefulset(s),
                     pod_selector: workloads::pod_selector(s.spec.as_ref().map(|s| &s.selector)),
+                    resource_version: s.metadata.resource_version.clone(),
                 })),
                 Err(blind) => blinds.push(blind),
             }
@@ -361,6 +398,7 @@ impl KubeSource {
                 Ok(items) => found.extend(items.iter().map(|d| Found {
                     workload: workloads::from_daemonset(d),
                     pod_selector: workloads::pod_selector(d.spec.as_ref().map(|s| &s.selector)),
+                    resource_version: d.metadata.resource_version.clone(),
                 })),
                 Err(blind) => blinds.push(blind),
             }
@@ -372,7 +410,7 @@ impl KubeSource {
     /// carry helm-controller's labels), each pod once.
     async fn read_pods(&self, evidence: &mut Evidence, found: &[Found]) {
         let mut seen = BTreeSet::new();
-        for Found { workload, pod_selector } in found {
+        for Found { workload, pod_selector, .. } in found {
             let Some(selector) = pod_selector else { continue };
             let api: Api<KubePod> = Api::namespaced(self.client.clone(), &workload.namespace);
             let access = Access::new("list", "pods", "", Some(&workload.namespace));
@@ -380,6 +418,7 @@ impl KubeSource {
             match self.list(api, &ListParams::default().labels(selector), &access, what).await {
                 Ok(pods) => {
                     for pod in &pods {
+                        self.remember("Pod", &pod.metadata);
                         let pod = workloads::from_pod(pod, workload.release.clone());
                         if seen.insert((pod.namespace.clone(), pod.name.clone())) {
                             evidence.pods.push(pod);

@@ -396,3 +396,112 @@ async fn the_fake_serves_cluster_scoped_objects_label_selectors_and_unserved_ver
     let error = unserved.list(&ListParams::default()).await.unwrap_err();
     assert!(matches!(error, kube::Error::Api(status) if status.code == 404));
 }
+
+/// The scripted timeline: t=0 the old revision is deployed, t=1 s the source has the
+/// merge, t=2 s helm-controller reports the upgrade failed; each wake is followed by a read.
+#[tokio::test]
+async fn a_scripted_upgrade_failure_is_seen_step_by_step() {
+    let fake = FakeKube::start().await;
+    fake.put_fixture("gitrepository-v1-ready.json");
+    fake.put_fixture("helmrelease-v2-test-succeeded.json");
+    let merge = "master@sha1:2222222222222222222222222222222222222222";
+    fake.at(
+        Duration::from_secs(1),
+        Change::merge("gitrepositories", "default", "podinfo", json!({"status": {"artifact": {"revision": merge}}})),
+    );
+    fake.at(Duration::from_secs(2), Change::Put(load("helmrelease-v2-upgrade-failed.json")));
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    let want = want_podinfo();
+
+    let before = source.observe(&want).await;
+    assert_eq!(before.helmreleases[0].0.history_chart_version.as_deref(), Some("6.5.3"));
+    assert_eq!(before.helmreleases[0].0.condition("Ready").unwrap().status, "True");
+    fake.start_clock();
+    let mut wakes = Vec::new();
+    let mut after = before;
+    for _ in 0..4 {
+        match source.changed(&want, Duration::from_secs(10)).await {
+            Wake::Changed(what) => wakes.push(what),
+            other => panic!("expected a change, got {other:?}"),
+        }
+        after = source.observe(&want).await;
+        if after.helmreleases[0].0.condition("Ready").is_some_and(|c| c.status == "False") {
+            break;
+        }
+    }
+    assert_eq!(wakes, ["GitRepository/default/podinfo", "HelmRelease/default/podinfo"]);
+    assert_eq!(after.source.as_ref().unwrap().artifact_revision.as_deref(), Some(merge));
+    let (release, _) = &after.helmreleases[0];
+    assert_eq!(release.condition("Ready").unwrap().reason, "UpgradeFailed");
+    assert!(
+        release
+            .condition("Ready")
+            .unwrap()
+            .message
+            .starts_with("Helm upgrade failed for release default/podinfo with chart podinfo@6.5.4")
+    );
+    assert_eq!(
+        (release.history_chart_version.as_deref(), release.history_status.as_deref()),
+        (Some("6.5.4"), Some("failed"))
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_release_reports_stalled_and_the_test_failure() {
+    let fake = FakeKube::start().await;
+    fake.put_fixture("helmrelease-v2-test-failed-stalled.json");
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = source_for(&fake.kubeconfig(dir.path())).await.observe(&want_podinfo()).await;
+    let (release, _) = &evidence.helmreleases[0];
+    let stalled = release.condition("Stalled").unwrap();
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "RetriesExceeded"));
+    assert_eq!(release.condition("Ready").unwrap().reason, "TestFailed");
+    assert!(release.condition("Ready").unwrap().message.contains("pod podinfo-fault-test-a0tew failed"));
+}
+
+#[tokio::test]
+async fn a_named_context_is_used_instead_of_the_current_one() {
+    let fake = FakeKube::start().await;
+    fake.put_fixture("gitrepository-v1-ready.json");
+    let dir = tempfile::tempdir().unwrap();
+    let dead = unreachable_url().await;
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: {dead}\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: upkeep\n- name: fake\n  context:\n    cluster: fake\n    user: upkeep\ncurrent-context: dead\nusers:\n- name: upkeep\n  user:\n    token: {}\n",
+        fake.url(),
+        fake.token()
+    );
+    let path = dir.path().join("two-contexts");
+    std::fs::write(&path, text).unwrap();
+    let options = KubeOptions { kubeconfig: Some(path.clone()), context: Some("fake".into()) };
+    let source = connect(&options).await.unwrap_or_else(|b| panic!("{b:?}"));
+    assert_eq!(source.server(), fake.url());
+    assert!(source.observe(&want_podinfo()).await.source.is_some());
+    let current = source_for(&path).await;
+    assert_eq!(current.server(), dead);
+
+    let missing = KubeOptions { kubeconfig: Some(dir.path().join("nope")), context: None };
+    let Err(blind) = connect(&missing).await else { panic!("a missing kubeconfig connects") };
+    assert!(blind.what.contains("nope"), "{blind:?}");
+}
+
+/// A change that lands after `observe` but before `changed` opens its watches is not lost to
+/// the watches' initial listing: the wait returns at once instead of at its timeout.
+#[tokio::test]
+async fn a_change_between_observe_and_changed_still_wakes() {
+    let fake = FakeKube::start().await;
+    rolled_back(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    source.observe(&want_podinfo()).await;
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "UpgradeSucceeded", "message": "", "lastTransitionTime": "2023-12-04T15:10:00Z"}]}});
+    fake.apply(Change::merge("helmreleases", "default", "podinfo", ready));
+    let started = Instant::now();
+    let wake = source.changed(&want_podinfo(), Duration::from_secs(10)).await;
+    assert_eq!(wake, Wake::Changed("HelmRelease/default/podinfo".into()));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    // Without anything new since the last observation, the listing alone wakes nobody.
+    source.observe(&want_podinfo()).await;
+    assert_eq!(source.changed(&want_podinfo(), Duration::from_millis(800)).await, Wake::TimedOut);
+}

@@ -51,6 +51,8 @@ struct Watched {
     kind: &'static str,
     access: Access,
     what: String,
+    /// (namespace, name) → resourceVersion as the last observation read it.
+    observed: HashMap<(String, String), String>,
 }
 
 impl KubeSource {
@@ -86,6 +88,7 @@ impl KubeSource {
                 kind: "Kustomization",
                 access: Access::new("watch", "kustomizations", KUSTOMIZE.name, None),
                 what: format!("the Kustomizations of GitRepository/{}/{}", want.source.namespace, want.source.name),
+                observed: self.observed_of("Kustomization"),
             };
             let source = want.source.clone();
             let relevant = move |k: &DynamicObject| built_from(k, &source);
@@ -104,6 +107,7 @@ impl KubeSource {
                 kind,
                 access: Access::new("watch", plural, "apps", None),
                 what: format!("the {plural} of HelmRelease/{}/{}", release.namespace, release.name),
+                observed: self.observed_of(kind),
             };
             let client = self.client.clone();
             streams.push(ticks(
@@ -130,6 +134,7 @@ impl KubeSource {
                 kind: "Pod",
                 access: Access::new("watch", "pods", "", Some(&namespace)),
                 what: format!("the pods of {:?}/{namespace}/{}", found.workload.kind, found.workload.name),
+                observed: self.observed_of("Pod"),
             };
             let api = Api::<Pod>::namespaced(self.client.clone(), &namespace);
             streams.push(ticks(api, watcher::Config::default().labels(&selector), watched));
@@ -149,6 +154,7 @@ impl KubeSource {
             kind: kind.as_str(),
             access: Access::new("watch", plural_of(kind), group.name, Some(&name.namespace)),
             what: format!("{}/{}/{}", kind.as_str(), name.namespace, name.name),
+            observed: self.observed_of(kind.as_str()),
         };
         ticks(api, config, watched)
     }
@@ -181,9 +187,12 @@ where
                 let meta = object.meta();
                 let key = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
                 let rv = meta.resource_version.clone().unwrap_or_default();
-                let before = seen.insert(key.clone(), rv.clone());
-                let moved = before.as_deref() != Some(rv.as_str());
-                if listed && (moved || !initial) {
+                // Before the first listing completes, compare with what the caller last observed:
+                // a change between its observation and these watches is still a change.
+                let before = if listed { seen.get(&key) } else { watched.observed.get(&key) }.cloned();
+                seen.insert(key.clone(), rv.clone());
+                let moved = before.as_ref().is_some_and(|b| *b != rv);
+                if moved || (listed && (!initial || before.is_none())) {
                     Tick::Changed(format!("{}/{}/{}", watched.kind, key.0, key.1))
                 } else {
                     Tick::Quiet
