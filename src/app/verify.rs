@@ -17,7 +17,9 @@ use crate::model::Kind;
 use crate::render::Renderer;
 use crate::report::Format;
 use crate::verify::act::{Actor, Done, Failed};
+use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
+use crate::verify::kube::KubeOptions;
 use crate::verify::record::{Record, UpdateView, Word};
 use crate::verify::target::DepInfo;
 use crate::verify::verdict::Deadlines;
@@ -363,6 +365,6 @@ fn find_merge(writer: &Writer, commit: &str) -> Result<Merge, AppError> {
 
 /// `upkeep verify` against the cluster.
 pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<i32, AppError> {
-    let _ = (args, out);
-    Err(AppError::Run("the cluster observer is wired in the next commit".into()))
+    let options = KubeOptions { kubeconfig: args.kubeconfig.clone(), context: args.context.clone() };
+    verify_with(args, async || Cluster::connect(&options).await, out)
 }

@@ -235,4 +235,11 @@ pub struct Evidence {
     pub pods: Vec<Pod>,
     /// Warning events about the objects above, newest first (report only).
     pub events: Vec<KubeEvent>,
+    /// Objects looked for and not found (404), as `Kind/namespace/name`: seen, not blind. A
+    /// HelmRelease the merge adds is missing until Flux applies it; one that stays missing
+    /// means its Kustomization did not apply it.
+    pub missing: Vec<String>,
+    /// Reads for the report only (events) that failed: shown to the maintainer, never a reason
+    /// to keep a verdict pending (missing RBAC for events must not stall every verification).
+    pub gaps: Vec<Blind>,
 }

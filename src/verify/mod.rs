@@ -9,7 +9,9 @@
 //! stays pending.
 
 pub mod act;
+pub mod cluster;
 pub mod evidence;
+pub mod kube;
 pub mod record;
 pub mod target;
 pub mod verdict;

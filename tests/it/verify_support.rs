@@ -64,10 +64,15 @@ pub(crate) fn local_pr(repo: &Path, branch: &str) -> (u64, serde_json::Value) {
 
 /// Any upkeep command on the sandbox, with a clean environment.
 pub(crate) fn upkeep(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    upkeep_in(&sb.root, &sb.repo, args, env)
+}
+
+/// Any upkeep command in `repo` (a sandbox's, by its paths, for threads that cannot borrow it).
+pub(crate) fn upkeep_in(root: &Path, repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_upkeep"))
         .args(args)
-        .current_dir(&sb.repo)
-        .env("UPKEEP_CACHE_DIR", sb.root.join("cache"))
+        .current_dir(repo)
+        .env("UPKEEP_CACHE_DIR", root.join("cache"))
         .env_remove("GITHUB_TOKEN")
         .env_remove("GITHUB_API_URL")
         .env_remove("GITHUB_REPOSITORY")

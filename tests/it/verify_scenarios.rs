@@ -1,0 +1,414 @@
+//! `upkeep verify` end to end: the bundled example as a real git repository, an upkeep PR merged
+//! the way GitHub merges it (a merge commit or a squash), the loopback fake Kubernetes API
+//! reconciling it on a scripted timeline from Flux's documented objects, and the upkeep binary
+//! talking to it through a kubeconfig. Each scenario checks what was written: notes, statuses,
+//! revert branches and PRs, forward-fix issues, and that a second pass writes nothing new.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::kube_fake::{Change, FakeKube, load, unreachable_url, write_kubeconfig};
+use super::run::Sandbox;
+use super::verify_support::{MergeStyle, decision, local_pr, merge, text, upkeep_in};
+
+const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
+const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
+const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
+const OLD_NGINX: &str = "4.10.0";
+
+/// A fixture object retargeted from the Flux docs' `default/podinfo` to the example's release.
+fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
+    let text = load(fixture).to_string();
+    let text = text
+        .replace("default/podinfo", &format!("{ns}/{name}"))
+        .replace("\"namespace\":\"default\"", &format!("\"namespace\":\"{ns}\""))
+        .replace("fluxcd.io/namespace\":\"default\"", &format!("fluxcd.io/namespace\":\"{ns}\""))
+        .replace("podinfo", name)
+        .replace("6.5.3", old)
+        .replace("6.5.4", new);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
+struct Cluster {
+    fake: FakeKube,
+    dir: tempfile::TempDir,
+    new: String,
+}
+
+impl Cluster {
+    async fn start(old_commit: &str, new: &str) -> Cluster {
+        let fake = FakeKube::start().await;
+        let mut git = load("gitrepository-v1-ready.json");
+        git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
+        git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
+        fake.apply(Change::Put(git));
+        let mut k = load("kustomization-v1-ready.json");
+        k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
+        k["spec"]["path"] = json!("./infrastructure");
+        k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
+        k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
+        k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
+        fake.apply(Change::Put(k));
+        let mut hr = retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, new);
+        hr["status"]["history"][0]["chartVersion"] = json!(OLD_NGINX);
+        fake.apply(Change::Put(hr));
+        fake.apply(Change::Put(retarget(
+            "deployment-podinfo-rolled-out.json",
+            "ingress-nginx",
+            "ingress-nginx",
+            OLD_NGINX,
+            new,
+        )));
+        let dir = tempfile::tempdir().unwrap();
+        Cluster { fake, dir, new: new.to_string() }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.fake.kubeconfig(self.dir.path())
+    }
+
+    /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
+    /// its new generation).
+    fn applies(&self, at: Duration, commit: &str) {
+        let rev = format!("main@sha1:{commit}");
+        self.fake.at(
+            at,
+            Change::merge(
+                "gitrepositories",
+                "flux-system",
+                "flux-system",
+                json!({"status": {"artifact": {"revision": rev}}}),
+            ),
+        );
+        self.fake.at(
+            at,
+            Change::merge(
+                "kustomizations",
+                "flux-system",
+                "infrastructure",
+                json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
+            ),
+        );
+        self.fake.at(
+            at,
+            Change::merge("helmreleases", "ingress-nginx", "ingress-nginx", json!({"metadata": {"generation": 2}})),
+        );
+    }
+
+    /// At `at`, helm-controller upgraded the release to the new chart, Ready.
+    fn upgraded(&self, at: Duration) {
+        let mut hr =
+            retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
+        hr["metadata"]["generation"] = json!(2);
+        hr["status"]["observedGeneration"] = json!(2);
+        hr["status"]["history"][0]["chartVersion"] = json!(self.new);
+        self.fake.at(at, Change::Put(hr));
+    }
+
+    /// At `at`, the release is in the state of a (retargeted) helm-controller fixture.
+    fn release_state(&self, at: Duration, fixture: &str) {
+        let mut hr = retarget(fixture, "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
+        hr["metadata"]["generation"] = json!(2);
+        hr["status"]["observedGeneration"] = json!(2);
+        self.fake.at(at, Change::Put(hr));
+    }
+}
+
+/// `upkeep verify` with short deadlines, as JSON, on a blocking thread (the fake serves here).
+async fn verify(sb: &Sandbox, kubeconfig: &std::path::Path, extra: &[&str]) -> (std::process::Output, Value) {
+    let mut args: Vec<String> =
+        ["verify", ".", "--format", "json", "--kubeconfig"].iter().map(|s| s.to_string()).collect();
+    args.push(kubeconfig.display().to_string());
+    for (flag, default) in [("--timeout", "6s"), ("--soak", "2s")] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), default.to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let repo = sb.repo.clone();
+    let root = sb.root.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        upkeep_in(&root, &repo, &args, &[])
+    })
+    .await
+    .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("not JSON: {}", text(&out)));
+    (out, json)
+}
+
+fn only(report: &Value) -> &Value {
+    let all = report["verifications"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{report}");
+    &all[0]
+}
+
+fn note(sb: &Sandbox, commit: git2::Oid) -> Option<Value> {
+    let git = sb.git();
+    let note = git.find_note(Some("refs/notes/upkeep"), commit).ok()?;
+    serde_json::from_str(note.message().unwrap()).ok()
+}
+
+/// The merge of the ingress-nginx PR, and the version it set.
+fn merged(sb: &Sandbox, style: MergeStyle) -> (git2::Oid, String) {
+    sb.run(&[], &[]);
+    let target = decision(sb, NGINX_ID)["target"].as_str().unwrap().to_string();
+    (merge(sb, NGINX, style), target)
+}
+
+async fn succeeds(style: MergeStyle) {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, style);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(800), &m.to_string());
+    cluster.upgraded(Duration::from_millis(1500));
+    cluster.fake.start_clock();
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["commit"], m.to_string());
+    assert_eq!(v["verdict"], "success", "{v}");
+    assert_eq!(v["action"], "none");
+    assert_eq!(v["updates"][0]["id"], NGINX_ID);
+    assert_eq!(v["updates"][0]["to"], new.as_str());
+    assert_eq!(note(&sb, m).unwrap()["verdict"], "success");
+    let statuses = std::fs::read_to_string(sb.repo.join(format!(".upkeep/statuses/{m}.json"))).unwrap();
+    assert!(statuses.contains("\"state\": \"success\"") && statuses.contains("upkeep/verify"), "{statuses}");
+    let (number, _) = local_pr(&sb.repo, NGINX);
+    let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{number}.comments.md"))).unwrap();
+    assert!(comments.contains("verified") && comments.contains(&format!("upkeep-verify: {m}")), "{comments}");
+    assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")), "nothing else written");
+    let soaked = cluster.fake.requests();
+    assert!(
+        soaked.iter().any(|r| r.contains("/deployments?") && r.contains("helm.toolkit.fluxcd.io")),
+        "the release's workloads were watched through the soak: {soaked:?}"
+    );
+
+    // A second pass reads the verdict back and writes nothing.
+    let files = forge_files(&sb);
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(only(&report)["verdict"], "success");
+    assert_eq!(forge_files(&sb), files, "no new write");
+}
+
+fn forge_files(sb: &Sandbox) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![sb.repo.join(".upkeep")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path().display().to_string(), std::fs::read_to_string(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_commit_that_reconciles_and_soaks_is_verified() {
+    succeeds(MergeStyle::MergeCommit).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squash_merge_that_reconciles_and_soaks_is_verified() {
+    succeeds(MergeStyle::Squash).await;
+}
+
+/// A failure that brings a revert PR: checks the branch, trailer, body and blocked version.
+async fn reverted(style: MergeStyle, fixture: &str, expect: &[&str]) -> (String, String) {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, style);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(500), &m.to_string());
+    cluster.release_state(Duration::from_millis(1200), fixture);
+    cluster.fake.start_clock();
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "a failed verification exits 3: {}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "failure", "{v}");
+    assert_eq!(v["action"], "revert", "{v}");
+    let branch = format!("upkeep/revert-{}", &m.to_string()[..12]);
+    assert_eq!(v["branch"], branch.as_str());
+    for e in expect {
+        assert!(v.to_string().contains(e), "{e} in {v}");
+    }
+    let git = sb.git();
+    let tip = git.find_commit(git.refname_to_id(&format!("refs/heads/{branch}")).unwrap()).unwrap();
+    assert!(tip.message().unwrap().contains(&format!("Upkeep-Revert: {NGINX_ID} {new}")));
+    let (number, pr) = local_pr(&sb.repo, &branch);
+    assert_eq!(v["pr"], number.to_string());
+    assert!(pr["title"].as_str().unwrap().starts_with("Revert \"chore(deps): update ingress-nginx"), "{pr}");
+    let body = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{number}.md"))).unwrap();
+    assert!(body.contains("### Evidence") && body.contains("`HelmRelease/ingress-nginx/ingress-nginx`"), "{body}");
+    // Blocked in the plan at once.
+    let d = decision(&sb, NGINX_ID);
+    assert_eq!(d["action"], "blocked", "{d}");
+    // A second pass writes nothing new.
+    let files = forge_files(&sb);
+    let (_, again) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(only(&again)["verdict"], "failure");
+    assert_eq!(forge_files(&sb), files, "no new write");
+    assert_eq!(git.refname_to_id(&format!("refs/heads/{branch}")).unwrap(), tip.id());
+    (body, m.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_failed_release_is_reverted_with_the_evidence() {
+    let (body, merge) =
+        reverted(MergeStyle::MergeCommit, "helmrelease-v2-upgrade-failed.json", &["UpgradeFailed"]).await;
+    assert!(body.contains("context deadline exceeded"), "{body}");
+    let scrubbed = body.replace(&merge, "<merge>").replace(&merge[..12], "<merge12>");
+    insta::assert_snapshot!("revert-body-upgrade-failed", scrubbed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squash_merge_rolled_back_by_helm_controller_is_reverted() {
+    reverted(MergeStyle::Squash, "helmrelease-v2-rollback-succeeded.json", &["RollbackSucceeded", "rolled back"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_never_reaches_the_merge_is_nudged_then_reverted_after_the_timeout() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "failure", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("has not fetched the merge"), "{v}");
+    assert_eq!(v["action"], "revert");
+    let nudges: Vec<_> = cluster.fake.patches().into_iter().filter(|(p, _)| p.contains("gitrepositories")).collect();
+    assert_eq!(nudges.len(), 1, "nudged once: {nudges:?}");
+    assert!(nudges[0].1.to_string().contains("reconcile.fluxcd.io/requestedAt"));
+    let _ = m;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_crash_looping_during_the_soak_bring_a_revert() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(500), &m.to_string());
+    cluster.upgraded(Duration::from_millis(1000));
+    let mut pod = retarget("pod-podinfo-crashloopbackoff.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, &new);
+    let selector = retarget("deployment-podinfo-rolled-out.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, &new)["spec"]["selector"]["matchLabels"].clone();
+    pod["metadata"]["labels"] = selector;
+    cluster.fake.at(Duration::from_millis(2200), Change::Put(pod));
+    cluster.fake.start_clock();
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &["--soak", "5s"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "failure", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("CrashLoopBackOff"), "{v}");
+    assert_eq!(v["action"], "revert");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_leaves_the_merge_pending_and_writes_only_that() {
+    let sb = Sandbox::example();
+    let (m, _) = merged(&sb, MergeStyle::MergeCommit);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), &unreachable_url().await, "t");
+    let (out, report) = verify(&sb, &kubeconfig, &["--timeout", "1s", "--soak", "1s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "pending", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("cannot see the cluster"), "{v}");
+    assert_eq!(v["action"], "none");
+    assert_eq!(note(&sb, m).unwrap()["verdict"], "pending");
+    assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")), "no revert on blindness");
+    assert!(!sb.repo.join(".upkeep/issues").exists(), "no issue on blindness");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_longhorn_upgrade_opens_a_forward_fix_issue_and_no_revert() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    sb.run(&[], &[]);
+    let target = decision(&sb, "helmrelease/longhorn-system/longhorn")["target"].as_str().unwrap().to_string();
+    let m = merge(&sb, LONGHORN, MergeStyle::MergeCommit);
+    let cluster = Cluster::start(&before.to_string(), "0.0.0").await;
+    let rev = format!("main@sha1:{m}");
+    cluster.fake.apply(Change::merge(
+        "gitrepositories",
+        "flux-system",
+        "flux-system",
+        json!({"status": {"artifact": {"revision": rev}}}),
+    ));
+    cluster.fake.apply(Change::merge(
+        "kustomizations",
+        "flux-system",
+        "infrastructure",
+        json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
+    ));
+    let mut hr = retarget("helmrelease-v2-upgrade-failed.json", "longhorn-system", "longhorn", "1.5.0", &target);
+    hr["status"]["observedGeneration"] = json!(2);
+    cluster.fake.apply(Change::Put(hr));
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "failure", "{v}");
+    assert_eq!(v["action"], "forward-fix", "{v}");
+    assert!(v["branch"].is_null());
+    let issue = v["pr"].as_str().unwrap();
+    let body = std::fs::read_to_string(issue).unwrap();
+    assert!(body.starts_with(&format!("# Forward fix needed: longhorn {target}")), "{body}");
+    assert!(body.contains("Longhorn refuses downgrades"), "{body}");
+    assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")), "never a revert");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_that_conflicts_with_a_later_commit_becomes_a_forward_fix_issue() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    // A maintainer edits the same line after the merge.
+    let path = sb.repo.join("infrastructure/ingress-nginx/release.yaml");
+    let text_now = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text_now.replace(&format!("version: {new}"), &format!("version: {new} # pinned by hand")))
+        .unwrap();
+    super::run::commit_all(&sb.git(), "pin ingress-nginx by hand", "Maintainer");
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(300), &m.to_string());
+    cluster.release_state(Duration::from_millis(600), "helmrelease-v2-upgrade-failed.json");
+    cluster.fake.start_clock();
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["action"], "forward-fix", "{v}");
+    let body = std::fs::read_to_string(v["pr"].as_str().unwrap()).unwrap();
+    assert!(body.contains("does not apply to the current default branch"), "{body}");
+    assert!(body.contains("infrastructure/ingress-nginx/release.yaml"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wait_leaves_an_in_progress_merge_pending_and_a_later_pass_concludes_it() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::Squash);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &["--no-wait"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(only(&report)["verdict"], "pending");
+    assert!(only(&report)["reason"].as_str().unwrap().contains("waiting for Flux"), "{report}");
+    assert_eq!(note(&sb, m).unwrap()["verdict"], "pending");
+    // Flux catches up; the next pass concludes.
+    cluster.applies(Duration::from_millis(100), &m.to_string());
+    cluster.upgraded(Duration::from_millis(200));
+    cluster.fake.start_clock();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(only(&report)["verdict"], "success", "{report}");
+}
