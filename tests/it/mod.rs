@@ -11,6 +11,7 @@ mod lookup_helm;
 mod lookup_oci;
 mod regenerate;
 mod registry;
+mod renovate_fixtures;
 mod run;
 mod run_scenarios;
 mod servers;
