@@ -128,6 +128,19 @@ struct Release {
     unnamed: bool,
 }
 
+impl Release {
+    /// Why the API server or Flux would not take this release at all, if so.
+    fn refused(&self) -> Option<Skip> {
+        if let Some(message) = &self.unsupported_api {
+            return Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
+        }
+        if let Some(message) = &self.invalid {
+            return Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
+        }
+        self.unnamed.then(|| unnamed("HelmRelease", &self.manifest))
+    }
+}
+
 /// The HelmRelease manager.
 #[derive(Debug, Default)]
 pub struct HelmReleases {
@@ -364,16 +377,8 @@ impl HelmReleases {
             role: None,
             manifest: release.manifest.clone(),
         };
-        if let Some(message) = &release.unsupported_api {
-            dep.skip = Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
-            return dep;
-        }
-        if let Some(message) = &release.invalid {
-            dep.skip = Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
-            return dep;
-        }
-        if release.unnamed {
-            dep.skip = Some(unnamed("HelmRelease", &release.manifest));
+        if let Some(skip) = release.refused() {
+            dep.skip = Some(skip);
             return dep;
         }
         let (chart, version, source) = match &release.chart {
@@ -408,6 +413,19 @@ impl HelmReleases {
                 (chart.clone(), version.clone(), source.clone())
             }
         };
+        self.resolve_chart(dep, release, &chart, &version, source, versioned_patches)
+    }
+
+    /// A release's chart, version and HelmRepository, once the version's document is known.
+    fn resolve_chart(
+        &self,
+        mut dep: Dependency,
+        release: &Release,
+        chart: &str,
+        version: &VersionValue,
+        source: Option<SourceRef>,
+        versioned_patches: &HashMap<(Option<String>, String), Vec<String>>,
+    ) -> Dependency {
         dep.current = version.value().map(str::to_string);
         dep.location = version.location().cloned();
         if chart == "longhorn" {
@@ -441,10 +459,10 @@ impl HelmReleases {
             return dep;
         }
         let ns = source.namespace.as_deref().or(release.namespace.as_deref());
-        let package = self.helm_package(&chart, &source.name, ns, &release.manifest.file);
+        let package = self.helm_package(chart, &source.name, ns, &release.manifest.file);
         dep.package = package.as_ref().ok().cloned();
         if let Some(mut skip) = version.problem("spec.chart.spec.version") {
-            if version == VersionValue::Missing
+            if *version == VersionValue::Missing
                 && let Some(patches) = versioned_patches.get(&(release.namespace.clone(), release.name.clone()))
             {
                 skip.message = format!("no version here; patches set it: {}", patches.join(", "));
