@@ -28,33 +28,16 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Extractor, Findings, ManifestDoc, SourceFile, VersionValue};
 use crate::model::{Component, Datasource, Dependency, DigestPin, Kind, Manifest, Package, Skip, SkipReason};
-use crate::yaml::{Node, NodeKind};
+use crate::yaml::Node;
 
-/// A source defined outside the scanned files, declared in the config's `sources:` so the
-/// references to it resolve (what Renovate's `registryAliases` does for its Flux manager).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalSource {
-    /// What kind of Flux source it stands for.
-    pub kind: ExternalKind,
-    /// Its `metadata.name`.
-    pub name: String,
-    /// Its namespace; `None` matches a reference from any namespace.
-    pub namespace: Option<String>,
-    /// Its `spec.url`: `https://` (a Helm repository) or `oci://`.
-    pub url: String,
-    /// Where it is declared (`.github/upkeep.yaml:12`), for messages.
-    pub origin: String,
-}
+mod external;
+mod skips;
 
-/// The kinds of source `sources:` can declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
-pub enum ExternalKind {
-    /// A Flux `HelmRepository` (`https://` index or `oci://` registry).
-    HelmRepository,
-    /// A Flux `OCIRepository` (`oci://`), the target of a HelmRelease `chartRef`.
-    #[serde(rename = "OCIRepository")]
-    OciRepository,
-}
+pub use external::{ExternalKind, ExternalSource};
+use skips::{
+    ambiguous, ambiguous_external, broken_source, invalid_tag, not_a_map, not_found, refused_oci, unnamed,
+    unsupported_chart_source,
+};
 
 /// A source object (`HelmRepository`, `OCIRepository`, `HelmChart`) keyed by kind, namespace, name.
 #[derive(Debug, Clone)]
@@ -280,30 +263,6 @@ impl HelmReleases {
             .map_or(Found::Missing, Found::One)
     }
 
-    /// A `sources:` entry for a reference nothing scanned answers: one in the reference's
-    /// namespace, else one declared for any namespace; `Err` lists several that fit equally.
-    fn external(
-        &self,
-        kind: ExternalKind,
-        name: &str,
-        namespace: Option<&str>,
-    ) -> Result<Option<&ExternalSource>, Vec<&ExternalSource>> {
-        let fits: Vec<&ExternalSource> = self
-            .external
-            .iter()
-            .filter(|e| e.kind == kind && e.name == name)
-            .filter(|e| e.namespace.is_none() || namespace.is_none() || e.namespace.as_deref() == namespace)
-            .collect();
-        let exact: Vec<&ExternalSource> =
-            fits.iter().copied().filter(|e| namespace.is_some() && e.namespace.as_deref() == namespace).collect();
-        let pool = if exact.is_empty() { fits } else { exact };
-        match pool.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one)),
-            _ => Err(pool),
-        }
-    }
-
     /// The package of chart `chart` from the HelmRepository `name`, or why there is none.
     fn helm_package(&self, chart: &str, name: &str, namespace: Option<&str>, from: &str) -> Result<Package, Skip> {
         let package = |url: &str, oci: bool| Package {
@@ -326,7 +285,7 @@ impl HelmReleases {
                 }
             }
             Found::Ambiguous(candidates) => Err(ambiguous(HELM_REPOSITORY, name, &candidates)),
-            Found::Missing => match self.external(ExternalKind::HelmRepository, name, namespace) {
+            Found::Missing => match external::pick(&self.external, ExternalKind::HelmRepository, name, namespace) {
                 Ok(Some(e)) => Ok(package(&e.url, e.url.starts_with("oci://"))),
                 Ok(None) => Err(not_found(HELM_REPOSITORY, name, namespace)),
                 Err(several) => Err(ambiguous_external(HELM_REPOSITORY, name, &several)),
@@ -522,8 +481,11 @@ impl HelmReleases {
     /// A chartRef nothing scanned answers: an OCIRepository declared in `sources:` names the
     /// package, but its version is in the other repository.
     fn external_chart_ref(&self, mut dep: Dependency, kind: &str, name: &str, ns: Option<&str>) -> Dependency {
-        let found =
-            if kind == OCI_REPOSITORY { self.external(ExternalKind::OciRepository, name, ns) } else { Ok(None) };
+        let found = if kind == OCI_REPOSITORY {
+            external::pick(&self.external, ExternalKind::OciRepository, name, ns)
+        } else {
+            Ok(None)
+        };
         dep.skip = Some(match found {
             Ok(Some(e)) => {
                 dep.package = oci_package(&e.url);
@@ -661,134 +623,6 @@ fn oci_dependency(dep: &mut Dependency, url: &str, version: &VersionValue, field
 fn oci_package(url: &str) -> Option<Package> {
     let (registry, name) = url.trim_end_matches('/').rsplit_once('/').filter(|_| url.starts_with("oci://"))?;
     Some(Package { datasource: Datasource::Oci, registry: registry.to_string(), name: name.to_string() })
-}
-
-/// Why an OCIRepository's `spec.ref.tag` cannot be pulled, if it cannot.
-///
-/// source-controller builds the reference with go-containerregistry's `Repository.Tag(tag)`,
-/// which takes the string unparsed (`internal/controller/ocirepository_controller.go`,
-/// `getArtifactRef`), so `v1.8.2@sha256:…` is asked for as one tag, and the registry refuses
-/// it: the distribution spec allows tags of `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}` only.
-fn invalid_tag(version: &VersionValue) -> Option<Skip> {
-    let tag = version.value()?;
-    let mut chars = tag.chars();
-    let valid = tag.len() <= 128
-        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if valid {
-        return None;
-    }
-    let message = match tag.split_once('@') {
-        Some((tag, digest)) => format!(
-            "spec.ref.tag `{tag}@{digest}` holds a digest: source-controller sends the whole value to the registry as one tag, which no registry accepts; write `tag: {tag}` and `digest: {digest}` under spec.ref"
-        ),
-        None => format!(
-            "spec.ref.tag `{tag}` is not an OCI tag (letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`): the registry refuses it"
-        ),
-    };
-    Some(Skip { reason: SkipReason::InvalidRef, message })
-}
-
-fn unsupported_chart_source(source: &SourceRef) -> Skip {
-    Skip {
-        reason: SkipReason::UnsupportedSource,
-        message: format!(
-            "the chart comes from {} {}: Flux takes whatever chart that source holds and ignores any version, so there is no version to follow",
-            source.kind, source.name
-        ),
-    }
-}
-
-fn unnamed(kind: &str, manifest: &Manifest) -> Skip {
-    Skip {
-        reason: SkipReason::Unnamed,
-        message: format!(
-            "the {kind} at {}:{} has no metadata.name: the Kubernetes API server refuses an object without a name, so Flux never applies it; name it",
-            manifest.file, manifest.line
-        ),
-    }
-}
-
-fn broken_source(kind: &str, source: &Source, why: &str) -> Skip {
-    Skip {
-        reason: SkipReason::Unparsable,
-        message: format!(
-            "{kind} {} ({}:{}) cannot be applied: {why}",
-            source.name, source.manifest.file, source.manifest.line
-        ),
-    }
-}
-
-/// An `oci://` HelmRepository without `type: oci`: source-controller's HelmRepository
-/// reconciler stalls on it (`internal/controller/helmrepository_controller.go`, reconcileSource).
-fn refused_oci(source: &Source) -> Skip {
-    Skip {
-        reason: SkipReason::InvalidSource,
-        message: format!(
-            "HelmRepository {} ({}:{}) has an oci:// URL but no `type: oci`; source-controller refuses it (\"'oci' URL scheme cannot be used with 'default' HelmRepository type\"): add `spec.type: oci`",
-            source.name, source.manifest.file, source.manifest.line
-        ),
-    }
-}
-
-fn ambiguous(kind: &str, name: &str, candidates: &[&Source]) -> Skip {
-    let mut places: Vec<String> = candidates
-        .iter()
-        .map(|s| {
-            format!("{} ({}:{})", s.namespace.as_deref().unwrap_or("no namespace"), s.manifest.file, s.manifest.line)
-        })
-        .collect();
-    places.sort();
-    places.dedup();
-    Skip {
-        reason: SkipReason::AmbiguousSource,
-        message: format!(
-            "{kind} {name} is defined in several namespaces: {}; this reference names no namespace and neither does its object, so set the reference's namespace",
-            places.join(", ")
-        ),
-    }
-}
-
-fn ambiguous_external(kind: &str, name: &str, candidates: &[&ExternalSource]) -> Skip {
-    let places: Vec<String> = candidates
-        .iter()
-        .map(|e| format!("{} ({})", e.namespace.as_deref().unwrap_or("any namespace"), e.origin))
-        .collect();
-    Skip {
-        reason: SkipReason::AmbiguousSource,
-        message: format!(
-            "`sources:` declares {kind} {name} more than once for this reference: {}; give the reference or the entries a namespace",
-            places.join(", ")
-        ),
-    }
-}
-
-fn not_found(kind: &str, name: &str, namespace: Option<&str>) -> Skip {
-    let place = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_else(|| " (namespace unknown)".into());
-    Skip {
-        reason: SkipReason::SourceNotFound,
-        message: format!(
-            "{kind} {name}{place} is not in the scanned files; scan the folder that defines it too, or declare it under `sources:` in the upkeep config"
-        ),
-    }
-}
-
-/// The first of `paths` present but not a mapping (nor null): the API server rejects the
-/// object, so nothing in it reaches the cluster.
-fn not_a_map(root: &Node, paths: &[&[&str]]) -> Option<String> {
-    paths.iter().find_map(|path| {
-        let node = root.path(path)?;
-        let what = match &node.kind {
-            NodeKind::Scalar(s) if !s.is_null() => "a string",
-            NodeKind::Seq(_) => "a list",
-            _ => return None,
-        };
-        Some(format!(
-            "{} at line {} is {what}, not a mapping; the Kubernetes API server rejects the object",
-            path.join("."),
-            node.line
-        ))
-    })
 }
 
 fn read_source_ref(node: Option<&Node>) -> Option<SourceRef> {
