@@ -118,7 +118,8 @@ pub(super) fn not_found(kind: &str, name: &str, namespace: Option<&str>) -> Skip
 }
 
 /// The first of `paths` present but not a mapping (nor null): the API server rejects the
-/// object, so nothing in it reaches the cluster.
+/// object, so nothing in it reaches the cluster. Flux's CRDs declare these fields
+/// `type: object` (source-controller `config/crd/bases/…_ocirepositories.yaml`, `spec.ref`).
 pub(super) fn not_a_map(root: &Node, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|path| {
         let node = root.path(path)?;
