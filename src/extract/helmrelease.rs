@@ -120,7 +120,9 @@ impl Release {
         if let Some(message) = &self.invalid {
             return Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
         }
-        self.unnamed.then(|| unnamed("HelmRelease", &self.manifest))
+        // A kustomize patch is never applied on its own (and one with a `target:` may leave the
+        // name out): it is a values patch, whatever its name.
+        (self.unnamed && self.patched_by.is_none()).then(|| unnamed("HelmRelease", &self.manifest))
     }
 }
 

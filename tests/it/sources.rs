@@ -183,6 +183,13 @@ fn a_helmrelease_or_fluxinstance_without_a_name_is_never_applied() {
     let (reason, message) = skip_of(&scan, "helmrelease/apps/<unnamed>");
     assert_eq!(reason, Some("unnamed"), "{message}");
     assert!(message.contains("r.yaml:1") && message.contains("metadata.name"), "{message}");
+    // A kustomize patch file is not applied by itself: without a name it is still a values patch.
+    let patch = format!("{HR}metadata: {{namespace: apps}}\nspec:\n  values: {{replicas: 2}}\n");
+    let kustomization = "resources: [r.yaml]\npatches:\n  - path: patch.yaml\n    target: {kind: HelmRelease}\n";
+    let scan = scan_with("", &[("r.yaml", &text), ("patch.yaml", &patch), ("kustomization.yaml", kustomization)]);
+    let patched: Vec<_> = scan.dependencies.iter().filter(|d| d.manifest.file == "patch.yaml").collect();
+    assert_eq!(patched.len(), 1, "{:#?}", scan.dependencies);
+    assert_eq!(patched[0].skip.as_ref().map(|s| s.reason.as_str()), Some("values-patch"));
     let instance = "apiVersion: fluxcd.controlplane.io/v1\nkind: FluxInstance\nmetadata: {namespace: flux-system}\nspec:\n  distribution: {version: 2.4.0}\n";
     let scan = scan_with("", &[("i.yaml", instance)]);
     assert_eq!(skip_of(&scan, "fluxinstance/flux-system/<unnamed>").0, Some("unnamed"));
