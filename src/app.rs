@@ -268,13 +268,14 @@ pub fn plan_with(scan: &Scan, versions: &Versions, config: &Config, history: &Hi
 /// Scan, load the config and look up versions: the first half of `scan`, `plan` and `run`.
 pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), AppError> {
     let started = std::time::Instant::now();
-    let options = ScanOptions { max_file_size: args.max_file_size };
+    // The config comes first: its `sources:` answer references the scanned files do not.
+    let config = config::load(&args.path, args.config.as_deref())?;
+    let options = ScanOptions { max_file_size: args.max_file_size, sources: config.sources.clone() };
     let scan = extract::scan(&args.path, &options)?;
     for note in &scan.passed_over {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);
     }
     tracing::info!("scanned {} files in {:?}", scan.files_scanned, started.elapsed());
-    let config = if args.no_lookup { Config::default() } else { config::load(&args.path, args.config.as_deref())? };
     let versions = if args.no_lookup {
         Versions::default()
     } else {

@@ -35,6 +35,11 @@
 //!   - host: ghcr.io
 //!     usernameEnv: GHCR_USER
 //!     passwordEnv: GHCR_TOKEN
+//! sources:                     # Flux sources another repository defines (platform/apps split)
+//!   - kind: HelmRepository     # or OCIRepository (url oci:// only)
+//!     name: bitnami
+//!     namespace: flux-system   # omitted: answers references from any namespace
+//!     url: https://charts.bitnami.com/bitnami   # or oci://registry/path
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +48,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::extract::helmrelease::{ExternalKind, ExternalSource};
 use crate::gate::Policy;
 use crate::gate::history::MemoryPolicy;
 use crate::gate::rules::{Matcher, Rule, RuleSettings, parse_duration};
@@ -79,6 +85,10 @@ pub struct RawConfig {
     host_rules: Vec<RawHostRule>,
     /// How merged updates are verified.
     verify: Option<RawVerify>,
+    /// Flux sources defined in another repository, for references the scanned files do not
+    /// answer (a platform repository holding the HelmRepositories, an apps repository the releases).
+    #[serde(default)]
+    sources: Vec<RawSource>,
 }
 
 /// How merged updates are verified (`upkeep verify`); command-line flags override.
@@ -160,6 +170,23 @@ fn verify_settings(file: &str, raw: Option<RawVerify>) -> Result<VerifySettings,
     }
     v.automerge_reverts = raw.automerge_reverts.unwrap_or(false);
     Ok(v)
+}
+
+/// A Flux source another repository defines.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSource {
+    /// `HelmRepository` or `OCIRepository`.
+    kind: ExternalKind,
+    /// Its `metadata.name`, as references name it.
+    #[schemars(with = "String")]
+    name: Spanned<String>,
+    /// Its namespace; when omitted it answers references from any namespace.
+    namespace: Option<String>,
+    /// Its `spec.url`: `https://` for a Helm repository index, `oci://` for a registry
+    /// (an OCIRepository's is always `oci://`).
+    #[schemars(with = "String")]
+    url: Spanned<String>,
 }
 
 /// One rule.
@@ -311,6 +338,8 @@ pub struct Config {
     pub policy: Policy,
     /// How merged updates are verified.
     pub verify: VerifySettings,
+    /// Flux sources defined outside the scanned files (`sources:`).
+    pub sources: Vec<ExternalSource>,
 }
 
 /// A config that cannot be used.
@@ -578,7 +607,49 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .into_iter()
         .map(|h| HostRuleSpec { host: h.host, username_env: h.username_env, password_env: h.password_env })
         .collect();
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify })
+    let sources = sources(file, raw.sources)?;
+    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify, sources })
+}
+
+/// Check `sources:` entries: a name, a URL Flux would accept for the kind, no entry twice.
+fn sources(file: &str, raw: Vec<RawSource>) -> Result<Vec<ExternalSource>, ConfigError> {
+    let mut out: Vec<ExternalSource> = Vec::new();
+    for r in raw {
+        let (name, url) = (r.name.value.trim().to_string(), r.url.value.trim().to_string());
+        let kind = match r.kind {
+            ExternalKind::HelmRepository => "HelmRepository",
+            ExternalKind::OciRepository => "OCIRepository",
+        };
+        if name.is_empty() {
+            return Err(at(file, &r.name.referenced, format!("sources: a {kind} needs a name")));
+        }
+        let schemes: &[&str] = match r.kind {
+            ExternalKind::HelmRepository => &["https://", "http://", "oci://"],
+            ExternalKind::OciRepository => &["oci://"],
+        };
+        let rest = schemes.iter().find_map(|s| url.strip_prefix(s));
+        if rest.is_none_or(|r| r.trim_matches('/').is_empty()) {
+            return Err(at(
+                file,
+                &r.url.referenced,
+                format!(
+                    "sources: {kind} {name}: url `{url}` must start with {}, as Flux requires",
+                    schemes.join(" or ")
+                ),
+            ));
+        }
+        let namespace = r.namespace.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(first) = out.iter().find(|e| e.kind == r.kind && e.name == name && e.namespace == namespace) {
+            return Err(at(
+                file,
+                &r.name.referenced,
+                format!("sources: {kind} {name} is declared twice (first at {})", first.origin),
+            ));
+        }
+        let line = r.name.referenced.line();
+        out.push(ExternalSource { kind: r.kind, name, namespace, url, origin: format!("{file}:{line}") });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

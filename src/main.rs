@@ -20,6 +20,8 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     match upkeep::app::run(&cli, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // A verdict carried by the exit code was already reported on stdout.
+        Err(err @ upkeep::app::AppError::Verdict(_)) => ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1)),
         Err(err) => {
             tracing::error!("{err}");
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))

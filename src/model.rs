@@ -182,6 +182,16 @@ pub enum SkipReason {
     DigestPinned,
     /// No version is recorded where upkeep can read it.
     NoVersion,
+    /// The reference cannot be pulled as written (an OCIRepository `ref.tag` holding
+    /// `tag@sha256:…`, which source-controller sends to the registry as one tag).
+    InvalidRef,
+    /// The source exists but source-controller refuses it (an `oci://` HelmRepository without
+    /// `type: oci`).
+    InvalidSource,
+    /// A reference without a namespace matches same-named sources in several namespaces.
+    AmbiguousSource,
+    /// The object has no `metadata.name`: the API server never creates it, so it is never applied.
+    Unnamed,
 }
 
 impl SkipReason {
@@ -200,6 +210,10 @@ impl SkipReason {
             SkipReason::DigestOnly => "digest-only",
             SkipReason::DigestPinned => "digest-pinned",
             SkipReason::NoVersion => "no-version",
+            SkipReason::InvalidRef => "invalid-ref",
+            SkipReason::InvalidSource => "invalid-source",
+            SkipReason::AmbiguousSource => "ambiguous-source",
+            SkipReason::Unnamed => "unnamed",
         }
     }
 }

@@ -144,6 +144,14 @@ impl Extractor for Flux {
         let name = doc.name_or_unnamed().to_string();
         let skip = match &doc.invalid {
             Some(message) => Some(Skip { reason: SkipReason::Unparsable, message: message.to_string() }),
+            // The API server refuses an object without a name: it never reaches the cluster.
+            None if doc.name.is_none() => Some(Skip {
+                reason: SkipReason::Unnamed,
+                message: format!(
+                    "the FluxInstance at {}:{} has no metadata.name: the Kubernetes API server refuses an object without a name, so it is never applied; name it",
+                    doc.file.relative, doc.doc.root.line
+                ),
+            }),
             None => version.problem("spec.distribution.version"),
         };
         out.dependencies.push(Dependency {

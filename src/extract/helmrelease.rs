@@ -14,11 +14,30 @@
 //! still linked if exactly one source of that kind has that name. The chart named `longhorn` is
 //! the Longhorn platform component. A HelmRelease with a chartRef gets the version location of
 //! the object it points at, so the edit lands where the version is.
+//!
+//! A reference nothing in the scanned files answers is looked up in the config's `sources:`
+//! ([`ExternalSource`]): repositories often split a platform repository (the HelmRepositories)
+//! from an apps repository (the releases). A reference that answers to several same-named
+//! sources in different namespaces is reported as ambiguous, with the candidates.
+//!
+//! What the API server or source-controller would refuse is reported, not updated: an object
+//! without `metadata.name`, a field that must be a mapping but is not, an `oci://`
+//! HelmRepository without `type: oci`, and an OCIRepository tag that is not a tag.
 
 use std::collections::{HashMap, HashSet};
 
 use super::{Extractor, Findings, ManifestDoc, SourceFile, VersionValue};
 use crate::model::{Component, Datasource, Dependency, DigestPin, Kind, Manifest, Package, Skip, SkipReason};
+use crate::yaml::Node;
+
+mod external;
+mod skips;
+
+pub use external::{ExternalKind, ExternalSource};
+use skips::{
+    ambiguous, ambiguous_external, broken_source, invalid_tag, not_a_map, not_found, refused_oci, unnamed,
+    unsupported_chart_source,
+};
 
 /// A source object (`HelmRepository`, `OCIRepository`, `HelmChart`) keyed by kind, namespace, name.
 #[derive(Debug, Clone)]
@@ -28,13 +47,37 @@ struct Source {
     file: String,
     manifest: Manifest,
     detail: SourceDetail,
+    /// Why the API server would refuse it (a field that must be a mapping is not).
+    invalid: Option<String>,
+}
+
+/// What a reference finds among the scanned sources.
+enum Found<'a> {
+    One(&'a Source),
+    Missing,
+    /// Same-named sources in several namespaces, and the reference names none.
+    Ambiguous(Vec<&'a Source>),
 }
 
 #[derive(Debug, Clone)]
 enum SourceDetail {
-    HelmRepository { url: Option<String>, oci: bool },
-    OciRepository { url: Option<String>, version: VersionValue, field: &'static str, digest: VersionValue },
-    HelmChart { chart: Option<String>, version: VersionValue, source: Option<SourceRef> },
+    /// `refused`: an `oci://` URL without `type: oci`, which source-controller rejects.
+    HelmRepository {
+        url: Option<String>,
+        oci: bool,
+        refused: bool,
+    },
+    OciRepository {
+        url: Option<String>,
+        version: VersionValue,
+        field: &'static str,
+        digest: VersionValue,
+    },
+    HelmChart {
+        chart: Option<String>,
+        version: VersionValue,
+        source: Option<SourceRef>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +107,23 @@ struct Release {
     chart: ChartSource,
     invalid: Option<String>,
     unsupported_api: Option<String>,
+    /// No `metadata.name`: the API server never creates it.
+    unnamed: bool,
+}
+
+impl Release {
+    /// Why the API server or Flux would not take this release at all, if so.
+    fn refused(&self) -> Option<Skip> {
+        if let Some(message) = &self.unsupported_api {
+            return Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
+        }
+        if let Some(message) = &self.invalid {
+            return Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
+        }
+        // A kustomize patch is never applied on its own (and one with a `target:` may leave the
+        // name out): it is a values patch, whatever its name.
+        (self.unnamed && self.patched_by.is_none()).then(|| unnamed("HelmRelease", &self.manifest))
+    }
 }
 
 /// The HelmRelease manager.
@@ -72,6 +132,7 @@ pub struct HelmReleases {
     sources: HashMap<(&'static str, String), Vec<Source>>,
     releases: Vec<Release>,
     unparsable: Vec<Dependency>,
+    external: Vec<ExternalSource>,
 }
 
 const HELM_REPOSITORY: &str = "HelmRepository";
@@ -128,9 +189,15 @@ impl Extractor for HelmReleases {
             {
                 self.releases.push(read_release(doc));
             }
-            HELM_REPOSITORY if flux_source => self.add_source(HELM_REPOSITORY, doc, read_helm_repository(doc)),
-            OCI_REPOSITORY if flux_source => self.add_source(OCI_REPOSITORY, doc, read_oci_repository(doc)),
-            HELM_CHART if flux_source => self.add_source(HELM_CHART, doc, read_helm_chart(doc)),
+            HELM_REPOSITORY if flux_source => {
+                self.add_source(HELM_REPOSITORY, doc, read_helm_repository(doc), &[&["spec"]])
+            }
+            OCI_REPOSITORY if flux_source => {
+                self.add_source(OCI_REPOSITORY, doc, read_oci_repository(doc), &[&["spec"], &["spec", "ref"]])
+            }
+            HELM_CHART if flux_source => {
+                self.add_source(HELM_CHART, doc, read_helm_chart(doc), &[&["spec"], &["spec", "sourceRef"]])
+            }
             _ => {}
         }
     }
@@ -158,7 +225,12 @@ impl Extractor for HelmReleases {
 }
 
 impl HelmReleases {
-    fn add_source(&mut self, kind: &'static str, doc: &ManifestDoc<'_>, detail: SourceDetail) {
+    /// The manager, with sources declared outside the scanned files.
+    pub fn with_sources(external: Vec<ExternalSource>) -> Self {
+        HelmReleases { external, ..HelmReleases::default() }
+    }
+
+    fn add_source(&mut self, kind: &'static str, doc: &ManifestDoc<'_>, detail: SourceDetail, maps: &[&[&str]]) {
         let Some(name) = doc.name else { return };
         self.sources.entry((kind, name.to_string())).or_default().push(Source {
             namespace: doc.namespace.map(str::to_string),
@@ -166,13 +238,14 @@ impl HelmReleases {
             file: doc.file.relative.clone(),
             manifest: doc.manifest(),
             detail,
+            invalid: doc.invalid.map(str::to_string).or_else(|| not_a_map(doc.root(), maps)),
         });
     }
 
     /// Find a source by kind, name and namespace. Several candidates (the same repository
     /// declared per cluster) resolve to the one nearest the referring file.
-    fn find(&self, kind: &'static str, name: &str, namespace: Option<&str>, from_file: &str) -> Option<&Source> {
-        let candidates = self.sources.get(&(kind, name.to_string()))?;
+    fn find(&self, kind: &'static str, name: &str, namespace: Option<&str>, from_file: &str) -> Found<'_> {
+        let Some(candidates) = self.sources.get(&(kind, name.to_string())) else { return Found::Missing };
         let exact: Vec<&Source> =
             candidates.iter().filter(|s| namespace.is_some() && s.namespace.as_deref() == namespace).collect();
         let pool: Vec<&Source> = if !exact.is_empty() {
@@ -182,12 +255,44 @@ impl HelmReleases {
             let loose: Vec<&Source> =
                 candidates.iter().filter(|s| namespace.is_none() || s.namespace.is_none()).collect();
             let distinct: HashSet<Option<&str>> = loose.iter().map(|s| s.namespace.as_deref()).collect();
-            if distinct.len() != 1 {
-                return None;
+            if distinct.len() > 1 {
+                return Found::Ambiguous(loose);
             }
             loose
         };
-        pool.into_iter().max_by_key(|s| (common_prefix(&s.file, from_file), std::cmp::Reverse(s.file.clone())))
+        pool.into_iter()
+            .max_by_key(|s| (common_prefix(&s.file, from_file), std::cmp::Reverse(s.file.clone())))
+            .map_or(Found::Missing, Found::One)
+    }
+
+    /// The package of chart `chart` from the HelmRepository `name`, or why there is none.
+    fn helm_package(&self, chart: &str, name: &str, namespace: Option<&str>, from: &str) -> Result<Package, Skip> {
+        let package = |url: &str, oci: bool| Package {
+            datasource: if oci { Datasource::Oci } else { Datasource::Helm },
+            registry: url.to_string(),
+            name: chart.to_string(),
+        };
+        match self.find(HELM_REPOSITORY, name, namespace, from) {
+            Found::One(source) => {
+                if let Some(why) = &source.invalid {
+                    return Err(broken_source(HELM_REPOSITORY, source, why));
+                }
+                match &source.detail {
+                    SourceDetail::HelmRepository { url: Some(_), refused: true, .. } => Err(refused_oci(source)),
+                    SourceDetail::HelmRepository { url: Some(url), oci, .. } => Ok(package(url, *oci)),
+                    _ => Err(Skip {
+                        reason: SkipReason::SourceNotFound,
+                        message: format!("HelmRepository {name} has no spec.url"),
+                    }),
+                }
+            }
+            Found::Ambiguous(candidates) => Err(ambiguous(HELM_REPOSITORY, name, &candidates)),
+            Found::Missing => match external::pick(&self.external, ExternalKind::HelmRepository, name, namespace) {
+                Ok(Some(e)) => Ok(package(&e.url, e.url.starts_with("oci://"))),
+                Ok(None) => Err(not_found(HELM_REPOSITORY, name, namespace)),
+                Err(several) => Err(ambiguous_external(HELM_REPOSITORY, name, &several)),
+            },
+        }
     }
 
     /// Files of patches that set a version, by the release they patch.
@@ -233,12 +338,8 @@ impl HelmReleases {
             role: None,
             manifest: release.manifest.clone(),
         };
-        if let Some(message) = &release.unsupported_api {
-            dep.skip = Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
-            return dep;
-        }
-        if let Some(message) = &release.invalid {
-            dep.skip = Some(Skip { reason: SkipReason::Unparsable, message: message.clone() });
+        if let Some(skip) = release.refused() {
+            dep.skip = Some(skip);
             return dep;
         }
         let (chart, version, source) = match &release.chart {
@@ -273,6 +374,19 @@ impl HelmReleases {
                 (chart.clone(), version.clone(), source.clone())
             }
         };
+        self.resolve_chart(dep, release, &chart, &version, source, versioned_patches)
+    }
+
+    /// A release's chart, version and HelmRepository, once the version's document is known.
+    fn resolve_chart(
+        &self,
+        mut dep: Dependency,
+        release: &Release,
+        chart: &str,
+        version: &VersionValue,
+        source: Option<SourceRef>,
+        versioned_patches: &HashMap<(Option<String>, String), Vec<String>>,
+    ) -> Dependency {
         dep.current = version.value().map(str::to_string);
         dep.location = version.location().cloned();
         if chart == "longhorn" {
@@ -295,13 +409,7 @@ impl HelmReleases {
             return dep;
         };
         if source.kind != HELM_REPOSITORY {
-            dep.skip = Some(Skip {
-                reason: SkipReason::UnsupportedSource,
-                message: format!(
-                    "chart `{chart}` comes from a {} ({}), which has no chart versions to follow",
-                    source.kind, source.name
-                ),
-            });
+            dep.skip = Some(unsupported_chart_source(&source));
             return dep;
         }
         if chart.contains("${") || source.name.contains("${") {
@@ -312,16 +420,10 @@ impl HelmReleases {
             return dep;
         }
         let ns = source.namespace.as_deref().or(release.namespace.as_deref());
-        let found = self.find(HELM_REPOSITORY, &source.name, ns, &release.manifest.file);
-        if let Some(Source { detail: SourceDetail::HelmRepository { url: Some(url), oci }, .. }) = found {
-            dep.package = Some(Package {
-                datasource: if *oci { Datasource::Oci } else { Datasource::Helm },
-                registry: url.clone(),
-                name: chart.clone(),
-            });
-        }
+        let package = self.helm_package(chart, &source.name, ns, &release.manifest.file);
+        dep.package = package.as_ref().ok().cloned();
         if let Some(mut skip) = version.problem("spec.chart.spec.version") {
-            if version == VersionValue::Missing
+            if *version == VersionValue::Missing
                 && let Some(patches) = versioned_patches.get(&(release.namespace.clone(), release.name.clone()))
             {
                 skip.message = format!("no version here; patches set it: {}", patches.join(", "));
@@ -330,9 +432,7 @@ impl HelmReleases {
             dep.skip = Some(skip);
             return dep;
         }
-        if dep.package.is_none() {
-            dep.skip = Some(not_found(HELM_REPOSITORY, &source.name, ns, found.is_some()));
-        }
+        dep.skip = package.err();
         dep
     }
 
@@ -362,9 +462,13 @@ impl HelmReleases {
             return dep;
         }
         let ns = chart_ref.namespace.as_deref().or(release.namespace.as_deref());
-        let Some(source) = self.find(kind, &chart_ref.name, ns, &release.manifest.file) else {
-            dep.skip = Some(not_found(kind, &chart_ref.name, ns, false));
-            return dep;
+        let source = match self.find(kind, &chart_ref.name, ns, &release.manifest.file) {
+            Found::One(source) => source,
+            Found::Ambiguous(candidates) => {
+                dep.skip = Some(ambiguous(kind, &chart_ref.name, &candidates));
+                return dep;
+            }
+            Found::Missing => return self.external_chart_ref(dep, kind, &chart_ref.name, ns),
         };
         referenced.insert((kind, source.file.clone(), source.namespace.clone(), source.name.clone()));
         let linked = self.standalone_source(source);
@@ -373,6 +477,31 @@ impl HelmReleases {
         dep.current = linked.current;
         dep.location = linked.location;
         dep.skip = linked.skip;
+        dep
+    }
+
+    /// A chartRef nothing scanned answers: an OCIRepository declared in `sources:` names the
+    /// package, but its version is in the other repository.
+    fn external_chart_ref(&self, mut dep: Dependency, kind: &str, name: &str, ns: Option<&str>) -> Dependency {
+        let found = if kind == OCI_REPOSITORY {
+            external::pick(&self.external, ExternalKind::OciRepository, name, ns)
+        } else {
+            Ok(None)
+        };
+        dep.skip = Some(match found {
+            Ok(Some(e)) => {
+                dep.package = oci_package(&e.url);
+                Skip {
+                    reason: SkipReason::NoVersion,
+                    message: format!(
+                        "the version is the spec.ref of OCIRepository {name}, which another repository defines (`sources:` at {}); update it there",
+                        e.origin
+                    ),
+                }
+            }
+            Ok(None) => not_found(kind, name, ns),
+            Err(several) => ambiguous_external(kind, name, &several),
+        });
         dep
     }
 
@@ -391,129 +520,114 @@ impl HelmReleases {
             role: None,
             manifest: source.manifest.clone(),
         };
+        let ns = source.namespace.as_deref().unwrap_or("-");
+        match &source.detail {
+            SourceDetail::OciRepository { .. } => dep.id = format!("ocirepository/{ns}/{}", source.name),
+            SourceDetail::HelmChart { .. } => {
+                dep.id = format!("helmchart/{ns}/{}", source.name);
+                dep.kind = Kind::HelmChart;
+            }
+            SourceDetail::HelmRepository { .. } => {}
+        }
+        if let Some(why) = &source.invalid {
+            dep.skip = Some(Skip { reason: SkipReason::Unparsable, message: why.clone() });
+            return dep;
+        }
         match &source.detail {
             SourceDetail::OciRepository { url, version, field, digest } => {
-                // An OCIRepository names a tag, byte for byte as the registry lists it.
-                dep.id = format!("ocirepository/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
-                dep.current = version.value().map(str::to_string);
-                let pin = match (digest.value(), digest.location()) {
-                    (Some(value), Some(at)) if at.verbatim => Some(DigestPin {
-                        value: value.to_string(),
-                        span: at.span.clone(),
-                        line: at.line,
-                        column: at.column,
-                    }),
-                    _ => None,
-                };
-                let substituted_digest = pin.as_ref().is_some_and(|p| p.value.contains("${"));
-                let unpinnable = *digest != VersionValue::Missing && pin.is_none();
-                dep.location = version.location().cloned().map(|mut l| {
-                    l.literal_tag = true;
-                    l.digest = pin;
-                    l
-                });
-                let url = url.as_deref().unwrap_or("");
-                if let Some((registry, name)) =
-                    url.trim_end_matches('/').rsplit_once('/').filter(|_| url.starts_with("oci://"))
-                {
-                    if name == "longhorn" {
-                        dep.component = Component::Longhorn;
-                    }
-                    dep.package = Some(Package {
-                        datasource: Datasource::Oci,
-                        registry: registry.to_string(),
-                        name: name.to_string(),
-                    });
-                }
-                dep.skip = if url.contains("${") {
-                    Some(Skip {
-                        reason: SkipReason::Substitution,
-                        message: "spec.url uses Flux post-build substitution".into(),
-                    })
-                } else if dep.package.is_none() {
-                    Some(Skip {
-                        reason: SkipReason::Unparsable,
-                        message: format!("spec.url `{url}` is not an oci:// URL"),
-                    })
-                } else if *field == "spec.ref.digest" && *version == VersionValue::Missing {
-                    Some(Skip {
-                        reason: SkipReason::DigestOnly,
-                        message: "pinned by spec.ref.digest only; upkeep follows tags".into(),
-                    })
-                } else if substituted_digest {
-                    Some(Skip {
-                        reason: SkipReason::Substitution,
-                        message:
-                            "spec.ref.digest is filled in by Flux post-build substitution, which upkeep cannot follow"
-                                .into(),
-                    })
-                } else if unpinnable {
-                    Some(Skip {
-                        reason: SkipReason::DigestPinned,
-                        message: "spec.ref.digest is written in a way upkeep cannot rewrite (an alias or escapes): write it plainly".into(),
-                    })
-                } else if *version == VersionValue::Missing {
-                    Some(Skip {
-                        reason: SkipReason::FloatingVersion,
-                        message: "no spec.ref: Flux follows the `latest` tag; pin spec.ref.tag to get update PRs"
-                            .into(),
-                    })
-                } else {
-                    version.problem(field)
-                };
+                oci_dependency(&mut dep, url.as_deref().unwrap_or(""), version, field, digest);
             }
             SourceDetail::HelmChart { chart, version, source: chart_source } => {
-                dep.id = format!("helmchart/{}/{}", source.namespace.as_deref().unwrap_or("-"), source.name);
-                dep.kind = Kind::HelmChart;
-                dep.current = version.value().map(str::to_string);
-                dep.location = version.location().cloned();
-                let chart = chart.clone().unwrap_or_default();
-                if chart == "longhorn" {
-                    dep.component = Component::Longhorn;
-                }
-                let repo = chart_source.as_ref().filter(|s| s.kind == HELM_REPOSITORY).and_then(|s| {
-                    let ns = s.namespace.as_deref().or(source.namespace.as_deref());
-                    self.find(HELM_REPOSITORY, &s.name, ns, &source.file)
-                });
-                if let Some(Source { detail: SourceDetail::HelmRepository { url: Some(url), oci }, .. }) = repo {
-                    dep.package = Some(Package {
-                        datasource: if *oci { Datasource::Oci } else { Datasource::Helm },
-                        registry: url.clone(),
-                        name: chart.clone(),
-                    });
-                }
-                dep.skip = version.problem("spec.version").or_else(|| match (&dep.package, chart_source) {
-                    (Some(_), _) => None,
-                    (None, Some(s)) if s.kind != HELM_REPOSITORY => Some(Skip {
-                        reason: SkipReason::UnsupportedSource,
-                        message: format!("chart comes from a {}, which has no chart versions to follow", s.kind),
-                    }),
-                    (None, s) => Some(not_found(
-                        HELM_REPOSITORY,
-                        s.as_ref().map_or("", |s| s.name.as_str()),
-                        s.as_ref().and_then(|s| s.namespace.as_deref()).or(source.namespace.as_deref()),
-                        false,
-                    )),
-                });
+                self.helmchart_dependency(&mut dep, source, chart.as_deref().unwrap_or(""), version, chart_source);
             }
             SourceDetail::HelmRepository { .. } => {}
         }
         dep
     }
+
+    fn helmchart_dependency(
+        &self,
+        dep: &mut Dependency,
+        source: &Source,
+        chart: &str,
+        version: &VersionValue,
+        chart_source: &Option<SourceRef>,
+    ) {
+        dep.current = version.value().map(str::to_string);
+        dep.location = version.location().cloned();
+        if chart == "longhorn" {
+            dep.component = Component::Longhorn;
+        }
+        dep.skip = match chart_source {
+            // Flux ignores spec.version for these sources, so whether one is written or not, there
+            // is nothing to follow (source-controller api/v1 helmchart_types.go, `Version`).
+            Some(s) if s.kind != HELM_REPOSITORY => Some(unsupported_chart_source(s)),
+            None => Some(Skip { reason: SkipReason::SourceNotFound, message: "spec.sourceRef is missing".into() }),
+            Some(s) => {
+                let ns = s.namespace.as_deref().or(source.namespace.as_deref());
+                let package = self.helm_package(chart, &s.name, ns, &source.file);
+                dep.package = package.as_ref().ok().cloned();
+                version.problem("spec.version").or(package.err())
+            }
+        };
+    }
 }
 
-fn not_found(kind: &str, name: &str, namespace: Option<&str>, found_without_url: bool) -> Skip {
-    if found_without_url {
-        return Skip { reason: SkipReason::SourceNotFound, message: format!("{kind} {name} has no spec.url") };
+/// Fill in an OCIRepository's dependency: its tag, the digest pinned beside it, its package.
+fn oci_dependency(dep: &mut Dependency, url: &str, version: &VersionValue, field: &str, digest: &VersionValue) {
+    // An OCIRepository names a tag, byte for byte as the registry lists it.
+    dep.current = version.value().map(str::to_string);
+    let pin = match (digest.value(), digest.location()) {
+        (Some(value), Some(at)) if at.verbatim => {
+            Some(DigestPin { value: value.to_string(), span: at.span.clone(), line: at.line, column: at.column })
+        }
+        _ => None,
+    };
+    let substituted_digest = pin.as_ref().is_some_and(|p| p.value.contains("${"));
+    let unpinnable = *digest != VersionValue::Missing && pin.is_none();
+    dep.location = version.location().cloned().map(|mut l| {
+        l.literal_tag = true;
+        l.digest = pin;
+        l
+    });
+    dep.package = oci_package(url);
+    if dep.package.as_ref().is_some_and(|p| p.name == "longhorn") {
+        dep.component = Component::Longhorn;
     }
-    let place = namespace.map(|n| format!(" in namespace {n}")).unwrap_or_else(|| " (namespace unknown)".into());
-    Skip {
-        reason: SkipReason::SourceNotFound,
-        message: format!("{kind} {name}{place} is not in the scanned files; scan the folder that defines it too"),
-    }
+    let skip = |reason, message: &str| Some(Skip { reason, message: message.to_string() });
+    dep.skip = if url.contains("${") {
+        skip(SkipReason::Substitution, "spec.url uses Flux post-build substitution")
+    } else if dep.package.is_none() {
+        skip(SkipReason::Unparsable, &format!("spec.url `{url}` is not an oci:// URL"))
+    } else if field == "spec.ref.digest" && *version == VersionValue::Missing {
+        skip(SkipReason::DigestOnly, "pinned by spec.ref.digest only; upkeep follows tags")
+    } else if substituted_digest {
+        skip(
+            SkipReason::Substitution,
+            "spec.ref.digest is filled in by Flux post-build substitution, which upkeep cannot follow",
+        )
+    } else if unpinnable {
+        skip(
+            SkipReason::DigestPinned,
+            "spec.ref.digest is written in a way upkeep cannot rewrite (an alias or escapes): write it plainly",
+        )
+    } else if *version == VersionValue::Missing {
+        skip(
+            SkipReason::FloatingVersion,
+            "no spec.ref: Flux follows the `latest` tag; pin spec.ref.tag to get update PRs",
+        )
+    } else {
+        version.problem(field).or_else(|| if field == "spec.ref.tag" { invalid_tag(version) } else { None })
+    };
 }
 
-fn read_source_ref(node: Option<&crate::yaml::Node>) -> Option<SourceRef> {
+/// `oci://registry/path/name` as a package: registry `oci://registry/path`, name `name`.
+fn oci_package(url: &str) -> Option<Package> {
+    let (registry, name) = url.trim_end_matches('/').rsplit_once('/').filter(|_| url.starts_with("oci://"))?;
+    Some(Package { datasource: Datasource::Oci, registry: registry.to_string(), name: name.to_string() })
+}
+
+fn read_source_ref(node: Option<&Node>) -> Option<SourceRef> {
     let node = node?;
     Some(SourceRef {
         kind: node.str_at(&["kind"]).unwrap_or(HELM_REPOSITORY).to_string(),
@@ -548,16 +662,27 @@ fn read_release(doc: &ManifestDoc<'_>) -> Release {
         manifest: doc.manifest(),
         patched_by: doc.patched_by.map(str::to_string),
         chart,
-        invalid: doc.invalid.map(str::to_string),
+        invalid: doc.invalid.map(str::to_string).or_else(|| {
+            let maps: [&[&str]; 5] = [
+                &["spec"],
+                &["spec", "chart"],
+                &["spec", "chart", "spec"],
+                &["spec", "chart", "spec", "sourceRef"],
+                &["spec", "chartRef"],
+            ];
+            not_a_map(root, &maps)
+        }),
         unsupported_api,
+        unnamed: doc.name.is_none(),
     }
 }
 
 fn read_helm_repository(doc: &ManifestDoc<'_>) -> SourceDetail {
     let root = doc.root();
     let url = root.str_at(&["spec", "url"]).map(str::to_string);
-    let oci = root.str_at(&["spec", "type"]) == Some("oci") || url.as_deref().is_some_and(|u| u.starts_with("oci://"));
-    SourceDetail::HelmRepository { url, oci }
+    let typed_oci = root.str_at(&["spec", "type"]) == Some("oci");
+    let oci_url = url.as_deref().is_some_and(|u| u.starts_with("oci://"));
+    SourceDetail::HelmRepository { url, oci: typed_oci || oci_url, refused: oci_url && !typed_oci }
 }
 
 fn read_oci_repository(doc: &ManifestDoc<'_>) -> SourceDetail {

@@ -30,11 +30,13 @@ pub use walk::{DEFAULT_MAX_FILE_SIZE, WalkError};
 pub struct ScanOptions {
     /// Files bigger than this are skipped with a warning.
     pub max_file_size: u64,
+    /// Sources defined outside the scanned files (the config's `sources:`).
+    pub sources: Vec<helmrelease::ExternalSource>,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { max_file_size: DEFAULT_MAX_FILE_SIZE }
+        ScanOptions { max_file_size: DEFAULT_MAX_FILE_SIZE, sources: Vec::new() }
     }
 }
 
@@ -291,7 +293,16 @@ pub trait Extractor {
 
 /// The registry of managers, in the order they run.
 pub fn extractors() -> Vec<Box<dyn Extractor>> {
-    vec![Box::<helmrelease::HelmReleases>::default(), Box::<flux::Flux>::default(), Box::<k3s::Plans>::default()]
+    extractors_with(&[])
+}
+
+/// The registry of managers, with sources declared outside the scanned files.
+pub fn extractors_with(sources: &[helmrelease::ExternalSource]) -> Vec<Box<dyn Extractor>> {
+    vec![
+        Box::new(helmrelease::HelmReleases::with_sources(sources.to_vec())),
+        Box::<flux::Flux>::default(),
+        Box::<k3s::Plans>::default(),
+    ]
 }
 
 /// Scan the repository at `root`.
@@ -313,7 +324,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
         }
     }
     scan.files_scanned = files.len();
-    let findings = extract_files(&files, &mut scan.passed_over);
+    let findings = extract_files_with(&files, &mut scan.passed_over, &options.sources);
     scan.errors.extend(findings.errors);
     scan.dependencies = findings.dependencies;
     scan.api_versions = findings.api_versions;
@@ -322,9 +333,18 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
 
 /// Run every extractor over already-loaded files.
 pub fn extract_files(files: &[SourceFile], passed_over: &mut Vec<FileError>) -> Findings {
+    extract_files_with(files, passed_over, &[])
+}
+
+/// Run every extractor over already-loaded files, with sources declared outside them.
+pub fn extract_files_with(
+    files: &[SourceFile],
+    passed_over: &mut Vec<FileError>,
+    sources: &[helmrelease::ExternalSource],
+) -> Findings {
     let mut out = Findings::default();
     let layout = kustomize::layout(files.iter().map(|f| (f.relative.as_str(), &f.stream)));
-    let mut managers = extractors();
+    let mut managers = extractors_with(sources);
     for file in files {
         if let Some(err) = &file.stream.error {
             let error = FileError {

@@ -23,7 +23,9 @@ pub(super) fn close_superseded(
     // a dependency missing from the scan may still exist: only a full, clean scan may say
     // "no longer found".
     let whole_scan = ctx.prefix.is_empty() && scan.errors.is_empty();
-    for pr in prs.iter().filter(|p| p.state == PrState::Open && p.head.starts_with("upkeep/")) {
+    // The verifier's revert PRs are never superseded by updates: a human decides on them.
+    let open_updates = prs.iter().filter(|p| p.state == PrState::Open && p.head.starts_with("upkeep/"));
+    for pr in open_updates.filter(|p| !p.head.starts_with("upkeep/revert-")) {
         if live.contains(&pr.head) {
             continue;
         }

@@ -12,6 +12,7 @@ mod lookup_helm;
 mod lookup_oci;
 mod regenerate;
 mod registry;
+mod renovate_fixtures;
 mod run;
 mod run_scenarios;
 mod servers;

@@ -687,11 +687,15 @@ fn the_readme_main_job_runs_the_bundled_example_and_is_idempotent() {
     assert!(git.is_ok_and(|o| o.status.success()), "scripts/example.sh needs git on PATH");
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/example.sh");
+    // `cargo test` builds the examples next to the binaries: the stand-in cluster of the loop.
+    let cluster = Path::new(env!("CARGO_BIN_EXE_upkeep")).parent().unwrap().join("examples/fake_cluster");
+    assert!(cluster.is_file(), "{} is built by a plain `cargo test` (examples are part of it)", cluster.display());
     let run = || {
         Command::new("bash")
             .arg(&script)
             .env("UPKEEP_EXAMPLE_DIR", dir.path())
             .env("UPKEEP_BIN", env!("CARGO_BIN_EXE_upkeep"))
+            .env("UPKEEP_FAKE_CLUSTER", &cluster)
             .env("UPKEEP_CACHE_DIR", dir.path().join("cache"))
             .env("UPKEEP_FLUX", "off")
             .env_remove("GITHUB_TOKEN")
@@ -705,7 +709,15 @@ fn the_readme_main_job_runs_the_bundled_example_and_is_idempotent() {
     assert!(first.status.success(), "{text}{}", String::from_utf8_lossy(&first.stderr));
     assert!(text.contains("PRs opened: upkeep/"), "{text}");
     let pushed = remote_branches(&dir.path().join("remote.git"));
-    assert_eq!(pushed.len(), 4, "{pushed:?}");
+    // The loop closed offline: the merged ingress-nginx update failed in the stand-in cluster,
+    // and its revert PR is there with the evidence, pushed like any upkeep branch.
+    assert!(text.contains("failure") && text.contains("revert"), "{text}");
+    let revert = pushed.keys().find(|b| b.starts_with("upkeep/revert-")).unwrap_or_else(|| panic!("{pushed:?}"));
+    let prs = std::fs::read_dir(dir.path().join("repo/.upkeep/prs")).unwrap();
+    let bodies: Vec<String> = prs.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap()).collect();
+    assert!(bodies.iter().any(|b| b.contains(&format!("\"head\": \"{revert}\""))), "a local PR for {revert}");
+    assert!(bodies.iter().any(|b| b.contains("UpgradeFailed") && b.contains("### Evidence")), "the evidence");
+    assert_eq!(pushed.len(), 5, "four update branches and the revert: {pushed:?}");
     let second = run();
     let text = stdout(&second);
     assert!(text.contains("branches written: none") && text.contains("PRs opened: none"), "{text}");

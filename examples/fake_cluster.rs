@@ -1,0 +1,99 @@
+//! A stand-in Kubernetes cluster for the README's main job: the loopback fake API server of the
+//! verifier's tests (`tests/it/kube_fake.rs`, the same file), serving the bundled example's Flux
+//! objects from Flux's documented status examples, so a newcomer sees `upkeep verify` close the
+//! loop offline, with no cluster at all.
+//!
+//! `cargo run --example fake_cluster -- <kubeconfig dir> <old commit> <merge commit> <from> <to>`
+//!
+//! Timeline: at once, Flux is at the old commit and ingress-nginx at `<from>`; after 1 s Flux
+//! fetches and applies the merge; after 2 s helm-controller's upgrade to `<to>` fails
+//! (UpgradeFailed, as in `fixtures/kube/helmrelease-v2-upgrade-failed.json`). It writes
+//! `<dir>/kubeconfig` once it listens and serves until it is stopped (at most ten minutes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs, unreachable_pub, dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// What `kube_fake.rs` needs of the test helpers.
+mod util {
+    use std::path::{Path, PathBuf};
+
+    /// A path under `fixtures/`.
+    pub(crate) fn fixture(relative: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
+    }
+}
+
+#[path = "../tests/it/kube_fake.rs"]
+mod kube_fake;
+
+use kube_fake::{Change, FakeKube, load};
+
+/// A documented object, retargeted from `default/podinfo` to the example's ingress-nginx.
+fn retarget(fixture: &str, from: &str, to: &str) -> Value {
+    let text = load(fixture)
+        .to_string()
+        .replace("default/podinfo", "ingress-nginx/ingress-nginx")
+        .replace("\"namespace\":\"default\"", "\"namespace\":\"ingress-nginx\"")
+        .replace("fluxcd.io/namespace\":\"default\"", "fluxcd.io/namespace\":\"ingress-nginx\"")
+        .replace("podinfo", "ingress-nginx")
+        .replace("6.5.3", from)
+        .replace("6.5.4", to);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn before(fake: &FakeKube, old: &str, from: &str, to: &str) {
+    let mut git = load("gitrepository-v1-ready.json");
+    git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
+    git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old}"));
+    fake.apply(Change::Put(git));
+    let mut k = load("kustomization-v1-ready.json");
+    k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
+    k["spec"]["path"] = json!("./infrastructure");
+    k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
+    k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old}"));
+    fake.apply(Change::Put(k));
+    let mut hr = retarget("helmrelease-v2-test-succeeded.json", from, to);
+    hr["status"]["history"][0]["chartVersion"] = json!(from);
+    fake.apply(Change::Put(hr));
+    fake.apply(Change::Put(retarget("deployment-podinfo-rolled-out.json", from, to)));
+}
+
+fn timeline(fake: &FakeKube, merge: &str, from: &str, to: &str) {
+    let rev = format!("main@sha1:{merge}");
+    let at = Duration::from_secs(1);
+    fake.at(
+        at,
+        Change::merge(
+            "gitrepositories",
+            "flux-system",
+            "flux-system",
+            json!({"status": {"artifact": {"revision": rev}}}),
+        ),
+    );
+    let applied = json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}});
+    fake.at(at, Change::merge("kustomizations", "flux-system", "infrastructure", applied));
+    let mut failed = retarget("helmrelease-v2-upgrade-failed.json", from, to);
+    failed["status"]["observedGeneration"] = json!(2);
+    fake.at(Duration::from_secs(2), Change::Put(failed));
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, old, merge, from, to] = args.as_slice() else {
+        eprintln!("usage: fake_cluster <kubeconfig dir> <old commit> <merge commit> <from> <to>");
+        std::process::exit(2);
+    };
+    let fake = FakeKube::start().await;
+    before(&fake, old, from, to);
+    timeline(&fake, merge, from, to);
+    std::fs::create_dir_all(dir).unwrap();
+    // Written last, atomically: its presence means the server listens.
+    let written = fake.kubeconfig(std::path::Path::new(dir));
+    eprintln!("fake cluster at {}, kubeconfig {}", fake.url(), written.display());
+    fake.start_clock();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
