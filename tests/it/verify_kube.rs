@@ -355,6 +355,16 @@ async fn a_watch_that_keeps_failing_is_blind_not_a_spin() {
     let fake = FakeKube::start().await;
     rolled_back(&fake);
     fake.forbid(Some("watch"), Some("helmreleases"));
+    // Busy neighbours: another source's Kustomization keeps changing. Their quiet events must
+    // not hide that the HelmRelease watch keeps failing.
+    for step in 1..40u32 {
+        let status = json!({"status": {"lastAttemptedRevision": format!("main@sha1:{step:040}")}});
+        fake.at(
+            Duration::from_millis(u64::from(step) * 150),
+            Change::merge("kustomizations", "default", "infra", status),
+        );
+    }
+    fake.start_clock();
     let dir = tempfile::tempdir().unwrap();
     let source = source_for(&fake.kubeconfig(dir.path())).await;
     let wake = source.changed(&want_podinfo(), Duration::from_secs(30)).await;
