@@ -570,7 +570,9 @@ impl State {
         let key = (at.resource.plural.to_string(), at.namespace.clone().unwrap_or_default(), name.clone());
         let not_found = || {
             let message = format!("{}.{} \"{name}\" not found", at.resource.plural, at.resource.group);
-            (404, status(404, "NotFound", &message))
+            let mut body = status(404, "NotFound", &message);
+            body["details"] = json!({"name": name, "group": at.resource.group, "kind": at.resource.plural});
+            (404, body)
         };
         match request.method.as_str() {
             "GET" => match self.objects.get(&key) {

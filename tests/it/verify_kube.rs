@@ -55,26 +55,23 @@ fn blind_reasons(evidence: &Evidence) -> String {
 #[tokio::test]
 async fn discovery_prefers_v2_and_is_asked_once() {
     let fake = FakeKube::start().await;
+    rolled_back(&fake);
     let dir = tempfile::tempdir().unwrap();
     let source = source_for(&fake.kubeconfig(dir.path())).await;
     let versions = source.served_versions().await.unwrap();
     assert_eq!(versions.helm.as_deref(), Some("v2"));
     assert_eq!(versions.source.as_deref(), Some("v1"));
     assert_eq!(versions.kustomize.as_deref(), Some("v1"));
+    source.observe(&want_podinfo()).await;
+    source.observe(&want_podinfo()).await;
+    let discoveries = fake.requests().iter().filter(|r| *r == "GET /apis").count();
+    assert_eq!(discoveries, 1, "one discovery per KubeSource: {:?}", fake.requests());
+    let reads = "GET /apis/helm.toolkit.fluxcd.io/v2/namespaces/default/helmreleases/podinfo";
+    assert_eq!(fake.requests().iter().filter(|r| r.starts_with(reads)).count(), 2);
 
     fake.serve_versions("helm.toolkit.fluxcd.io", &["v2beta2", "v2beta1"]);
     let fresh = source_for(&fake.kubeconfig(dir.path())).await;
     assert_eq!(fresh.served_versions().await.unwrap().helm.as_deref(), Some("v2beta2"));
-    source.observe(&want_podinfo()).await;
-    source.observe(&want_podinfo()).await;
-    let discoveries = fake.requests().iter().filter(|r| *r == "GET /apis").count();
-    assert_eq!(discoveries, 2, "one discovery per KubeSource: {:?}", fake.requests());
-    // The cached choice is used: the first source still reads v2.
-    assert!(
-        fake.requests()
-            .iter()
-            .any(|r| r.starts_with("GET /apis/helm.toolkit.fluxcd.io/v2/namespaces/default/helmreleases/podinfo"))
-    );
 }
 
 #[tokio::test]
@@ -514,4 +511,29 @@ async fn a_change_between_observe_and_changed_still_wakes() {
     // Without anything new since the last observation, the listing alone wakes nobody.
     source.observe(&want_podinfo()).await;
     assert_eq!(source.changed(&want_podinfo(), Duration::from_millis(800)).await, Wake::TimedOut);
+}
+
+/// Flux upgraded under a running verifier: the version discovery chose is gone. That read is
+/// blind (not "missing"), and the next one asks discovery again and reads the new version.
+#[tokio::test]
+async fn a_version_that_stops_being_served_is_rediscovered() {
+    let fake = FakeKube::start().await;
+    rolled_back(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    assert_eq!(source.observe(&want_podinfo()).await.helmreleases[0].0.api_version, "helm.toolkit.fluxcd.io/v2");
+
+    fake.serve_versions("helm.toolkit.fluxcd.io", &["v2beta2"]);
+    let evidence = source.observe(&want_podinfo()).await;
+    assert!(evidence.missing.is_empty(), "{:?}", evidence.missing);
+    assert_eq!(evidence.blind.len(), 1, "{}", blind_reasons(&evidence));
+    assert!(
+        evidence.blind[0].reason.contains("helm.toolkit.fluxcd.io/v2 is no longer served"),
+        "{}",
+        blind_reasons(&evidence)
+    );
+
+    let evidence = source.observe(&want_podinfo()).await;
+    assert!(evidence.blind.is_empty(), "{}", blind_reasons(&evidence));
+    assert_eq!(evidence.helmreleases[0].0.api_version, "helm.toolkit.fluxcd.io/v2beta2");
 }
