@@ -537,3 +537,31 @@ async fn a_version_that_stops_being_served_is_rediscovered() {
     assert!(evidence.blind.is_empty(), "{}", blind_reasons(&evidence));
     assert_eq!(evidence.helmreleases[0].0.api_version, "helm.toolkit.fluxcd.io/v2beta2");
 }
+
+/// A watch resumed too late gets 410 Expired; kube's watcher relists, and a change that only
+/// shows in that relist still wakes the wait.
+#[tokio::test]
+async fn a_change_seen_only_in_a_relist_after_410_still_wakes() {
+    let fake = FakeKube::start().await;
+    rolled_back(&fake);
+    fake.close_watches_after(1);
+    let half = Duration::from_millis(500);
+    fake.at(half, Change::ExpireNextWatch { plural: "kustomizations".into() });
+    let other = json!({"status": {"lastAttemptedRevision": "main@sha1:0000000000000000000000000000000000000001"}});
+    fake.at(half, Change::merge("kustomizations", "default", "infra", other));
+    let ours = json!({"status": {"lastAppliedRevision": "master@sha1:1111111111111111111111111111111111111111"}});
+    fake.at(half, Change::merge("kustomizations", "default", "podinfo", ours));
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    fake.start_clock();
+    let wake = source.changed(&want_podinfo(), Duration::from_secs(20)).await;
+    assert_eq!(wake, Wake::Changed("Kustomization/default/podinfo".into()));
+    let lists = fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.starts_with("GET /apis/kustomize.toolkit.fluxcd.io/v1/kustomizations?") && !r.contains("watch=true")
+        })
+        .count();
+    assert_eq!(lists, 2, "listed, then relisted after 410: {:?}", fake.requests());
+}
