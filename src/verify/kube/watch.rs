@@ -100,6 +100,14 @@ impl KubeSource {
                 streams.push(self.watch_flux(FluxKind::HelmRelease, versions, name));
             }
         }
+        streams.extend(self.workload_watches(want).await?);
+        Ok(streams)
+    }
+
+    /// Watches on the workloads of the changed releases (by helm-controller's labels) and on
+    /// the pods of those that exist now (by each workload's selector).
+    async fn workload_watches(&self, want: &Want) -> Result<Vec<BoxStream<'static, Tick>>, Blind> {
+        let mut streams = Vec::new();
         for (release, _) in &want.helmreleases {
             let labels = workloads::release_selector(&release.namespace, &release.name);
             let config = watcher::Config::default().labels(&labels);
