@@ -25,9 +25,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod as KubePod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
-use tokio::sync::OnceCell;
 
-use self::access::{Access, blind, chain, discovery_blind, is_not_found};
+use self::access::{Access, blind, chain, discovery_blind, is_not_found, is_unserved};
 use self::flux::{FluxGroup, HELM, KUSTOMIZE, REQUESTED_AT, SOURCE, api_resource, flux_object, group_of, plural_of};
 use crate::verify::evidence::{Blind, Evidence, FluxKind, FluxObject, KustomizationState, Workload};
 
@@ -99,7 +98,8 @@ type Observed = HashMap<(String, String, String), String>;
 pub struct KubeSource {
     client: Client,
     server: String,
-    versions: OnceCell<ServedVersions>,
+    /// Discovery's answer, asked again after a read finds its version gone (Flux upgraded).
+    versions: Mutex<Option<ServedVersions>>,
     /// What the last observation saw, so that [`KubeSource::changed`] notices a change that
     /// landed between that observation and the start of its watches.
     observed: Mutex<Observed>,
@@ -121,7 +121,7 @@ pub async fn connect(options: &KubeOptions) -> Result<KubeSource, Blind> {
         what: format!("the API server {server}"),
         reason: format!("cannot build a Kubernetes client: {}", chain(&e)),
     })?;
-    Ok(KubeSource { client, server, versions: OnceCell::new(), observed: Mutex::new(HashMap::new()) })
+    Ok(KubeSource { client, server, versions: Mutex::new(None), observed: Mutex::new(HashMap::new()) })
 }
 
 async fn load_config(options: &KubeOptions) -> Result<Config, Blind> {
@@ -150,22 +150,26 @@ impl KubeSource {
         &self.server
     }
 
-    /// The version each Flux group is read at, from the server's discovery (asked once).
+    /// The version each Flux group is read at, from the server's discovery (asked once, and
+    /// again only after a read finds the chosen version no longer served).
     pub async fn served_versions(&self) -> Result<ServedVersions, Blind> {
-        let versions = self
-            .versions
-            .get_or_try_init(|| async {
-                let groups = self.client.list_api_groups().await.map_err(|e| discovery_blind(&self.server, &e))?;
-                let pick = |group: FluxGroup| {
-                    let found = groups.groups.iter().find(|g| g.name == group.name)?;
-                    let served: Vec<String> = found.versions.iter().map(|v| v.version.clone()).collect();
-                    let preferred = found.preferred_version.as_ref().map(|v| v.version.as_str());
-                    flux::choose_version(group, &served, preferred)
-                };
-                Ok::<_, Blind>(ServedVersions { source: pick(SOURCE), kustomize: pick(KUSTOMIZE), helm: pick(HELM) })
-            })
-            .await?;
-        Ok(versions.clone())
+        if let Some(versions) = self.cached_versions().clone() {
+            return Ok(versions);
+        }
+        let groups = self.client.list_api_groups().await.map_err(|e| discovery_blind(&self.server, &e))?;
+        let pick = |group: FluxGroup| {
+            let found = groups.groups.iter().find(|g| g.name == group.name)?;
+            let served: Vec<String> = found.versions.iter().map(|v| v.version.clone()).collect();
+            let preferred = found.preferred_version.as_ref().map(|v| v.version.as_str());
+            flux::choose_version(group, &served, preferred)
+        };
+        let versions = ServedVersions { source: pick(SOURCE), kustomize: pick(KUSTOMIZE), helm: pick(HELM) };
+        *self.cached_versions() = Some(versions.clone());
+        Ok(versions)
+    }
+
+    fn cached_versions(&self) -> std::sync::MutexGuard<'_, Option<ServedVersions>> {
+        self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Everything the verdict needs about `want`, now. Failed reads are in `blind` (or, for the
@@ -279,6 +283,15 @@ impl KubeSource {
             Api::namespaced_with(self.client.clone(), &name.namespace, &api_resource(kind, version));
         match api.get(&name.name).await {
             Ok(object) => self.narrow(evidence, kind, reference, &object),
+            Err(error) if is_unserved(&error) => {
+                *self.cached_versions() = None;
+                let reason = format!(
+                    "{}/{version} is no longer served by {}: discovery is asked again on the next read",
+                    group.name, self.server
+                );
+                evidence.blind.push(Blind { what: reference, reason });
+                None
+            }
             Err(error) if is_not_found(&error) => {
                 evidence.missing.push(reference);
                 None

@@ -74,6 +74,9 @@ pub(crate) enum Change {
     Merge { plural: String, namespace: String, name: String, patch: Value },
     /// Delete an object.
     Delete { plural: String, namespace: String, name: String },
+    /// Answer the next watch of `plural` that resumes from a resourceVersion with 410 Expired
+    /// (as an API server does once etcd compacted that version), forcing a relist.
+    ExpireNextWatch { plural: String },
 }
 
 impl Change {
@@ -111,6 +114,7 @@ struct State {
     forbid: Vec<Forbid>,
     unauthorized: bool,
     close_watches_after: Option<usize>,
+    expire_next_watch: Vec<String>,
     requests: Vec<String>,
     patches: Vec<(String, Value)>,
     authorizations: Vec<String>,
@@ -148,6 +152,7 @@ impl FakeKube {
             forbid: Vec::new(),
             unauthorized: false,
             close_watches_after: None,
+            expire_next_watch: Vec::new(),
             requests: Vec::new(),
             patches: Vec::new(),
             authorizations: Vec::new(),
@@ -265,9 +270,14 @@ impl FakeKube {
         let fake = self.clone();
         let task = tokio::spawn(async move {
             let start = tokio::time::Instant::now();
-            for (offset, change) in timeline {
+            let mut due = timeline.into_iter().peekable();
+            while let Some((offset, change)) = due.next() {
                 tokio::time::sleep_until(start + offset).await;
+                // Changes at the same offset land together, as one controller write burst.
                 fake.apply(change);
+                while let Some((_, change)) = due.next_if(|(next, _)| *next == offset) {
+                    fake.apply(change);
+                }
             }
         });
         self.tasks.lock().unwrap().push(task.abort_handle());
@@ -337,15 +347,30 @@ impl FakeKube {
         }
         let mut updates = self.notify.subscribe();
         let bookmarks = at.query("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
-        let (mut cursor, initial, limit) = {
-            let state = self.state.lock().unwrap();
+        let (mut cursor, initial, limit, expired) = {
+            let mut state = self.state.lock().unwrap();
             let from = at.query("resourceVersion").and_then(|rv| rv.parse::<u64>().ok()).filter(|rv| *rv > 0);
+            let expire = state.expire_next_watch.iter().position(|p| p == at.resource.plural);
+            let expired = match (from, expire) {
+                (Some(from), Some(index)) => {
+                    state.expire_next_watch.remove(index);
+                    let message = format!("too old resource version: {from} ({})", state.rv);
+                    Some(json!({"type": "ERROR", "object": status(410, "Expired", &message)}))
+                }
+                _ => None,
+            };
             let initial: Vec<Value> = match from {
                 Some(_) => Vec::new(),
                 None => state.matching(at).into_iter().map(|o| json!({"type": "ADDED", "object": o})).collect(),
             };
-            (from.unwrap_or(state.rv), initial, state.close_watches_after)
+            (from.unwrap_or(state.rv), initial, state.close_watches_after, expired)
         };
+        if let Some(expired) = expired {
+            if write_chunk(out, &expired).await {
+                let _ = out.write_all(b"0\r\n\r\n").await;
+            }
+            return;
+        }
         let mut sent = 0;
         for event in initial {
             if !write_chunk(out, &event).await {
@@ -414,6 +439,10 @@ pub(crate) fn load(name: &str) -> Value {
 
 impl State {
     fn apply(&mut self, change: Change) -> u64 {
+        if let Change::ExpireNextWatch { plural } = change {
+            self.expire_next_watch.push(plural);
+            return self.rv;
+        }
         self.rv += 1;
         let rv = self.rv;
         let (key, type_, object) = match change {
@@ -437,6 +466,7 @@ impl State {
                 merge_patch(&mut object, &patch);
                 (key, "MODIFIED", object)
             }
+            Change::ExpireNextWatch { .. } => return self.rv,
             Change::Delete { plural, namespace, name } => {
                 let key = (plural, namespace, name);
                 let object = self.objects.remove(&key).unwrap_or_else(|| panic!("fake kube: no {key:?} to delete"));
@@ -570,7 +600,9 @@ impl State {
         let key = (at.resource.plural.to_string(), at.namespace.clone().unwrap_or_default(), name.clone());
         let not_found = || {
             let message = format!("{}.{} \"{name}\" not found", at.resource.plural, at.resource.group);
-            (404, status(404, "NotFound", &message))
+            let mut body = status(404, "NotFound", &message);
+            body["details"] = json!({"name": name, "group": at.resource.group, "kind": at.resource.plural});
+            (404, body)
         };
         match request.method.as_str() {
             "GET" => match self.objects.get(&key) {

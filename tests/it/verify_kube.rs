@@ -55,26 +55,23 @@ fn blind_reasons(evidence: &Evidence) -> String {
 #[tokio::test]
 async fn discovery_prefers_v2_and_is_asked_once() {
     let fake = FakeKube::start().await;
+    rolled_back(&fake);
     let dir = tempfile::tempdir().unwrap();
     let source = source_for(&fake.kubeconfig(dir.path())).await;
     let versions = source.served_versions().await.unwrap();
     assert_eq!(versions.helm.as_deref(), Some("v2"));
     assert_eq!(versions.source.as_deref(), Some("v1"));
     assert_eq!(versions.kustomize.as_deref(), Some("v1"));
+    source.observe(&want_podinfo()).await;
+    source.observe(&want_podinfo()).await;
+    let discoveries = fake.requests().iter().filter(|r| *r == "GET /apis").count();
+    assert_eq!(discoveries, 1, "one discovery per KubeSource: {:?}", fake.requests());
+    let reads = "GET /apis/helm.toolkit.fluxcd.io/v2/namespaces/default/helmreleases/podinfo";
+    assert_eq!(fake.requests().iter().filter(|r| r.starts_with(reads)).count(), 2);
 
     fake.serve_versions("helm.toolkit.fluxcd.io", &["v2beta2", "v2beta1"]);
     let fresh = source_for(&fake.kubeconfig(dir.path())).await;
     assert_eq!(fresh.served_versions().await.unwrap().helm.as_deref(), Some("v2beta2"));
-    source.observe(&want_podinfo()).await;
-    source.observe(&want_podinfo()).await;
-    let discoveries = fake.requests().iter().filter(|r| *r == "GET /apis").count();
-    assert_eq!(discoveries, 2, "one discovery per KubeSource: {:?}", fake.requests());
-    // The cached choice is used: the first source still reads v2.
-    assert!(
-        fake.requests()
-            .iter()
-            .any(|r| r.starts_with("GET /apis/helm.toolkit.fluxcd.io/v2/namespaces/default/helmreleases/podinfo"))
-    );
 }
 
 #[tokio::test]
@@ -358,6 +355,16 @@ async fn a_watch_that_keeps_failing_is_blind_not_a_spin() {
     let fake = FakeKube::start().await;
     rolled_back(&fake);
     fake.forbid(Some("watch"), Some("helmreleases"));
+    // Busy neighbours: another source's Kustomization keeps changing. Their quiet events must
+    // not hide that the HelmRelease watch keeps failing.
+    for step in 1..40u32 {
+        let status = json!({"status": {"lastAttemptedRevision": format!("main@sha1:{step:040}")}});
+        fake.at(
+            Duration::from_millis(u64::from(step) * 150),
+            Change::merge("kustomizations", "default", "infra", status),
+        );
+    }
+    fake.start_clock();
     let dir = tempfile::tempdir().unwrap();
     let source = source_for(&fake.kubeconfig(dir.path())).await;
     let wake = source.changed(&want_podinfo(), Duration::from_secs(30)).await;
@@ -502,9 +509,62 @@ async fn a_change_between_observe_and_changed_still_wakes() {
     let started = Instant::now();
     let wake = source.changed(&want_podinfo(), Duration::from_secs(10)).await;
     assert_eq!(wake, Wake::Changed("HelmRelease/default/podinfo".into()));
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
 
     // Without anything new since the last observation, the listing alone wakes nobody.
     source.observe(&want_podinfo()).await;
     assert_eq!(source.changed(&want_podinfo(), Duration::from_millis(800)).await, Wake::TimedOut);
+}
+
+/// Flux upgraded under a running verifier: the version discovery chose is gone. That read is
+/// blind (not "missing"), and the next one asks discovery again and reads the new version.
+#[tokio::test]
+async fn a_version_that_stops_being_served_is_rediscovered() {
+    let fake = FakeKube::start().await;
+    rolled_back(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    assert_eq!(source.observe(&want_podinfo()).await.helmreleases[0].0.api_version, "helm.toolkit.fluxcd.io/v2");
+
+    fake.serve_versions("helm.toolkit.fluxcd.io", &["v2beta2"]);
+    let evidence = source.observe(&want_podinfo()).await;
+    assert!(evidence.missing.is_empty(), "{:?}", evidence.missing);
+    assert_eq!(evidence.blind.len(), 1, "{}", blind_reasons(&evidence));
+    assert!(
+        evidence.blind[0].reason.contains("helm.toolkit.fluxcd.io/v2 is no longer served"),
+        "{}",
+        blind_reasons(&evidence)
+    );
+
+    let evidence = source.observe(&want_podinfo()).await;
+    assert!(evidence.blind.is_empty(), "{}", blind_reasons(&evidence));
+    assert_eq!(evidence.helmreleases[0].0.api_version, "helm.toolkit.fluxcd.io/v2beta2");
+}
+
+/// A watch resumed too late gets 410 Expired; kube's watcher relists, and a change that only
+/// shows in that relist still wakes the wait.
+#[tokio::test]
+async fn a_change_seen_only_in_a_relist_after_410_still_wakes() {
+    let fake = FakeKube::start().await;
+    rolled_back(&fake);
+    fake.close_watches_after(1);
+    let half = Duration::from_millis(500);
+    fake.at(half, Change::ExpireNextWatch { plural: "kustomizations".into() });
+    let other = json!({"status": {"lastAttemptedRevision": "main@sha1:0000000000000000000000000000000000000001"}});
+    fake.at(half, Change::merge("kustomizations", "default", "infra", other));
+    let ours = json!({"status": {"lastAppliedRevision": "master@sha1:1111111111111111111111111111111111111111"}});
+    fake.at(half, Change::merge("kustomizations", "default", "podinfo", ours));
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_for(&fake.kubeconfig(dir.path())).await;
+    fake.start_clock();
+    let wake = source.changed(&want_podinfo(), Duration::from_secs(20)).await;
+    assert_eq!(wake, Wake::Changed("Kustomization/default/podinfo".into()));
+    let lists = fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.starts_with("GET /apis/kustomize.toolkit.fluxcd.io/v1/kustomizations?") && !r.contains("watch=true")
+        })
+        .count();
+    assert_eq!(lists, 2, "listed, then relisted after 410: {:?}", fake.requests());
 }

@@ -36,9 +36,16 @@ impl Access {
     }
 }
 
-/// Whether an error is the API server's 404 (the object or the resource is not there).
+/// Whether an error is the API server's 404 for an object (the resource type exists).
 pub(super) fn is_not_found(error: &::kube::Error) -> bool {
     matches!(error, ::kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether a 404 is about the resource type itself (an API version no longer served), not an
+/// object: the API server names the object in `details.name` only in the second case.
+pub(super) fn is_unserved(error: &::kube::Error) -> bool {
+    matches!(error, ::kube::Error::Api(status)
+        if status.code == 404 && status.details.as_ref().is_none_or(|d| d.name.is_empty()))
 }
 
 /// The blindness a failed read leaves: `what` could not be read, and why, with what to do.

@@ -181,9 +181,44 @@ pub fn flux_object(kind: FluxKind, json: serde_json::Value) -> Result<FluxObject
     })
 }
 
+/// The commit of a Flux source revision: `<ref>@sha1:<sha>` (Flux 2.0 on, also `sha256:`),
+/// the older `<branch>/<sha>`, or a bare `sha1:<sha>`. `None` for anything else (an OCI digest
+/// alone, an empty status), so the caller never mistakes a non-commit for a commit.
+pub fn revision_commit(revision: &str) -> Option<&str> {
+    let candidate = match revision.rsplit_once('@') {
+        Some((_, digest)) => commit_digest(digest)?,
+        None if revision.contains(':') => commit_digest(revision)?,
+        None => revision.rsplit_once('/')?.1,
+    };
+    let is_commit = matches!(candidate.len(), 40 | 64) && candidate.bytes().all(|b| b.is_ascii_hexdigit());
+    is_commit.then_some(candidate)
+}
+
+fn commit_digest(digest: &str) -> Option<&str> {
+    match digest.split_once(':')? {
+        ("sha1" | "sha256", sha) => Some(sha),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revision_commit_reads_every_revision_form_flux_writes() {
+        let sha = "363a6a8fe6a7f13e05d34c163b0ef02a777da20a";
+        assert_eq!(revision_commit(&format!("master@sha1:{sha}")), Some(sha));
+        assert_eq!(revision_commit(&format!("refs/heads/feature/x@sha1:{sha}")), Some(sha));
+        assert_eq!(revision_commit(&format!("v1.0.1@sha1:{sha}")), Some(sha));
+        assert_eq!(revision_commit(&format!("master/{sha}")), Some(sha));
+        assert_eq!(revision_commit(&format!("feature/x/{sha}")), Some(sha));
+        assert_eq!(revision_commit(&format!("sha1:{sha}")), Some(sha));
+        assert_eq!(revision_commit("master@sha1:abc"), None);
+        assert_eq!(revision_commit("6.5.3"), None);
+        assert_eq!(revision_commit(""), None);
+        assert_eq!(revision_commit(&format!("master@md5:{sha}")), None);
+    }
 
     #[test]
     fn upkeep_preference_wins_over_the_server_preference() {

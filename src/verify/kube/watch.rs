@@ -24,7 +24,8 @@ use super::flux::{HELM, KUSTOMIZE, SOURCE, api_resource, group_of, plural_of};
 use super::{KubeSource, ObjectName, ServedVersions, Want, workloads};
 use crate::verify::evidence::{Blind, FluxKind};
 
-/// Consecutive watch failures (across all watches) after which the wait gives up as blind.
+/// Consecutive failures of one watch (kube's backoff between them) after which the wait gives
+/// up as blind.
 const FAILURES_BEFORE_BLIND: usize = 3;
 
 /// Why [`KubeSource::changed`] returned.
@@ -99,6 +100,14 @@ impl KubeSource {
                 streams.push(self.watch_flux(FluxKind::HelmRelease, versions, name));
             }
         }
+        streams.extend(self.workload_watches(want).await?);
+        Ok(streams)
+    }
+
+    /// Watches on the workloads of the changed releases (by helm-controller's labels) and on
+    /// the pods of those that exist now (by each workload's selector).
+    async fn workload_watches(&self, want: &Want) -> Result<Vec<BoxStream<'static, Tick>>, Blind> {
+        let mut streams = Vec::new();
         for (release, _) in &want.helmreleases {
             let labels = workloads::release_selector(&release.namespace, &release.name);
             let config = watcher::Config::default().labels(&labels);
@@ -176,6 +185,7 @@ where
 {
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     let mut listed = false;
+    let mut failures = 0;
     let server = watched.server.clone();
     watcher::watcher(api, config)
         .default_backoff()
@@ -198,6 +208,9 @@ where
                     Tick::Quiet
                 }
             };
+            if event.is_ok() {
+                failures = 0;
+            }
             match event {
                 Ok(Event::Apply(object)) => note(&object, false),
                 Ok(Event::InitApply(object)) => note(&object, true),
@@ -216,7 +229,14 @@ where
                     listed = true;
                     Tick::Quiet
                 }
-                Err(error) => Tick::Failed(failed(&watched, &server, &error)),
+                Err(error) => {
+                    failures += 1;
+                    if failures >= FAILURES_BEFORE_BLIND {
+                        Tick::Failed(failed(&watched, &server, &error))
+                    } else {
+                        Tick::Quiet
+                    }
+                }
             }
         })
         .boxed()
@@ -229,19 +249,13 @@ fn failed(watched: &Watched, server: &str, error: &watcher::Error) -> Blind {
     }
 }
 
-/// The first change of the merged watches, or blindness after repeated failures.
+/// The first change of the merged watches, or the blindness of one that kept failing.
 async fn first_change(mut ticks: futures::stream::SelectAll<BoxStream<'static, Tick>>) -> Wake {
-    let mut failures = 0;
     while let Some(tick) = ticks.next().await {
         match tick {
-            Tick::Quiet => failures = 0,
+            Tick::Quiet => {}
             Tick::Changed(what) => return Wake::Changed(what),
-            Tick::Failed(blind) => {
-                failures += 1;
-                if failures >= FAILURES_BEFORE_BLIND {
-                    return Wake::Blind(blind);
-                }
-            }
+            Tick::Failed(blind) => return Wake::Blind(blind),
         }
     }
     std::future::pending().await
