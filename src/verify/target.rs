@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::evidence::{Evidence, FluxKind, KustomizationState};
+use super::kube::flux::revision_commit;
 use crate::git::{Merge, Writer};
 use crate::model::Component;
 
@@ -91,15 +92,6 @@ pub fn target(merge: &Merge, deps: &BTreeMap<String, DepInfo>, source: &(String,
     Target { commit: merge.commit.clone(), source: source.clone(), releases, chart_sources, files: merge.files.clone() }
 }
 
-/// The commit a Flux revision names: `main@sha1:<sha>`, `sha1:<sha>`, or the older `main/<sha>`.
-pub fn revision_commit(revision: &str) -> Option<&str> {
-    let sha = match revision.rsplit_once("sha1:") {
-        Some((_, sha)) => sha,
-        None => revision.rsplit('/').next()?,
-    };
-    (sha.len() >= 7 && sha.chars().all(|c| c.is_ascii_hexdigit())).then_some(sha)
-}
-
 /// `spec.path` as a repository folder: `./clusters/prod/` → `clusters/prod`, `./` → ``.
 fn folder(path: &str) -> String {
     path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').trim_start_matches('.').to_string()
@@ -143,16 +135,6 @@ pub fn annotate(mut ev: Evidence, merge: &Merge, writer: &Writer, applying: &dyn
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn revisions_in_every_form_flux_wrote_them() {
-        let sha = "1f37cc7a0d1e2b3c4d5e6f708192a3b4c5d6e7f8";
-        assert_eq!(revision_commit(&format!("main@sha1:{sha}")), Some(sha));
-        assert_eq!(revision_commit(&format!("sha1:{sha}")), Some(sha));
-        assert_eq!(revision_commit(&format!("main/{sha}")), Some(sha));
-        assert_eq!(revision_commit("latest@sha256:zz"), None);
-        assert_eq!(revision_commit("6.1.0"), None);
-    }
 
     #[test]
     fn a_kustomization_holds_the_files_below_its_path() {
