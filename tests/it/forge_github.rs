@@ -10,7 +10,7 @@ use upkeep::forge::{Forge, NewPullRequest, PrState};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::github_fake::{FakeGithub, Fault};
+use super::github_fake::{FakeGithub, Fault, label};
 use super::run::{LONGHORN, Sandbox, commit_all, stdout};
 
 const TOKEN: &str = "ghp_fakeTokenForTests0123456789";
@@ -127,7 +127,7 @@ fn a_github_run_opens_prs_and_a_dashboard_then_a_second_run_writes_nothing() {
     {
         let mut s = gh.fake.state.lock().unwrap();
         let pr = s.pulls.iter_mut().find(|p| p["head"]["ref"] == LONGHORN).unwrap();
-        pr["labels"].as_array_mut().unwrap().push(serde_json::json!({"name": "needs-maintenance-window"}));
+        pr["labels"].as_array_mut().unwrap().push(label("needs-maintenance-window"));
     }
     let second = run_github(&sb, &gh, &remote, &[]);
     assert!(second.status.success(), "{}", all_output(&second));
@@ -455,14 +455,7 @@ fn the_dashboard_issue_is_edited_in_place_and_left_alone_when_unchanged() {
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
     // Someone opens an issue with the same title, even copying the marker: it is not the dashboard.
-    {
-        let mut s = gh.fake.state.lock().unwrap();
-        let number = 500 + s.issues.len() as u64;
-        s.issues.push(serde_json::json!({
-            "number": number, "title": "upkeep dependency dashboard", "state": "open",
-            "body": "pwned\n<!-- upkeep-dashboard -->\n"
-        }));
-    }
+    gh.fake.foreign_issue("upkeep dependency dashboard", "pwned\n<!-- upkeep-dashboard -->\n", "open");
     forge.dashboard("upkeep dependency dashboard", "two").unwrap();
     let writes = gh.fake.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");

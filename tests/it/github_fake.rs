@@ -1,7 +1,7 @@
 //! A wire-level fake of the parts of GitHub's REST API upkeep uses, on loopback: pulls (list,
 //! create with 422 "already exists", update, close), labels, reviewers, comments, issues (the
-//! dashboard) and the auto-merge GraphQL mutation. Responses are built from the documented
-//! pull request payload in `fixtures/github/pull-request.json`. Faults can be queued.
+//! dashboard) and the auto-merge GraphQL mutation. Every answer is built from a real GitHub payload under `fixtures/github/`
+//! (see its README), so octocrab's typed models read what GitHub sends. Faults can be queued.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,36 @@ impl FakeGithub {
     pub(crate) fn dashboard(&self) -> Option<Value> {
         self.state.lock().unwrap().issues.first().cloned()
     }
+
+    /// An issue someone else opened, in GitHub's real shape.
+    pub(crate) fn foreign_issue(&self, title: &str, body: &str, state: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let number = 500 + s.issues.len() as u64;
+        let mut issue = issue_template();
+        issue["number"] = json!(number);
+        issue["title"] = json!(title);
+        issue["body"] = json!(body);
+        issue["state"] = json!(state);
+        s.issues.push(issue);
+        number
+    }
+}
+
+/// A label object as GitHub sends it.
+pub(crate) fn label(name: &str) -> Value {
+    let mut label: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/label.json")).unwrap()).unwrap();
+    label["name"] = json!(name);
+    label["url"] = json!(format!("https://api.github.com/repos/home-ops/cluster/labels/{name}"));
+    label
+}
+
+fn comment(body: &str, n: usize) -> Value {
+    let mut comment: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/issue-comment.json")).unwrap()).unwrap();
+    comment["id"] = json!(n);
+    comment["body"] = json!(body);
+    comment
 }
 
 /// One page of `items` as GitHub serves it, with a `Link: rel="next"` header when more follow.
@@ -118,8 +148,17 @@ fn issue_template() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("github/issue.json")).unwrap()).unwrap()
 }
 
+/// A fresh open pull request: the documented one of `commit-pulls.json`, not yet merged.
 fn template() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("github/pull-request.json")).unwrap()).unwrap()
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/commit-pulls.json")).unwrap()).unwrap();
+    let mut pr = list[0].clone();
+    pr["state"] = json!("open");
+    for key in ["merged_at", "closed_at", "merge_commit_sha"] {
+        pr[key] = Value::Null;
+    }
+    pr["labels"] = json!([]);
+    pr
 }
 
 impl Respond for FakeGithub {
@@ -250,7 +289,7 @@ impl FakeGithub {
                 let mut labels: Vec<Value> = pr["labels"].as_array().cloned().unwrap_or_default();
                 for l in body["labels"].as_array().cloned().unwrap_or_default() {
                     if !labels.iter().any(|x| x["name"] == l) {
-                        labels.push(json!({"name": l}));
+                        labels.push(label(l.as_str().unwrap_or("")));
                     }
                 }
                 pr["labels"] = json!(labels);
@@ -259,16 +298,30 @@ impl FakeGithub {
             ("POST", ["pulls", _, "requested_reviewers"]) => ResponseTemplate::new(201).set_body_json(template()),
             ("GET", ["issues", n, "comments"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
-                let list: Vec<Value> =
-                    s.comments.get(&n).cloned().unwrap_or_default().into_iter().map(|b| json!({"body": b})).collect();
-                ResponseTemplate::new(200).set_body_json(list)
+                let list: Vec<Value> = s
+                    .comments
+                    .get(&n)
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| comment(b, i))
+                    .collect();
+                page(list, &req.url, size, port)
             }
             ("POST", ["issues", n, "comments"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
-                s.comments.entry(n).or_default().push(body["body"].as_str().unwrap_or("").to_string());
-                ResponseTemplate::new(201).set_body_json(json!({"id": 1, "body": body["body"]}))
+                let text = body["body"].as_str().unwrap_or("").to_string();
+                let list = s.comments.entry(n).or_default();
+                list.push(text.clone());
+                ResponseTemplate::new(201).set_body_json(comment(&text, list.len()))
             }
-            ("GET", ["issues"]) => page(s.issues.clone(), &req.url, size, port),
+            ("GET", ["issues"]) => {
+                let state = query.get("state").cloned().unwrap_or_else(|| "open".into());
+                let list =
+                    s.issues.iter().filter(|i| state == "all" || i["state"] == state.as_str()).cloned().collect();
+                page(list, &req.url, size, port)
+            }
             ("POST", ["issues"]) => {
                 let number = 500 + s.issues.len() as u64;
                 let mut issue = issue_template();
@@ -276,6 +329,9 @@ impl FakeGithub {
                 issue["title"] = body["title"].clone();
                 issue["body"] = body["body"].clone();
                 issue["html_url"] = json!(format!("https://github.com/{}/issues/{number}", self.repo));
+                let labels: Vec<Value> =
+                    body["labels"].as_array().into_iter().flatten().map(|l| label(l.as_str().unwrap_or(""))).collect();
+                issue["labels"] = json!(labels);
                 s.issues.push(issue.clone());
                 ResponseTemplate::new(201).set_body_json(issue)
             }
