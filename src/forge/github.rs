@@ -6,7 +6,10 @@
 //! [`crate::retry`] (shared with the lookup client): reads retry with backoff; writes are retried
 //! only when GitHub says it did not process them (429, or a 403 rate limit); anything else fails
 //! the one change, and the next run converges because PRs are found by head branch before one is
-//! created and a 422 "A pull request already exists" counts as found.
+//! created and a 422 "A pull request already exists" counts as found. Issues upkeep opens carry a
+//! hidden marker and are looked up by it first, and again after a create that failed in a way
+//! that may have been done (a 5xx, no answer), so a 502 after GitHub did it opens no second one.
+//! A commit status is posted only when the newest one of its context says something else.
 //!
 //! Rate limits: `Retry-After` and `x-ratelimit-reset` are honoured, a bare secondary-limit 403
 //! waits at least 60 s (GitHub's guidance), and past the cap (`UPKEEP_MAX_WAIT_SECONDS`, 300)
@@ -19,19 +22,22 @@ use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
 
-use octocrab::models::IssueState;
 use octocrab::models::issues::Issue as GhIssue;
 use octocrab::models::pulls::PullRequest as GhPull;
+use octocrab::models::{IssueState, Status as GhStatus, StatusState as GhState};
 use octocrab::service::middleware::retry::RetryConfig;
 use octocrab::{Octocrab, OctocrabBuilder, Page, params};
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::{Forge, ForgeError, NewPullRequest, PrState, PullRequest};
+use super::{CommitStatus, Forge, ForgeError, Issue, NewPullRequest, PrState, PullRequest, StatusState};
 use crate::retry::{self, Signal};
 
 /// Marks upkeep's dashboard issue in its body (invisible when rendered).
 const DASHBOARD_MARKER: &str = "<!-- upkeep-dashboard -->";
+
+/// GitHub truncates nothing: a status description over 140 characters is a 422.
+const STATUS_DESCRIPTION_MAX: usize = 140;
 
 /// The GitHub forge for one repository.
 pub struct GithubForge {
@@ -86,6 +92,34 @@ fn pr_from(p: &GhPull) -> PullRequest {
         url: p.html_url.as_ref().map(ToString::to_string).unwrap_or_default(),
         closed_at: p.closed_at.as_ref().and_then(|t| timestamp(t.timestamp(), t.timestamp_subsec_nanos())),
         merge_commit: p.merge_commit_sha.clone().filter(|_| state == PrState::Merged),
+    }
+}
+
+fn issue_from(i: &GhIssue) -> Issue {
+    Issue { number: i.number, title: i.title.clone(), url: i.html_url.to_string(), open: i.state == IssueState::Open }
+}
+
+fn status_from(s: &GhStatus) -> CommitStatus {
+    CommitStatus {
+        context: s.context.clone().unwrap_or_default(),
+        state: match s.state {
+            GhState::Pending => StatusState::Pending,
+            GhState::Success => StatusState::Success,
+            GhState::Failure => StatusState::Failure,
+            _ => StatusState::Error,
+        },
+        description: s.description.clone().unwrap_or_default(),
+        target_url: s.target_url.clone(),
+        created_at: s.created_at.as_ref().and_then(|t| timestamp(t.timestamp(), t.timestamp_subsec_nanos())),
+    }
+}
+
+fn gh_state(state: StatusState) -> GhState {
+    match state {
+        StatusState::Pending => GhState::Pending,
+        StatusState::Success => GhState::Success,
+        StatusState::Failure => GhState::Failure,
+        StatusState::Error => GhState::Error,
     }
 }
 
@@ -484,6 +518,76 @@ impl Forge for GithubForge {
 
     fn writes(&self) -> usize {
         self.writes.get()
+    }
+
+    fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>, ForgeError> {
+        let path = self.route(&format!("/commits/{sha}/statuses"));
+        let (list, _) = self.pages(&path, 100, || async move {
+            self.crab.repos(&self.owner, &self.name).list_statuses(sha.to_string()).per_page(100).send().await
+        })?;
+        let mut statuses: Vec<CommitStatus> = list.iter().map(status_from).collect();
+        // GitHub lists newest first already; a stable sort keeps that promise whatever it sends.
+        statuses.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(statuses)
+    }
+
+    fn set_status(&self, sha: &str, status: &CommitStatus) -> Result<(), ForgeError> {
+        let description: String = status.description.chars().take(STATUS_DESCRIPTION_MAX).collect();
+        let newest = self.statuses(sha)?.into_iter().find(|s| s.context == status.context);
+        if newest.is_some_and(|s| s.state == status.state && s.description == description) {
+            return Ok(());
+        }
+        let path = self.route(&format!("/statuses/{sha}"));
+        let description = &description;
+        self.ok("POST", &path, || async move {
+            let repos = self.crab.repos(&self.owner, &self.name);
+            let builder = repos
+                .create_status(sha.to_string(), gh_state(status.state))
+                .context(status.context.clone())
+                .description(description.clone());
+            match &status.target_url {
+                Some(url) => builder.target(url.clone()).send().await,
+                None => builder.send().await,
+            }
+        })?;
+        Ok(())
+    }
+
+    fn open_issue(&self, title: &str, body: &str, labels: &[String], marker: &str) -> Result<Issue, ForgeError> {
+        if let Some(issue) = self.issues_marked(params::State::All, marker)?.first() {
+            return Ok(issue_from(issue));
+        }
+        // Without the marker in its body the issue could not be found again: add it if missing.
+        let body = if body.contains(marker) { body.to_string() } else { format!("{body}\n{marker}\n") };
+        let path = self.route("/issues");
+        let body = &body;
+        let created = self.send("POST", &path, || async move {
+            self.issues().create(title).body(body).labels(labels.to_vec()).send().await
+        });
+        match created {
+            Ok(issue) => Ok(issue_from(&issue)),
+            // A 5xx or no answer may still have been done: look again before saying it failed,
+            // so the next pass does not open a second one either way.
+            Err(failed @ (Failed::Status { status: 500.., .. } | Failed::Gave(_))) => {
+                match self.issues_marked(params::State::All, marker)?.first() {
+                    Some(issue) => Ok(issue_from(issue)),
+                    None => Err(self.said(failed, "POST", &path)),
+                }
+            }
+            Err(failed) => Err(self.said(failed, "POST", &path)),
+        }
+    }
+
+    fn pr_for_commit(&self, sha: &str) -> Result<Option<PullRequest>, ForgeError> {
+        use octocrab::commits::PullRequestTarget;
+        let path = self.route(&format!("/commits/{sha}/pulls"));
+        let (prs, _) = self.pages(&path, 10, || async move {
+            let commits = self.crab.commits(&self.owner, &self.name);
+            commits.associated_pull_requests(PullRequestTarget::Sha(sha.to_string())).per_page(100).send().await
+        })?;
+        let merged: Vec<&GhPull> = prs.iter().filter(|p| p.merged_at.is_some()).collect();
+        let pr = merged.iter().find(|p| p.merge_commit_sha.as_deref() == Some(sha)).or(merged.first());
+        Ok(pr.map(|p| pr_from(p)))
     }
 }
 

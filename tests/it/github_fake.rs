@@ -1,6 +1,7 @@
 //! A wire-level fake of the parts of GitHub's REST API upkeep uses, on loopback: pulls (list,
 //! create with 422 "already exists", update, close), labels, reviewers, comments, issues (the
-//! dashboard) and the auto-merge GraphQL mutation. Every answer is built from a real GitHub payload under `fixtures/github/`
+//! dashboard, forward-fix issues), commit statuses, the pulls of a commit, and the auto-merge
+//! GraphQL mutation. Every answer is built from a real GitHub payload under `fixtures/github/`
 //! (see its README), so octocrab's typed models read what GitHub sends. Faults can be queued.
 
 use std::collections::HashMap;
@@ -27,6 +28,10 @@ pub(crate) struct State {
     pub(crate) pulls: Vec<Value>,
     pub(crate) issues: Vec<Value>,
     pub(crate) comments: HashMap<u64, Vec<String>>,
+    /// Commit statuses by commit, newest first (GitHub's order).
+    pub(crate) statuses: HashMap<String, Vec<Value>>,
+    /// The pull requests GitHub associates with a commit.
+    pub(crate) commit_pulls: HashMap<String, Vec<Value>>,
     pub(crate) writes: Vec<String>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) tokens: Vec<String>,
@@ -104,6 +109,16 @@ impl FakeGithub {
         s.issues.push(issue);
         number
     }
+
+    /// GitHub's answer to `GET /repos/{o}/{r}/commits/{sha}/pulls`.
+    pub(crate) fn associate(&self, sha: &str, pulls: Vec<Value>) {
+        self.state.lock().unwrap().commit_pulls.insert(sha.to_string(), pulls);
+    }
+
+    /// The statuses posted on `sha`, newest first.
+    pub(crate) fn statuses(&self, sha: &str) -> Vec<Value> {
+        self.state.lock().unwrap().statuses.get(sha).cloned().unwrap_or_default()
+    }
 }
 
 /// A label object as GitHub sends it.
@@ -113,6 +128,20 @@ pub(crate) fn label(name: &str) -> Value {
     label["name"] = json!(name);
     label["url"] = json!(format!("https://api.github.com/repos/home-ops/cluster/labels/{name}"));
     label
+}
+
+/// A commit status object as GitHub sends it; `n` orders them in time.
+pub(crate) fn commit_status(context: &str, state: &str, description: &str, n: usize) -> Value {
+    let mut status: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/commit-status.json")).unwrap()).unwrap();
+    status["id"] = json!(n);
+    status["context"] = json!(context);
+    status["state"] = json!(state);
+    status["description"] = json!(description);
+    let at = format!("2026-11-24T{:02}:{:02}:00Z", n / 60 % 24, n % 60);
+    status["created_at"] = json!(at);
+    status["updated_at"] = json!(at);
+    status
 }
 
 fn comment(body: &str, n: usize) -> Value {
@@ -149,7 +178,7 @@ fn issue_template() -> Value {
 }
 
 /// A fresh open pull request: the documented one of `commit-pulls.json`, not yet merged.
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let list: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("github/commit-pulls.json")).unwrap()).unwrap();
     let mut pr = list[0].clone();
@@ -342,6 +371,25 @@ impl FakeGithub {
                 };
                 issue["body"] = body["body"].clone();
                 ResponseTemplate::new(200).set_body_json(issue.clone())
+            }
+            ("GET", ["commits", sha, "statuses"]) => {
+                page(s.statuses.get(*sha).cloned().unwrap_or_default(), &req.url, size, port)
+            }
+            ("POST", ["statuses", sha]) => {
+                let n = s.statuses.values().map(Vec::len).sum::<usize>() + 1;
+                let description = body["description"].as_str().unwrap_or("");
+                let mut status = commit_status(
+                    body["context"].as_str().unwrap_or("default"),
+                    body["state"].as_str().unwrap_or(""),
+                    description,
+                    n,
+                );
+                status["target_url"] = body["target_url"].clone();
+                s.statuses.entry((*sha).to_string()).or_default().insert(0, status.clone());
+                ResponseTemplate::new(201).set_body_json(status)
+            }
+            ("GET", ["commits", sha, "pulls"]) => {
+                page(s.commit_pulls.get(*sha).cloned().unwrap_or_default(), &req.url, size, port)
             }
             _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
         }
