@@ -40,7 +40,9 @@ pub struct Signal {
     pub status: Option<u16>,
     /// `Retry-After`, as a wait from now.
     pub retry_after: Option<Duration>,
-    /// Until `x-ratelimit-reset`, when `x-ratelimit-remaining` is 0.
+    /// `x-ratelimit-remaining: 0`: the quota is spent (a 403 saying so is a rate limit).
+    pub quota_spent: bool,
+    /// Until `x-ratelimit-reset`, when the quota is spent.
     pub rate_limit_reset: Option<Duration>,
     /// The answer's message says it is a secondary rate limit (GitHub's bare 403).
     pub secondary_limit: bool,
@@ -69,17 +71,16 @@ impl Signal {
                 .ok()
                 .map(|date| date.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)),
         });
-        let rate_limit_reset = match (text("x-ratelimit-remaining"), text("x-ratelimit-reset")) {
-            (Some("0"), Some(reset)) => reset.parse::<u64>().ok().map(until),
-            _ => None,
-        };
+        let quota_spent = text("x-ratelimit-remaining") == Some("0");
+        let rate_limit_reset =
+            text("x-ratelimit-reset").filter(|_| quota_spent).and_then(|r| r.parse::<u64>().ok()).map(until);
         let why = match status {
             408 => "request timeout (408)".to_string(),
             429 | 403 => format!("rate limited (HTTP {status})"),
             s if s >= 500 => format!("server error ({s})"),
             s => format!("HTTP {s}"),
         };
-        Signal { status: Some(status), retry_after, rate_limit_reset, secondary_limit: false, why }
+        Signal { status: Some(status), retry_after, quota_spent, rate_limit_reset, secondary_limit: false, why }
     }
 
     /// No complete answer: the connection failed, timed out, or the body was cut short.
@@ -91,7 +92,7 @@ impl Signal {
     pub fn is_rate_limit(&self) -> bool {
         match self.status {
             Some(429) => true,
-            Some(403) => self.retry_after.is_some() || self.rate_limit_reset.is_some() || self.secondary_limit,
+            Some(403) => self.retry_after.is_some() || self.quota_spent || self.secondary_limit,
             _ => false,
         }
     }
@@ -251,6 +252,8 @@ mod tests {
         let wait = Signal::answer(403, &h).rate_limit_reset.unwrap_or_default();
         assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(32), "{wait:?}");
         assert!(Signal::answer(403, &h).is_rate_limit());
+        h.remove("x-ratelimit-reset");
+        assert!(Signal::answer(403, &h).is_rate_limit(), "a spent quota is a rate limit even without its reset");
     }
 
     #[test]
