@@ -36,7 +36,7 @@ use crate::retry::{self, Signal};
 /// Marks upkeep's dashboard issue in its body (invisible when rendered).
 const DASHBOARD_MARKER: &str = "<!-- upkeep-dashboard -->";
 
-/// GitHub truncates nothing: a status description over 140 characters is a 422.
+/// GitHub's limit on a status description: a longer one is refused with a 422.
 const STATUS_DESCRIPTION_MAX: usize = 140;
 
 /// The GitHub forge for one repository.
