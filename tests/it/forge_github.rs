@@ -652,3 +652,31 @@ fn the_pr_for_a_commit_is_the_merged_one_whose_merge_commit_it_is() {
     );
     assert_eq!(forge.pr_for_commit("1111111111111111111111111111111111111111").unwrap(), None);
 }
+
+/// octocrab's own retry layer is off: a read that met a 502 is retried by upkeep's loop (once
+/// here), and a write that met one is sent once and reported, never repeated behind its back.
+#[test]
+fn reads_are_retried_after_a_502_and_writes_are_not() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let pr = forge.create(&new_pr("upkeep/a", &[])).unwrap();
+    let bad_gateway = |method| Fault {
+        method,
+        path_contains: "/comments",
+        response: ResponseTemplate::new(502).set_body_string("Bad Gateway"),
+        processed: false,
+    };
+    gh.fake.fault(bad_gateway("POST"));
+    let err = forge.comment(pr.number, "verified").unwrap_err().to_string();
+    assert!(err.contains(&format!("POST /repos/{REPO}/issues/{}/comments: HTTP 502", pr.number)), "{err}");
+    let posts =
+        |gh: &Github| gh.fake.requests().iter().filter(|r| r.starts_with("POST") && r.ends_with("/comments")).count();
+    assert_eq!(posts(&gh), 1, "the comment was not sent again");
+    assert!(forge.comments(pr.number).unwrap().is_empty());
+
+    gh.fake.fault(bad_gateway("GET"));
+    forge.comment(pr.number, "verified").unwrap();
+    let before = gh.fake.requests().len();
+    assert_eq!(forge.comments(pr.number).unwrap(), ["verified"]);
+    assert_eq!(gh.fake.requests().len() - before, 2, "one 502, one retry");
+}
