@@ -19,6 +19,7 @@ pub mod model;
 pub mod regenerate;
 pub mod render;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod verify;
 pub mod yaml;

@@ -7,9 +7,11 @@ use upkeep::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // octocrab's tracing logs every 4xx/5xx as a bare ERROR line; upkeep reports each failure
+    // itself, with what it was doing, so octocrab speaks only at -vv.
     let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,octocrab=off",
+        1 => "info,octocrab=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,9 +1,9 @@
 //! The one HTTP client every datasource shares, and the manners it keeps.
 //!
-//! - **Retries** with exponential backoff and jitter on connection errors, timeouts, truncated
-//!   bodies, 5xx, 408 and 429, and on 403s that are rate limits (`x-ratelimit-remaining: 0`,
-//!   or a `Retry-After`). `Retry-After` (seconds or an HTTP date) and `x-ratelimit-reset` are
-//!   honoured up to a cap; past the cap the request fails with a message saying when to retry.
+//! - **Retries** follow the one policy upkeep has ([`crate::retry`], shared with the GitHub
+//!   forge): backoff with jitter on connection errors, timeouts, truncated bodies, 5xx, 408;
+//!   429s and 403 rate limits wait for `Retry-After` (seconds or an HTTP date) or
+//!   `x-ratelimit-reset` up to a cap, and past the cap fail with a message saying to run again later.
 //! - **Bounds**: a connect timeout, a total timeout per attempt, a cap on body size (checked
 //!   while streaming, after gzip decoding, so neither an endless index nor a gzip bomb can
 //!   exhaust memory), and a limit on concurrent requests per host.
@@ -16,11 +16,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap};
 use tokio::sync::Semaphore;
+
+use crate::retry::{self, Signal};
 
 /// Limits and manners of the client.
 #[derive(Debug, Clone)]
@@ -225,11 +227,9 @@ fn host_of(url: &str) -> String {
     authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_ascii_lowercase()
 }
 
-enum Attempt {
-    Done(Response),
-    Retry { after: Option<Duration>, why: String },
-    Fail(String),
-}
+/// One attempt's outcome for the retry loop: what it says about retrying, and the response or
+/// a failure that retrying cannot mend (a body over the cap), when the attempt got that far.
+type Attempt = (Signal, Option<Result<Response, String>>);
 
 impl Http {
     /// Build the client. Installs ring as rustls's crypto provider if none is installed yet.
@@ -254,52 +254,33 @@ impl Http {
         hosts.entry(host_of(url)).or_insert_with(|| Arc::new(Semaphore::new(self.config.per_host.max(1)))).clone()
     }
 
-    /// GET with retries. Non-2xx statuses that are not retried (401, 404, ...) are returned as
-    /// responses, so callers can act on them (the OCI token flow reads a 401's challenge).
+    /// GET with retries (the shared policy of [`crate::retry`]). Non-2xx statuses that are not
+    /// retried (401, 404, ...) are returned as responses, so callers can act on them (the OCI
+    /// token flow reads a 401's challenge).
     pub async fn get(&self, request: &Request) -> Result<Response, HttpError> {
         if let Some(path) = request.url.strip_prefix("file://") {
             return self.read_file(&request.url, path).await;
         }
-        let fail = |message: String| HttpError { url: redact(&request.url), message };
         let pool = self.permit_pool(&request.url);
-        let mut attempt = 0u32;
-        loop {
-            let outcome = {
-                let _permit = pool.acquire().await.map_err(|e| fail(e.to_string()))?;
-                self.attempt(request).await
+        let policy = retry::Policy {
+            retries: self.config.retries,
+            backoff: self.config.backoff,
+            max_wait: self.config.max_wait,
+            bare_limit_wait: None,
+            server: "the server",
+        };
+        let answer = retry::retrying(&policy, true, &redact(&request.url), || async {
+            // The permit is held for the attempt only, not across the wait before a retry.
+            let Ok(_permit) = pool.acquire().await else {
+                return (Signal::no_answer("the host's request pool closed"), None);
             };
-            match outcome {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Fail(message) => return Err(fail(message)),
-                Attempt::Retry { after, why } => {
-                    if attempt >= self.config.retries {
-                        return Err(fail(format!("{why} (gave up after {} attempts)", attempt + 1)));
-                    }
-                    let wait = match after {
-                        Some(wait) if wait > self.config.max_wait => {
-                            return Err(fail(format!(
-                                "{why}; the server asks to wait {}s, more than the {}s upkeep waits: run again later",
-                                wait.as_secs(),
-                                self.config.max_wait.as_secs()
-                            )));
-                        }
-                        Some(wait) => wait,
-                        None => self.backoff(attempt),
-                    };
-                    tracing::debug!("retrying {} in {:?}: {why}", redact(&request.url), wait);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-            }
+            self.attempt(request).await
+        })
+        .await;
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(message)) | Err(message) => Err(HttpError { url: redact(&request.url), message }),
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.config.backoff.saturating_mul(1u32 << attempt.min(10));
-        // Jitter from the clock's sub-second noise: spreads retries without another dependency.
-        let noise = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let jitter = base.mul_f64(f64::from(noise % 500) / 1000.0);
-        base + jitter
     }
 
     async fn attempt(&self, request: &Request) -> Attempt {
@@ -326,22 +307,25 @@ impl Http {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = match builder.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry { after: None, why: describe(&e) },
+            Err(e) => return (Signal::no_answer(describe(&e)), None),
         };
         let status = response.status();
         let url = redact(response.url().as_str());
         let headers = response.headers().clone();
         if status == StatusCode::NOT_MODIFIED {
             self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
-            return Attempt::Done(Response { url, status: 304, headers, body: Body::NotModified });
+            let signal = Signal::answer(304, &headers);
+            return (signal, Some(Ok(Response { url, status: 304, headers, body: Body::NotModified })));
         }
-        if let Some(why) = retryable(status, &headers) {
-            return Attempt::Retry { after: wait_hint(&headers), why };
+        let signal = Signal::answer(status.as_u16(), &headers);
+        if signal.may_retry() {
+            // Its body is an error page: not worth reading when the request goes again.
+            return (signal, None);
         }
         if let Some(len) = response.content_length()
             && len > self.config.max_body
         {
-            return Attempt::Fail(format!("body of {len} bytes is over the {}-byte cap", self.config.max_body));
+            return (signal, Some(Err(format!("body of {len} bytes is over the {}-byte cap", self.config.max_body))));
         }
         let mut body = Vec::new();
         loop {
@@ -349,20 +333,21 @@ impl Http {
                 Ok(Some(chunk)) => {
                     self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if body.len() as u64 + chunk.len() as u64 > self.config.max_body {
-                        return Attempt::Fail(format!(
+                        let message = format!(
                             "body is over the {}-byte cap; the server sent more than any real index needs",
                             self.config.max_body
-                        ));
+                        );
+                        return (signal, Some(Err(message)));
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return Attempt::Retry { after: None, why: format!("reading the body failed: {}", describe(&e)) };
+                    return (Signal::no_answer(format!("reading the body failed: {}", describe(&e))), None);
                 }
             }
         }
-        Attempt::Done(Response { url, status: status.as_u16(), headers, body: Body::Full(body) })
+        (signal, Some(Ok(Response { url, status: status.as_u16(), headers, body: Body::Full(body) })))
     }
 
     async fn read_file(&self, url: &str, path: &str) -> Result<Response, HttpError> {
@@ -406,61 +391,9 @@ fn describe(e: &reqwest::Error) -> String {
     if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
 }
 
-fn retryable(status: StatusCode, headers: &HeaderMap) -> Option<String> {
-    let text = |h: &HeaderValue| h.to_str().unwrap_or("").to_string();
-    let rate_limited = headers.get("x-ratelimit-remaining").map(text).as_deref() == Some("0")
-        || headers.contains_key(header::RETRY_AFTER);
-    match status.as_u16() {
-        408 => Some("request timeout (408)".into()),
-        429 => Some("rate limited (429)".into()),
-        403 if rate_limited => Some("rate limited (403)".into()),
-        s if s >= 500 => Some(format!("server error ({s})")),
-        _ => None,
-    }
-}
-
-/// How long the server asks us to wait: `Retry-After` (seconds or date), else the rate-limit reset.
-fn wait_hint(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(value) = headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()) {
-        if let Ok(secs) = value.trim().parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        if let Ok(date) = httpdate::parse_http_date(value) {
-            return Some(date.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
-        }
-    }
-    let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok());
-    let reset = headers.get("x-ratelimit-reset").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    match (remaining, reset) {
-        (Some("0"), Some(reset)) => {
-            // A reset absurdly far away (hostile or broken server) is simply "longer than we wait".
-            let Some(reset) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset)) else {
-                return Some(Duration::MAX);
-            };
-            Some(
-                reset
-                    .duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-                    .saturating_add(Duration::from_secs(1)),
-            )
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_absurd_rate_limit_reset_is_a_long_wait_not_a_panic() {
-        let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_static("18446744073709551615"));
-        assert_eq!(wait_hint(&h), Some(Duration::MAX));
-        h.insert("x-ratelimit-reset", HeaderValue::from_static("0"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(1)), "a reset in the past waits a second");
-    }
 
     #[test]
     fn redacts_userinfo_and_token_parameters() {
@@ -472,24 +405,6 @@ mod tests {
             redact("https://auth.example.com/token?service=x&token=abc&scope=repo"),
             "https://auth.example.com/token?service=x&token=REDACTED&scope=repo"
         );
-    }
-
-    #[test]
-    fn reads_wait_hints() {
-        let mut h = HeaderMap::new();
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(7)));
-        let mut h = HeaderMap::new();
-        let reset = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 30;
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from_str(&reset.to_string()).unwrap_or(HeaderValue::from_static("0")),
-        );
-        let wait = wait_hint(&h).unwrap_or_default();
-        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(32), "{wait:?}");
-        assert_eq!(retryable(StatusCode::FORBIDDEN, &HeaderMap::new()), None, "a plain 403 is a permission problem");
-        assert!(retryable(StatusCode::FORBIDDEN, &h).is_some());
     }
 }
 
@@ -530,6 +445,7 @@ pub fn origin(url: &str) -> Option<String> {
 #[cfg(test)]
 mod link_tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn next_links_to_another_host_are_not_followed() {

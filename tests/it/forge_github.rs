@@ -1,16 +1,17 @@
 //! The GitHub forge through a wire-level fake of GitHub's REST API on loopback
 //! (`GITHUB_API_URL`): `upkeep run --forge github` end to end against a real git repository and
 //! a bare remote, and the client's manners on its own — idempotent creation, "already exists",
-//! rate limits, permissions, pagination, and a token that never leaks.
+//! rate limits, permissions, pagination, and a token that never leaks — and the verifier's calls:
+//! commit statuses, forward-fix issues and the PR that merged a commit.
 
 use std::time::Duration;
 
 use upkeep::forge::github::GithubForge;
-use upkeep::forge::{Forge, NewPullRequest, PrState};
+use upkeep::forge::{CommitStatus, Forge, NewPullRequest, PrState, StatusState};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::github_fake::{FakeGithub, Fault};
+use super::github_fake::{FakeGithub, Fault, commit_status, label, template};
 use super::run::{LONGHORN, Sandbox, commit_all, stdout};
 
 const TOKEN: &str = "ghp_fakeTokenForTests0123456789";
@@ -127,7 +128,7 @@ fn a_github_run_opens_prs_and_a_dashboard_then_a_second_run_writes_nothing() {
     {
         let mut s = gh.fake.state.lock().unwrap();
         let pr = s.pulls.iter_mut().find(|p| p["head"]["ref"] == LONGHORN).unwrap();
-        pr["labels"].as_array_mut().unwrap().push(serde_json::json!({"name": "needs-maintenance-window"}));
+        pr["labels"].as_array_mut().unwrap().push(label("needs-maintenance-window"));
     }
     let second = run_github(&sb, &gh, &remote, &[]);
     assert!(second.status.success(), "{}", all_output(&second));
@@ -186,6 +187,8 @@ fn a_create_that_github_completed_but_answered_502_is_not_duplicated() {
     let first = run_github(&sb, &gh, &remote, &[]);
     let text = all_output(&first);
     assert!(text.contains(&format!("error: {CERT_MANAGER}: github: POST pulls: HTTP 502")), "{text}");
+    // upkeep says it once, with the update it concerns: no bare line from octocrab's tracing.
+    assert!(!text.contains("failed with status"), "{text}");
     assert_eq!(gh.fake.pulls_for(CERT_MANAGER).len(), 1, "upkeep did not retry the POST");
     let second = run_github(&sb, &gh, &remote, &[]);
     assert!(second.status.success(), "{}", all_output(&second));
@@ -455,14 +458,7 @@ fn the_dashboard_issue_is_edited_in_place_and_left_alone_when_unchanged() {
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
     forge.dashboard("upkeep dependency dashboard", "one").unwrap();
     // Someone opens an issue with the same title, even copying the marker: it is not the dashboard.
-    {
-        let mut s = gh.fake.state.lock().unwrap();
-        let number = 500 + s.issues.len() as u64;
-        s.issues.push(serde_json::json!({
-            "number": number, "title": "upkeep dependency dashboard", "state": "open",
-            "body": "pwned\n<!-- upkeep-dashboard -->\n"
-        }));
-    }
+    gh.fake.foreign_issue("upkeep dependency dashboard", "pwned\n<!-- upkeep-dashboard -->\n", "open");
     forge.dashboard("upkeep dependency dashboard", "two").unwrap();
     let writes = gh.fake.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
@@ -490,4 +486,197 @@ fn closing_comments_and_reading_comments_go_through_the_issues_api() {
     let listed = forge.upkeep_prs().unwrap();
     assert_eq!(listed[0].state, PrState::Closed);
     assert!(listed[0].closed_at.is_some());
+}
+
+const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+
+/// Flux's notification-controller posts one status per Kustomization on the commits it applies.
+fn flux_statuses(gh: &Github, count: usize) {
+    // Newest first, as GitHub lists them: the highest `n` is the latest.
+    let statuses = (1..=count)
+        .rev()
+        .map(|n| {
+            commit_status(
+                &format!("kustomization/app{n}/0c9c2e41"),
+                "success",
+                "Applied revision: main@sha1:6dcb09b5",
+                n,
+            )
+        })
+        .collect();
+    gh.fake.state.lock().unwrap().statuses.insert(SHA.to_string(), statuses);
+}
+
+#[test]
+fn commit_statuses_are_read_from_every_page_newest_first() {
+    let gh = Github::start();
+    flux_statuses(&gh, 5);
+    gh.fake.state.lock().unwrap().page_size = Some(2);
+    let statuses = gh.forge().statuses(SHA).unwrap();
+    let contexts: Vec<&str> = statuses.iter().map(|s| s.context.as_str()).collect();
+    assert_eq!(contexts.len(), 5, "three pages read: {contexts:?}");
+    assert_eq!(contexts[0], "kustomization/app5/0c9c2e41", "newest first");
+    assert_eq!(contexts[4], "kustomization/app1/0c9c2e41");
+    assert!(gh.fake.requests().iter().any(|r| r.contains(&format!("/commits/{SHA}/statuses")) && r.contains("page=3")));
+    let newest = &statuses[0];
+    assert_eq!(newest.state, StatusState::Success);
+    assert_eq!(newest.description, "Applied revision: main@sha1:6dcb09b5");
+    assert_eq!(
+        newest.target_url.as_deref(),
+        Some("https://ci.example.com/1000/output"),
+        "the recorded payload's field"
+    );
+    assert!(newest.created_at.unwrap() > statuses[1].created_at.unwrap());
+}
+
+fn verify(state: StatusState, description: &str) -> CommitStatus {
+    CommitStatus {
+        context: "upkeep/verify".into(),
+        state,
+        description: description.into(),
+        target_url: Some("https://github.com/home-ops/cluster/pull/7".into()),
+        created_at: None,
+    }
+}
+
+#[test]
+fn a_commit_status_is_posted_only_when_it_says_something_new() {
+    let gh = Github::start();
+    flux_statuses(&gh, 3);
+    let forge = gh.forge();
+    forge.set_status(SHA, &verify(StatusState::Pending, "waiting for Flux")).unwrap();
+    forge.set_status(SHA, &verify(StatusState::Pending, "waiting for Flux")).unwrap();
+    assert_eq!(gh.fake.writes(), [format!("POST /statuses/{SHA}")], "the second pass writes nothing");
+    forge.set_status(SHA, &verify(StatusState::Pending, "soaking: 4 of 10 minutes")).unwrap();
+    forge.set_status(SHA, &verify(StatusState::Success, "healthy after 10 minutes")).unwrap();
+    // Pending again, as it was two statuses ago: only the newest of the context counts.
+    forge.set_status(SHA, &verify(StatusState::Pending, "waiting for Flux")).unwrap();
+    assert_eq!(gh.fake.writes().len(), 4, "{:?}", gh.fake.writes());
+    assert_eq!(forge.writes(), 4);
+    let posted = gh.fake.statuses(SHA);
+    assert_eq!(posted[0]["context"], "upkeep/verify");
+    assert_eq!(posted[0]["state"], "pending");
+    assert_eq!(posted[1]["state"], "success");
+    assert_eq!(posted[1]["target_url"], "https://github.com/home-ops/cluster/pull/7");
+    // GitHub refuses descriptions over 140 characters: upkeep cuts them, and still sees them as unchanged.
+    let long = "x".repeat(200);
+    forge.set_status(SHA, &verify(StatusState::Failure, &long)).unwrap();
+    forge.set_status(SHA, &verify(StatusState::Failure, &long)).unwrap();
+    assert_eq!(gh.fake.statuses(SHA)[0]["description"].as_str().unwrap().len(), 140);
+    assert_eq!(forge.writes(), 5);
+}
+
+const FIX_MARKER: &str = "<!-- upkeep-forward-fix: helmrelease/longhorn-system/longhorn 1.6.0 -->";
+
+#[test]
+fn a_forward_fix_issue_is_opened_once_even_when_github_answered_502_after_doing_it() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    gh.fake.fault(Fault {
+        method: "POST",
+        path_contains: "/issues$",
+        response: ResponseTemplate::new(502).set_body_string("Bad Gateway"),
+        processed: true,
+    });
+    let body = format!("Longhorn 1.6.0 failed verification; it cannot be downgraded.\n{FIX_MARKER}\n");
+    let labels = vec!["upkeep".to_string(), "forward-fix".to_string()];
+    let issue = forge.open_issue("Forward fix needed: longhorn 1.6.0", &body, &labels, FIX_MARKER).unwrap();
+    assert_eq!(gh.fake.state.lock().unwrap().issues.len(), 1, "one issue, though the create answered 502");
+    assert!(issue.open && issue.title == "Forward fix needed: longhorn 1.6.0", "{issue:?}");
+    let stored = gh.fake.state.lock().unwrap().issues[0].clone();
+    assert_eq!(stored["labels"][1]["name"], "forward-fix");
+    assert_eq!(issue.url, stored["html_url"].as_str().unwrap());
+
+    let writes = gh.fake.writes();
+    let again = forge.open_issue("Forward fix needed: longhorn 1.6.0", &body, &labels, FIX_MARKER).unwrap();
+    assert_eq!(again, issue);
+    assert_eq!(gh.fake.writes(), writes, "the second pass writes nothing");
+    assert_eq!(gh.fake.writes().iter().filter(|w| *w == "POST /issues").count(), 1, "the POST was not retried");
+}
+
+#[test]
+fn a_closed_forward_fix_issue_on_a_later_page_is_found_not_opened_again() {
+    let gh = Github::start();
+    for i in 0..5 {
+        gh.fake.foreign_issue(&format!("unrelated {i}"), "nothing to see", "open");
+    }
+    // A maintainer fixed it and closed the issue; the marker still says what it was about.
+    let closed = gh.fake.foreign_issue("Forward fix needed: longhorn 1.6.0", &format!("done\n{FIX_MARKER}"), "closed");
+    gh.fake.state.lock().unwrap().page_size = Some(2);
+    let issue = gh.forge().open_issue("Forward fix needed", "body", &[], FIX_MARKER).unwrap();
+    assert_eq!(issue.number, closed);
+    assert!(!issue.open);
+    assert!(gh.fake.writes().is_empty(), "{:?}", gh.fake.writes());
+    assert!(
+        gh.fake.requests().iter().any(|r| r.contains("/issues?") && r.contains("state=all") && r.contains("page=3"))
+    );
+}
+
+/// GitHub's recorded answer for the documented merged PR (octocat/Hello-World#1347).
+fn documented_merged_pr() -> serde_json::Value {
+    let text = std::fs::read_to_string(super::util::fixture("github/commit-pulls.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
+}
+
+#[test]
+fn the_pr_for_a_commit_is_the_merged_one_whose_merge_commit_it_is() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let documented = documented_merged_pr();
+    // The recorded payload read as is: merged, with its merge commit.
+    gh.fake.associate("e5bd3914e2e596debea16f433f57875b5b90bcd6", vec![documented.clone()]);
+    let pr = forge.pr_for_commit("e5bd3914e2e596debea16f433f57875b5b90bcd6").unwrap().unwrap();
+    assert_eq!((pr.number, pr.head.as_str(), pr.base.as_str()), (1347, "new-topic", "master"));
+    assert_eq!(pr.state, PrState::Merged);
+    assert_eq!(pr.merge_commit.as_deref(), Some("e5bd3914e2e596debea16f433f57875b5b90bcd6"));
+    assert_eq!(pr.labels, ["bug"]);
+
+    // An open PR that contains the commit, another merged PR, then the one it merged, on three pages.
+    let mut open = template();
+    open["number"] = serde_json::json!(7);
+    let mut ours = documented.clone();
+    ours["number"] = serde_json::json!(8);
+    ours["head"]["ref"] = serde_json::json!("upkeep/longhorn");
+    ours["merge_commit_sha"] = serde_json::json!(SHA);
+    gh.fake.associate(SHA, vec![open.clone(), documented, ours]);
+    gh.fake.state.lock().unwrap().page_size = Some(1);
+    let pr = forge.pr_for_commit(SHA).unwrap().unwrap();
+    assert_eq!((pr.number, pr.head.as_str()), (8, "upkeep/longhorn"), "the exact merge wins over any merged one");
+    assert_eq!(pr.merge_commit.as_deref(), Some(SHA));
+
+    gh.fake.associate("0000000000000000000000000000000000000000", vec![open]);
+    assert_eq!(
+        forge.pr_for_commit("0000000000000000000000000000000000000000").unwrap(),
+        None,
+        "unmerged PRs are not it"
+    );
+    assert_eq!(forge.pr_for_commit("1111111111111111111111111111111111111111").unwrap(), None);
+}
+
+/// octocrab's own retry layer is off: a read that met a 502 is retried by upkeep's loop (once
+/// here), and a write that met one is sent once and reported, never repeated behind its back.
+#[test]
+fn reads_are_retried_after_a_502_and_writes_are_not() {
+    let gh = Github::start();
+    let forge = gh.forge();
+    let pr = forge.create(&new_pr("upkeep/a", &[])).unwrap();
+    let bad_gateway = |method| Fault {
+        method,
+        path_contains: "/comments",
+        response: ResponseTemplate::new(502).set_body_string("Bad Gateway"),
+        processed: false,
+    };
+    gh.fake.fault(bad_gateway("POST"));
+    let err = forge.comment(pr.number, "verified").unwrap_err().to_string();
+    assert!(err.contains(&format!("POST /repos/{REPO}/issues/{}/comments: HTTP 502", pr.number)), "{err}");
+    let posts =
+        |gh: &Github| gh.fake.requests().iter().filter(|r| r.starts_with("POST") && r.ends_with("/comments")).count();
+    assert_eq!(posts(&gh), 1, "the comment was not sent again");
+    assert!(forge.comments(pr.number).unwrap().is_empty());
+
+    gh.fake.fault(bad_gateway("GET"));
+    forge.comment(pr.number, "verified").unwrap();
+    let before = gh.fake.requests().len();
+    assert_eq!(forge.comments(pr.number).unwrap(), ["verified"]);
+    assert_eq!(gh.fake.requests().len() - before, 2, "one 502, one retry");
 }

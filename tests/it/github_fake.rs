@@ -1,7 +1,8 @@
 //! A wire-level fake of the parts of GitHub's REST API upkeep uses, on loopback: pulls (list,
 //! create with 422 "already exists", update, close), labels, reviewers, comments, issues (the
-//! dashboard) and the auto-merge GraphQL mutation. Responses are built from the documented
-//! pull request payload in `fixtures/github/pull-request.json`. Faults can be queued.
+//! dashboard, forward-fix issues), commit statuses, the pulls of a commit, and the auto-merge
+//! GraphQL mutation. Every answer is built from a real GitHub payload under `fixtures/github/`
+//! (see its README), so octocrab's typed models read what GitHub sends. Faults can be queued.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,10 @@ pub(crate) struct State {
     pub(crate) pulls: Vec<Value>,
     pub(crate) issues: Vec<Value>,
     pub(crate) comments: HashMap<u64, Vec<String>>,
+    /// Commit statuses by commit, newest first (GitHub's order).
+    pub(crate) statuses: HashMap<String, Vec<Value>>,
+    /// The pull requests GitHub associates with a commit.
+    pub(crate) commit_pulls: HashMap<String, Vec<Value>>,
     pub(crate) writes: Vec<String>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) tokens: Vec<String>,
@@ -91,6 +96,60 @@ impl FakeGithub {
     pub(crate) fn dashboard(&self) -> Option<Value> {
         self.state.lock().unwrap().issues.first().cloned()
     }
+
+    /// An issue someone else opened, in GitHub's real shape.
+    pub(crate) fn foreign_issue(&self, title: &str, body: &str, state: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let number = 500 + s.issues.len() as u64;
+        let mut issue = issue_template();
+        issue["number"] = json!(number);
+        issue["title"] = json!(title);
+        issue["body"] = json!(body);
+        issue["state"] = json!(state);
+        s.issues.push(issue);
+        number
+    }
+
+    /// GitHub's answer to `GET /repos/{o}/{r}/commits/{sha}/pulls`.
+    pub(crate) fn associate(&self, sha: &str, pulls: Vec<Value>) {
+        self.state.lock().unwrap().commit_pulls.insert(sha.to_string(), pulls);
+    }
+
+    /// The statuses posted on `sha`, newest first.
+    pub(crate) fn statuses(&self, sha: &str) -> Vec<Value> {
+        self.state.lock().unwrap().statuses.get(sha).cloned().unwrap_or_default()
+    }
+}
+
+/// A label object as GitHub sends it.
+pub(crate) fn label(name: &str) -> Value {
+    let mut label: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/label.json")).unwrap()).unwrap();
+    label["name"] = json!(name);
+    label["url"] = json!(format!("https://api.github.com/repos/home-ops/cluster/labels/{name}"));
+    label
+}
+
+/// A commit status object as GitHub sends it; `n` orders them in time.
+pub(crate) fn commit_status(context: &str, state: &str, description: &str, n: usize) -> Value {
+    let mut status: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/commit-status.json")).unwrap()).unwrap();
+    status["id"] = json!(n);
+    status["context"] = json!(context);
+    status["state"] = json!(state);
+    status["description"] = json!(description);
+    let at = format!("2026-11-24T{:02}:{:02}:00Z", n / 60 % 24, n % 60);
+    status["created_at"] = json!(at);
+    status["updated_at"] = json!(at);
+    status
+}
+
+fn comment(body: &str, n: usize) -> Value {
+    let mut comment: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/issue-comment.json")).unwrap()).unwrap();
+    comment["id"] = json!(n);
+    comment["body"] = json!(body);
+    comment
 }
 
 /// One page of `items` as GitHub serves it, with a `Link: rel="next"` header when more follow.
@@ -118,8 +177,17 @@ fn issue_template() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("github/issue.json")).unwrap()).unwrap()
 }
 
-fn template() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("github/pull-request.json")).unwrap()).unwrap()
+/// A fresh open pull request: the documented one of `commit-pulls.json`, not yet merged.
+pub(crate) fn template() -> Value {
+    let list: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("github/commit-pulls.json")).unwrap()).unwrap();
+    let mut pr = list[0].clone();
+    pr["state"] = json!("open");
+    for key in ["merged_at", "closed_at", "merge_commit_sha"] {
+        pr[key] = Value::Null;
+    }
+    pr["labels"] = json!([]);
+    pr
 }
 
 impl Respond for FakeGithub {
@@ -150,10 +218,25 @@ impl Respond for FakeGithub {
     }
 }
 
+/// One request to a repository route, as the route handlers read it.
+struct Call<'r> {
+    method: &'r str,
+    url: &'r wiremock::http::Url,
+    query: HashMap<String, String>,
+    body: Value,
+    /// Items per page.
+    size: usize,
+    /// The fake's port, for absolute `Link` URLs.
+    port: u16,
+}
+
+fn not_found() -> ResponseTemplate {
+    ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))
+}
+
 impl FakeGithub {
     fn answer(&self, req: &Request, method: &str, path: &str) -> ResponseTemplate {
         let mut s = self.state.lock().unwrap();
-        let size = s.page_size.unwrap_or(100);
         let port = req
             .headers
             .get("host")
@@ -161,9 +244,14 @@ impl FakeGithub {
             .and_then(|h| h.rsplit_once(':'))
             .and_then(|(_, p)| p.parse().ok())
             .unwrap_or(80);
-        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        let query: HashMap<String, String> =
-            req.url.query_pairs().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let c = Call {
+            method,
+            url: &req.url,
+            query: req.url.query_pairs().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
+            size: s.page_size.unwrap_or(100),
+            port,
+        };
         let base = format!("/repos/{}", self.repo);
         let Some(rest) = path.strip_prefix(base.as_str()) else {
             if path == "/graphql" {
@@ -171,18 +259,29 @@ impl FakeGithub {
                 return ResponseTemplate::new(200)
                     .set_body_json(json!({"data": {"enablePullRequestAutoMerge": {"clientMutationId": null}}}));
             }
-            return ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}));
+            return not_found();
         };
         if method != "GET" {
             s.writes.push(format!("{method} {rest}"));
         }
         let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
+        match segments.first().copied() {
+            Some("pulls") => self.pulls(&mut s, &c, &segments),
+            Some("issues") => self.issues(&mut s, &c, &segments),
+            Some("commits" | "statuses") => commits(&mut s, &c, &segments),
+            _ => not_found(),
+        }
+    }
+
+    /// Pull requests: list (state, head, direction), create (422 when one is open), update,
+    /// request reviewers.
+    fn pulls(&self, s: &mut State, c: &Call, segments: &[&str]) -> ResponseTemplate {
+        match (c.method, segments) {
             ("GET", ["pulls"]) => {
-                let state = query.get("state").cloned().unwrap_or_else(|| "open".into());
+                let state = c.query.get("state").cloned().unwrap_or_else(|| "open".into());
                 // `head=owner:branch` filters by the head repository's owner and the branch.
                 let head =
-                    query.get("head").and_then(|h| h.split_once(':').map(|(o, b)| (o.to_string(), b.to_string())));
+                    c.query.get("head").and_then(|h| h.split_once(':').map(|(o, b)| (o.to_string(), b.to_string())));
                 let list: Vec<Value> = s
                     .pulls
                     .iter()
@@ -199,13 +298,13 @@ impl FakeGithub {
                     .collect();
                 // GitHub's default order is oldest first; `direction=desc` is newest first.
                 let mut list = list;
-                if query.get("direction").map(String::as_str) == Some("desc") {
+                if c.query.get("direction").map(String::as_str) == Some("desc") {
                     list.reverse();
                 }
-                page(list, &req.url, size, port)
+                page(list, c.url, c.size, c.port)
             }
             ("POST", ["pulls"]) => {
-                let head = body["head"].as_str().unwrap_or("").to_string();
+                let head = c.body["head"].as_str().unwrap_or("").to_string();
                 // GitHub's uniqueness is per head `owner:branch`: a fork's branch of the same name is another head.
                 let ours = |p: &Value| p["head"]["repo"]["full_name"] == self.repo.as_str();
                 if s.pulls.iter().any(|p| p["head"]["ref"] == head.as_str() && p["state"] == "open" && ours(p)) {
@@ -218,11 +317,11 @@ impl FakeGithub {
                 let number = 100 + s.pulls.len() as u64 + s.issues.len() as u64;
                 let mut pr = template();
                 pr["number"] = json!(number);
-                pr["title"] = body["title"].clone();
-                pr["body"] = body["body"].clone();
+                pr["title"] = c.body["title"].clone();
+                pr["body"] = c.body["body"].clone();
                 pr["head"]["ref"] = json!(head);
-                pr["base"]["ref"] = body["base"].clone();
-                pr["draft"] = json!(body["draft"].as_bool().unwrap_or(false));
+                pr["base"]["ref"] = c.body["base"].clone();
+                pr["draft"] = json!(c.body["draft"].as_bool().unwrap_or(false));
                 pr["head"]["repo"]["full_name"] = json!(self.repo);
                 pr["base"]["repo"]["full_name"] = json!(self.repo);
                 pr["node_id"] = json!(format!("PR_node{number}"));
@@ -234,48 +333,76 @@ impl FakeGithub {
                 let n: u64 = n.parse().unwrap_or(0);
                 let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) else { return ResponseTemplate::new(404) };
                 for key in ["title", "body", "state"] {
-                    if !body[key].is_null() {
-                        pr[key] = body[key].clone();
+                    if !c.body[key].is_null() {
+                        pr[key] = c.body[key].clone();
                     }
                 }
-                if body["state"] == "closed" {
+                if c.body["state"] == "closed" {
                     pr["closed_at"] = json!("2026-11-24T00:00:00Z");
                 }
                 ResponseTemplate::new(200).set_body_json(pr.clone())
             }
+            ("POST", ["pulls", _, "requested_reviewers"]) => ResponseTemplate::new(201).set_body_json(template()),
+            _ => not_found(),
+        }
+    }
+
+    /// Issues: labels (on PRs), comments, the issue list (by state), create, update.
+    fn issues(&self, s: &mut State, c: &Call, segments: &[&str]) -> ResponseTemplate {
+        match (c.method, segments) {
             // GitHub's "Add labels": POST appends to what the issue has.
             ("POST", ["issues", n, "labels"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
                 let Some(pr) = s.pulls.iter_mut().find(|p| p["number"] == n) else { return ResponseTemplate::new(404) };
                 let mut labels: Vec<Value> = pr["labels"].as_array().cloned().unwrap_or_default();
-                for l in body["labels"].as_array().cloned().unwrap_or_default() {
+                for l in c.body["labels"].as_array().cloned().unwrap_or_default() {
                     if !labels.iter().any(|x| x["name"] == l) {
-                        labels.push(json!({"name": l}));
+                        labels.push(label(l.as_str().unwrap_or("")));
                     }
                 }
                 pr["labels"] = json!(labels);
                 ResponseTemplate::new(200).set_body_json(labels)
             }
-            ("POST", ["pulls", _, "requested_reviewers"]) => ResponseTemplate::new(201).set_body_json(template()),
             ("GET", ["issues", n, "comments"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
-                let list: Vec<Value> =
-                    s.comments.get(&n).cloned().unwrap_or_default().into_iter().map(|b| json!({"body": b})).collect();
-                ResponseTemplate::new(200).set_body_json(list)
+                let list: Vec<Value> = s
+                    .comments
+                    .get(&n)
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| comment(b, i))
+                    .collect();
+                page(list, c.url, c.size, c.port)
             }
             ("POST", ["issues", n, "comments"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
-                s.comments.entry(n).or_default().push(body["body"].as_str().unwrap_or("").to_string());
-                ResponseTemplate::new(201).set_body_json(json!({"id": 1, "body": body["body"]}))
+                let text = c.body["body"].as_str().unwrap_or("").to_string();
+                let list = s.comments.entry(n).or_default();
+                list.push(text.clone());
+                ResponseTemplate::new(201).set_body_json(comment(&text, list.len()))
             }
-            ("GET", ["issues"]) => page(s.issues.clone(), &req.url, size, port),
+            ("GET", ["issues"]) => {
+                let state = c.query.get("state").cloned().unwrap_or_else(|| "open".into());
+                let list =
+                    s.issues.iter().filter(|i| state == "all" || i["state"] == state.as_str()).cloned().collect();
+                page(list, c.url, c.size, c.port)
+            }
             ("POST", ["issues"]) => {
                 let number = 500 + s.issues.len() as u64;
                 let mut issue = issue_template();
                 issue["number"] = json!(number);
-                issue["title"] = body["title"].clone();
-                issue["body"] = body["body"].clone();
+                issue["title"] = c.body["title"].clone();
+                issue["body"] = c.body["body"].clone();
                 issue["html_url"] = json!(format!("https://github.com/{}/issues/{number}", self.repo));
+                let labels: Vec<Value> = c.body["labels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| label(l.as_str().unwrap_or("")))
+                    .collect();
+                issue["labels"] = json!(labels);
                 s.issues.push(issue.clone());
                 ResponseTemplate::new(201).set_body_json(issue)
             }
@@ -284,10 +411,36 @@ impl FakeGithub {
                 let Some(issue) = s.issues.iter_mut().find(|i| i["number"] == n) else {
                     return ResponseTemplate::new(404);
                 };
-                issue["body"] = body["body"].clone();
+                issue["body"] = c.body["body"].clone();
                 ResponseTemplate::new(200).set_body_json(issue.clone())
             }
-            _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+            _ => not_found(),
         }
+    }
+}
+
+/// Commits: their statuses (list, post) and the pull requests associated with them.
+fn commits(s: &mut State, c: &Call, segments: &[&str]) -> ResponseTemplate {
+    match (c.method, segments) {
+        ("GET", ["commits", sha, "statuses"]) => {
+            page(s.statuses.get(*sha).cloned().unwrap_or_default(), c.url, c.size, c.port)
+        }
+        ("POST", ["statuses", sha]) => {
+            let n = s.statuses.values().map(Vec::len).sum::<usize>() + 1;
+            let description = c.body["description"].as_str().unwrap_or("");
+            let mut status = commit_status(
+                c.body["context"].as_str().unwrap_or("default"),
+                c.body["state"].as_str().unwrap_or(""),
+                description,
+                n,
+            );
+            status["target_url"] = c.body["target_url"].clone();
+            s.statuses.entry((*sha).to_string()).or_default().insert(0, status.clone());
+            ResponseTemplate::new(201).set_body_json(status)
+        }
+        ("GET", ["commits", sha, "pulls"]) => {
+            page(s.commit_pulls.get(*sha).cloned().unwrap_or_default(), c.url, c.size, c.port)
+        }
+        _ => not_found(),
     }
 }
