@@ -205,7 +205,9 @@ pub fn verify_with<O: Observer>(
         dry_run: args.write.dry_run,
         source: settings.git_repository.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded: the verifier runs blocking git and forge calls in place (block_in_place).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;

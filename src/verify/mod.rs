@@ -128,7 +128,7 @@ impl<O: Observer> Verifier<'_, O> {
             self.observer.changed(&targets, wake).await;
         }
         for o in open {
-            self.save(&o.merge, &o.record, &mut outcome);
+            blocking(|| self.save(&o.merge, &o.record, &mut outcome));
             outcome.records.push(o.record);
         }
         outcome.records.sort_by(|a, b| a.commit.cmp(&b.commit));
@@ -225,15 +225,17 @@ impl<O: Observer> Verifier<'_, O> {
                 o.record.verdict = Word::Success;
                 o.record.reason = reason;
                 o.record.decided_at = Some(now);
-                self.conclude(o, outcome);
+                blocking(|| self.conclude(o, outcome));
             }
             Verdict::Failure { reason, rows } => {
                 o.record.verdict = Word::Failure;
                 o.record.reason = reason;
                 o.record.evidence = rows;
                 o.record.decided_at = Some(now);
-                self.fail(o, outcome);
-                self.conclude(o, outcome);
+                blocking(|| {
+                    self.fail(o, outcome);
+                    self.conclude(o, outcome);
+                });
             }
         }
     }
@@ -386,6 +388,12 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
     });
     let body = actor.renderer.render("verify-report", &view).map_err(|e| e.to_string())?;
     Ok(format!("{body}\n{marker}\n"))
+}
+
+/// Git and the forge are blocking (the GitHub forge drives its own runtime): run them off the
+/// async workers. The verifier's runtime is multi-threaded for this.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
 }
 
 fn secs(d: Duration) -> i64 {

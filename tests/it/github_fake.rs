@@ -78,6 +78,25 @@ impl FakeGithub {
         }
     }
 
+    /// Merge a PR as GitHub does: closed, `merged_at` and `merge_commit_sha` set, and the
+    /// commit's associated pulls answering with it.
+    pub(crate) fn merge_pr(&self, head: &str, sha: &str) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        let pr = s.pulls.iter_mut().find(|p| p["head"]["ref"] == head).unwrap();
+        pr["state"] = json!("closed");
+        pr["closed_at"] = json!(jiff::Timestamp::now().to_string());
+        pr["merged_at"] = json!(jiff::Timestamp::now().to_string());
+        pr["merge_commit_sha"] = json!(sha);
+        let (number, merged) = (pr["number"].as_u64().unwrap(), pr.clone());
+        s.commit_pulls.insert(sha.to_string(), vec![merged]);
+        number
+    }
+
+    /// The comments on issue or PR `number`, oldest first.
+    pub(crate) fn comments_on(&self, number: u64) -> Vec<String> {
+        self.state.lock().unwrap().comments.get(&number).cloned().unwrap_or_default()
+    }
+
     /// A PR from someone's fork whose branch happens to be called `head`.
     pub(crate) fn fork_pr(&self, head: &str, body: &str, state: &str) {
         let mut s = self.state.lock().unwrap();

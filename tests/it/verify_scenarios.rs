@@ -412,3 +412,120 @@ async fn no_wait_leaves_an_in_progress_merge_pending_and_a_later_pass_concludes_
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(only(&report)["verdict"], "success", "{report}");
 }
+
+/// The same loop on GitHub: PRs through the wire-level fake GitHub API, verdicts as the
+/// `upkeep/verify` status and a comment on the merged PR, the revert as a PR there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_a_failed_merge_gets_a_failure_status_a_comment_and_a_revert_pr() {
+    use super::github_fake::FakeGithub;
+    use wiremock::{Mock, MockServer, matchers::any};
+    const REPO: &str = "home-ops/cluster";
+    let fake = FakeGithub::new(REPO);
+    let server = MockServer::start().await;
+    Mock::given(any()).respond_with(fake.clone()).mount(&server).await;
+    let sb = Sandbox::example();
+    let config = sb.repo.join("upkeep.yaml");
+    let text_now = std::fs::read_to_string(&config).unwrap().replace("https://api.github.com", &server.uri());
+    std::fs::write(&config, text_now).unwrap();
+    super::run::commit_all(&sb.git(), "chore: upkeep config for GitHub", "Maintainer");
+    let bare = sb.root.join("remote.git");
+    git2::Repository::init_bare(&bare).unwrap();
+    let remote = bare.display().to_string();
+    let uri = server.uri();
+    let env = [("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", "ghs_verifytoken"), ("GITHUB_REPOSITORY", REPO)];
+    let (root, repo) = (sb.root.clone(), sb.repo.clone());
+    let run_env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let on_github = move |args: Vec<String>| {
+        let (root, repo, run_env) = (root.clone(), repo.clone(), run_env.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let env: Vec<(&str, &str)> = run_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                upkeep_in(&root, &repo, &args, &env)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out =
+        on_github(vec!["run".into(), ".".into(), "--forge".into(), "github".into(), "--remote".into(), remote.clone()])
+            .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let before = sb.main_tip();
+    let new = fake.pulls_for(NGINX)[0]["title"].as_str().unwrap().rsplit(' ').next().unwrap().to_string();
+    // Merged with a merge commit on GitHub; the checkout is at the merge.
+    let git = sb.git();
+    let side = git.find_commit(git.refname_to_id(&format!("refs/heads/{NGINX}")).unwrap()).unwrap();
+    let main = git.find_commit(before).unwrap();
+    let sig = git2::Signature::now("GitHub", "noreply@github.com").unwrap();
+    let m = git
+        .commit(
+            Some("refs/heads/main"),
+            &sig,
+            &sig,
+            "Merge pull request #2 from home-ops/x",
+            &side.tree().unwrap(),
+            &[&main, &side],
+        )
+        .unwrap();
+    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+    let number = fake.merge_pr(NGINX, &m.to_string());
+
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(300), &m.to_string());
+    cluster.release_state(Duration::from_millis(700), "helmrelease-v2-upgrade-failed.json");
+    cluster.fake.start_clock();
+    let verify_args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "verify",
+            ".",
+            "--forge",
+            "github",
+            "--remote",
+            &remote,
+            "--format",
+            "json",
+            "--timeout",
+            "6s",
+            "--soak",
+            "2s",
+            "--kubeconfig",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(cluster.kubeconfig().display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = on_github(verify_args(&[])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = only(&report);
+    assert_eq!((v["verdict"].as_str(), v["action"].as_str()), (Some("failure"), Some("revert")), "{v}");
+    let statuses = fake.statuses(&m.to_string());
+    assert_eq!(statuses[0]["context"], "upkeep/verify", "{statuses:?}");
+    assert_eq!(statuses[0]["state"], "failure", "{statuses:?}");
+    assert!(statuses[0]["description"].as_str().unwrap().chars().count() <= 140);
+    let revert = fake.pulls_for(&format!("upkeep/revert-{}", &m.to_string()[..12]));
+    assert_eq!(revert.len(), 1, "one revert PR");
+    assert!(
+        revert[0]["title"].as_str().unwrap().starts_with("Revert \"chore(deps): update ingress-nginx"),
+        "{}",
+        revert[0]
+    );
+    assert_eq!(v["pr"], revert[0]["number"].to_string());
+    let comments = fake.comments_on(number);
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(comments[0].contains("UpgradeFailed") && comments[0].contains("revert PR"), "{}", comments[0]);
+    // The revert branch and the verdict note went to the remote.
+    let pushed = git2::Repository::open_bare(&bare).unwrap();
+    assert!(pushed.find_reference(&format!("refs/heads/upkeep/revert-{}", &m.to_string()[..12])).is_ok());
+    assert!(pushed.find_reference("refs/notes/upkeep").is_ok());
+
+    // A second pass writes nothing new on GitHub.
+    let writes = fake.writes();
+    let out = on_github(verify_args(&[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(fake.writes(), writes, "no new write");
+}
