@@ -157,6 +157,13 @@ fn permission_hint(status: u16, method: &str, path: &str) -> &'static str {
     }
 }
 
+/// A next-page `link` as a route relative to `api`, or `None` when it points anywhere else
+/// (another host, or outside GHES's `/api/v3`): octocrab joins routes to its base URI, and
+/// sends the token only with relative ones.
+fn route_within(api: &str, link: &str) -> Option<String> {
+    link.strip_prefix(api)?.strip_prefix('/').map(|rest| format!("/{rest}"))
+}
+
 /// What one octocrab call tells the retry loop, and its result.
 fn classify<T>(result: octocrab::Result<T>) -> (Signal, Option<Result<T, Failed>>) {
     let read = Signal::answer(200, &HeaderMap::new());
@@ -297,7 +304,7 @@ impl GithubForge {
             // The token goes wherever `next` points: follow only links back to the API itself,
             // as a route relative to it (the only kind octocrab sends the token with).
             let link = next.to_string();
-            let Some(route) = link.strip_prefix(&format!("{}/", self.api)).map(|r| format!("/{r}")) else {
+            let Some(route) = route_within(&self.api, &link) else {
                 return Err(fail(format!(
                     "GET {path}: the next page is at `{link}`, outside {}; refusing to send the token there",
                     self.api
@@ -599,5 +606,23 @@ mod tests {
     fn graphql_sits_beside_the_rest_api() {
         assert_eq!(graphql_url("https://api.github.com"), "https://api.github.com/graphql");
         assert_eq!(graphql_url("https://ghes.example.com/api/v3/"), "https://ghes.example.com/api/graphql");
+    }
+
+    #[test]
+    fn next_pages_are_followed_only_within_the_api() {
+        let api = "https://api.github.com";
+        assert_eq!(
+            route_within(api, "https://api.github.com/repositories/1300192/pulls?page=2").as_deref(),
+            Some("/repositories/1300192/pulls?page=2")
+        );
+        let ghes = "https://ghes.example.com/api/v3";
+        assert_eq!(
+            route_within(ghes, "https://ghes.example.com/api/v3/repos/o/r/issues?page=3").as_deref(),
+            Some("/repos/o/r/issues?page=3"),
+            "the base path is octocrab's to add"
+        );
+        assert_eq!(route_within(ghes, "https://ghes.example.com/api/graphql?page=2"), None);
+        assert_eq!(route_within(api, "https://api.github.com.evil.example/steal?page=2"), None);
+        assert_eq!(route_within(api, "http://api.github.com/repos/o/r/pulls?page=2"), None, "not downgraded to http");
     }
 }
