@@ -67,8 +67,10 @@ impl Writer {
             let oid = oid.map_err(git_err("revwalk"))?;
             let commit = self.repo.find_commit(oid).map_err(git_err("read commit"))?;
             let at = jiff::Timestamp::from_second(commit.time().seconds()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            // Commit dates along a branch are not monotonic (rebases, skewed clocks): an old one
+            // is passed over, not taken as the end of the walk.
             if at < since {
-                break;
+                continue;
             }
             if let Some(merge) = self.merge_at(&commit, at)? {
                 out.push(merge);

@@ -529,3 +529,94 @@ async fn on_github_a_failed_merge_gets_a_failure_status_a_comment_and_a_revert_p
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(fake.writes(), writes, "no new write");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_decides_and_writes_nothing() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(300), &m.to_string());
+    cluster.release_state(Duration::from_millis(600), "helmrelease-v2-upgrade-failed.json");
+    cluster.fake.start_clock();
+    let files = forge_files(&sb);
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &["--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!((v["verdict"].as_str(), v["action"].as_str()), (Some("failure"), Some("revert")), "{v}");
+    assert!(note(&sb, m).is_none(), "no note");
+    assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")), "no branch");
+    assert_eq!(forge_files(&sb), files, "no forge write");
+    assert!(cluster.fake.patches().is_empty(), "no nudge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_older_than_the_horizon_when_first_seen_is_skipped_not_reverted() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    // Merged ten days ago (the horizon is seven), before upkeep ever verified anything here.
+    let git = sb.git();
+    let side = git.find_commit(git.refname_to_id(&format!("refs/heads/{NGINX}")).unwrap()).unwrap();
+    let main = git.find_commit(sb.main_tip()).unwrap();
+    let when = git2::Time::new(jiff::Timestamp::now().as_second() - 10 * 86_400, 0);
+    let sig = git2::Signature::new("Maintainer", "m@example.com", &when).unwrap();
+    git.commit(Some("refs/heads/main"), &sig, &sig, "Merge pull request #2", &side.tree().unwrap(), &[&main, &side])
+        .unwrap();
+    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+    let cluster = Cluster::start(&main.id().to_string(), "9.9.9").await;
+    cluster.release_state(Duration::ZERO, "helmrelease-v2-upgrade-failed.json");
+    cluster.fake.start_clock();
+    let files = forge_files(&sb);
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "skipped", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("before upkeep first looked"), "{v}");
+    assert_eq!(forge_files(&sb), files, "nothing written");
+    assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_that_fails_too_is_escalated_by_an_issue_and_never_reverted_again() {
+    let sb = Sandbox::example();
+    let before = sb.main_tip();
+    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    let cluster = Cluster::start(&before.to_string(), &new).await;
+    cluster.applies(Duration::from_millis(300), &m.to_string());
+    cluster.release_state(Duration::from_millis(600), "helmrelease-v2-upgrade-failed.json");
+    cluster.fake.start_clock();
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let branch = only(&report)["branch"].as_str().unwrap().to_string();
+    // The revert is merged, and rolling back to the old chart fails as well.
+    let r = merge(&sb, &branch, MergeStyle::MergeCommit);
+    let rev = format!("main@sha1:{r}");
+    cluster.fake.apply(Change::merge(
+        "gitrepositories",
+        "flux-system",
+        "flux-system",
+        json!({"status": {"artifact": {"revision": rev}}}),
+    ));
+    cluster.fake.apply(Change::merge(
+        "kustomizations",
+        "flux-system",
+        "infrastructure",
+        json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
+    ));
+    let mut hr = retarget("helmrelease-v2-upgrade-failed.json", "ingress-nginx", "ingress-nginx", &new, OLD_NGINX);
+    hr["metadata"]["generation"] = json!(3);
+    hr["status"]["observedGeneration"] = json!(3);
+    cluster.fake.apply(Change::Put(hr));
+    let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = report["verifications"].as_array().unwrap();
+    let revert = all.iter().find(|v| v["commit"] == r.to_string()).unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        (revert["verdict"].as_str(), revert["action"].as_str()),
+        (Some("failure"), Some("forward-fix")),
+        "{revert}"
+    );
+    let body = std::fs::read_to_string(revert["pr"].as_str().unwrap()).unwrap();
+    assert!(body.contains("a failed revert is never reverted again"), "{body}");
+    assert_eq!(sb.branches().keys().filter(|b| b.starts_with("upkeep/revert-")).count(), 1, "no revert of the revert");
+}
