@@ -43,6 +43,21 @@ struct Setup {
     workdir: PathBuf,
 }
 
+impl Setup {
+    /// The actor over this setup's repository and forge.
+    fn actor<'a>(&'a self, prove: crate::verify::act::Prove<'a>, automerge: bool) -> Actor<'a> {
+        Actor {
+            writer: &self.writer,
+            forge: self.forge.as_ref(),
+            renderer: &self.renderer,
+            prove,
+            remote: self.remote.as_deref(),
+            token: self.token.as_deref(),
+            automerge,
+        }
+    }
+}
+
 fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
     let author = match &w.author {
         Some(a) => Author::parse(a).ok_or_else(|| AppError::Run(format!("--author `{a}` is not `Name <email>`")))?,
@@ -189,15 +204,7 @@ pub fn verify_with<O: Observer>(
     let merges = s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
     let deps = dep_infos(&s.scan, &s.config);
     let prove = prover(&s.writer);
-    let actor = Actor {
-        writer: &s.writer,
-        forge: s.forge.as_ref(),
-        renderer: &s.renderer,
-        prove: &prove,
-        remote: s.remote.as_deref(),
-        token: s.token.as_deref(),
-        automerge: settings.automerge_reverts,
-    };
+    let actor = s.actor(&prove, settings.automerge_reverts);
     let options = Options {
         deadlines,
         horizon: settings.horizon,
@@ -324,15 +331,7 @@ pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
         })
         .collect();
     let prove = prover(&s.writer);
-    let actor = Actor {
-        writer: &s.writer,
-        forge: s.forge.as_ref(),
-        renderer: &s.renderer,
-        prove: &prove,
-        remote: s.remote.as_deref(),
-        token: s.token.as_deref(),
-        automerge: false,
-    };
+    let actor = s.actor(&prove, false);
     let failed =
         Failed { merge: &merge, updates: &updates, reason: "requested by hand", evidence: &[], no_revert: None };
     let done = actor.revert(&failed, args.write.dry_run).map_err(AppError::Run)?;

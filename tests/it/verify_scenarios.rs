@@ -70,28 +70,39 @@ impl Cluster {
         self.fake.kubeconfig(self.dir.path())
     }
 
-    /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
-    /// its new generation).
-    fn applies(&self, at: Duration, commit: &str) {
+    /// Flux fetches `commit` and the Kustomization applies it (the source and Kustomization
+    /// statuses only).
+    fn fetch_and_apply(commit: &str) -> [Change; 2] {
         let rev = format!("main@sha1:{commit}");
-        self.fake.at(
-            at,
+        [
             Change::merge(
                 "gitrepositories",
                 "flux-system",
                 "flux-system",
                 json!({"status": {"artifact": {"revision": rev}}}),
             ),
-        );
-        self.fake.at(
-            at,
             Change::merge(
                 "kustomizations",
                 "flux-system",
                 "infrastructure",
                 json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
             ),
-        );
+        ]
+    }
+
+    /// Now, Flux has fetched and applied `commit`.
+    fn fetched_and_applied(&self, commit: &str) {
+        for change in Cluster::fetch_and_apply(commit) {
+            self.fake.apply(change);
+        }
+    }
+
+    /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
+    /// its new generation).
+    fn applies(&self, at: Duration, commit: &str) {
+        for change in Cluster::fetch_and_apply(commit) {
+            self.fake.at(at, change);
+        }
         self.fake.at(
             at,
             Change::merge("helmreleases", "ingress-nginx", "ingress-nginx", json!({"metadata": {"generation": 2}})),
@@ -339,19 +350,7 @@ async fn a_failed_longhorn_upgrade_opens_a_forward_fix_issue_and_no_revert() {
     let target = decision(&sb, "helmrelease/longhorn-system/longhorn")["target"].as_str().unwrap().to_string();
     let m = merge(&sb, LONGHORN, MergeStyle::MergeCommit);
     let cluster = Cluster::start(&before.to_string(), "0.0.0").await;
-    let rev = format!("main@sha1:{m}");
-    cluster.fake.apply(Change::merge(
-        "gitrepositories",
-        "flux-system",
-        "flux-system",
-        json!({"status": {"artifact": {"revision": rev}}}),
-    ));
-    cluster.fake.apply(Change::merge(
-        "kustomizations",
-        "flux-system",
-        "infrastructure",
-        json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
-    ));
+    cluster.fetched_and_applied(&m.to_string());
     let mut hr = retarget("helmrelease-v2-upgrade-failed.json", "longhorn-system", "longhorn", "1.5.0", &target);
     hr["status"]["observedGeneration"] = json!(2);
     cluster.fake.apply(Change::Put(hr));
@@ -590,19 +589,7 @@ async fn a_revert_that_fails_too_is_escalated_by_an_issue_and_never_reverted_aga
     let branch = only(&report)["branch"].as_str().unwrap().to_string();
     // The revert is merged, and rolling back to the old chart fails as well.
     let r = merge(&sb, &branch, MergeStyle::MergeCommit);
-    let rev = format!("main@sha1:{r}");
-    cluster.fake.apply(Change::merge(
-        "gitrepositories",
-        "flux-system",
-        "flux-system",
-        json!({"status": {"artifact": {"revision": rev}}}),
-    ));
-    cluster.fake.apply(Change::merge(
-        "kustomizations",
-        "flux-system",
-        "infrastructure",
-        json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
-    ));
+    cluster.fetched_and_applied(&r.to_string());
     let mut hr = retarget("helmrelease-v2-upgrade-failed.json", "ingress-nginx", "ingress-nginx", &new, OLD_NGINX);
     hr["metadata"]["generation"] = json!(3);
     hr["status"]["observedGeneration"] = json!(3);
