@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::Observer;
-use super::evidence::{Blind, Evidence, FluxObject};
+use super::evidence::{Blind, Evidence, FluxKind, FluxObject};
 use super::kube::{KubeOptions, KubeSource, ObjectName, Wake, Want, connect};
 use super::target::Target;
 
@@ -62,6 +62,34 @@ fn union(targets: &[Target]) -> Option<Want> {
     Some(all)
 }
 
+/// A HelmRepository or OCIRepository named by a release's `Kind/namespace/name` source ref.
+fn chart_source(reference: &str) -> Option<FluxObject> {
+    let mut parts = reference.splitn(3, '/');
+    let kind = match parts.next()? {
+        "HelmRepository" => FluxKind::HelmRepository,
+        "OCIRepository" => FluxKind::OciRepository,
+        _ => return None,
+    };
+    let (namespace, name) = (parts.next()?.to_string(), parts.next()?.to_string());
+    Some(FluxObject {
+        kind,
+        namespace,
+        name,
+        api_version: String::new(),
+        generation: None,
+        observed_generation: None,
+        conditions: Vec::new(),
+        artifact_revision: None,
+        last_applied_revision: None,
+        last_attempted_revision: None,
+        path: None,
+        source_ref: None,
+        history_chart_version: None,
+        history_status: None,
+        requested_at: None,
+    })
+}
+
 impl Observer for Cluster {
     async fn observe(&self, target: &Target) -> Evidence {
         match self {
@@ -73,7 +101,17 @@ impl Observer for Cluster {
     async fn nudge(&self, target: &Target, evidence: &Evidence, at: Timestamp) -> Vec<String> {
         let Cluster::Api(source) = self else { return Vec::new() };
         let _ = target;
-        let objects: Vec<&FluxObject> = evidence.source.iter().chain(evidence.chart_sources.iter()).collect();
+        // The chart sources of the changed releases, as the releases name them: a nudge needs
+        // only kind, namespace and name (the served version is discovered).
+        let charts: Vec<FluxObject> = evidence
+            .helmreleases
+            .iter()
+            .filter_map(|(hr, _)| hr.source_ref.as_deref())
+            .filter_map(chart_source)
+            .filter(|c| !evidence.chart_sources.iter().any(|s| s.reference() == c.reference()))
+            .collect();
+        let objects: Vec<&FluxObject> =
+            evidence.source.iter().chain(evidence.chart_sources.iter()).chain(charts.iter()).collect();
         let mut problems = Vec::new();
         for object in objects {
             if let Err(b) = source.nudge(object, at).await {

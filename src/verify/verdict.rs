@@ -240,8 +240,9 @@ fn release<'a>(ev: &'a Evidence, id: &str) -> Option<&'a FluxObject> {
 /// the new version, not an older attempt).
 fn attempted_new(obj: &FluxObject, version: &str, applied: bool) -> bool {
     let observed = obj.generation.is_some() && obj.generation == obj.observed_generation;
-    let tried = obj.history_chart_version.as_deref().is_some_and(|v| same_version(v, version))
-        || obj.last_attempted_revision.as_deref().is_some_and(|v| same_version(v, version));
+    let tried = [&obj.history_chart_version, &obj.last_applied_revision, &obj.last_attempted_revision]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| same_version(v, version)));
     observed && (tried || applied)
 }
 
@@ -431,7 +432,13 @@ fn release_missing(hr: &FluxObject, version: &str) -> Option<Row> {
             message: format!("has not observed generation {:?} yet", hr.generation),
         });
     }
-    let at = hr.history_chart_version.as_deref().or(hr.last_attempted_revision.as_deref()).unwrap_or("none");
+    // v2 keeps a history; v2beta1/v2beta2 say `lastAppliedRevision` (the chart version).
+    let at = hr
+        .history_chart_version
+        .as_deref()
+        .or(hr.last_applied_revision.as_deref())
+        .or(hr.last_attempted_revision.as_deref())
+        .unwrap_or("none");
     if !same_version(at, version) {
         return Some(Row {
             object: hr.reference(),

@@ -255,3 +255,18 @@ fn losing_ready_restarts_the_soak() {
     let (v, p, _) = decide(&exp(), &flapping, &d(), &p, t(200));
     assert!(matches!(v, Verdict::Pending { .. }) && p.ready_since.is_none(), "{v:?}");
 }
+
+#[test]
+fn an_older_helmrelease_api_reports_its_chart_as_last_applied_revision() {
+    let mut hr = release("", ready());
+    hr.history_chart_version = None;
+    hr.last_applied_revision = Some("6.1.0".into());
+    let mut ev = reconciled("6.1.0", ready());
+    ev.helmreleases = vec![(hr.clone(), "6.1.0".into())];
+    let (v, p, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
+    assert!(matches!(v, Verdict::Pending { .. }) && p.ready_since.is_some(), "reconciled: {v:?}");
+    hr.last_applied_revision = Some("6.0.0".into());
+    ev.helmreleases = vec![(hr, "6.1.0".into())];
+    let (v, p, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
+    assert!(p.ready_since.is_none(), "still at 6.0.0: {v:?}");
+}

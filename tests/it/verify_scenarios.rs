@@ -54,7 +54,12 @@ impl Cluster {
         fake.apply(Change::Put(k));
         let mut hr = retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, new);
         hr["status"]["history"][0]["chartVersion"] = json!(OLD_NGINX);
+        hr["spec"]["chart"]["spec"]["sourceRef"] =
+            json!({"kind": "HelmRepository", "name": "ingress-nginx", "namespace": "flux-system"});
         fake.apply(Change::Put(hr));
+        let mut repository = load("helmrepository-v1-ready.json");
+        repository["metadata"] = json!({"name": "ingress-nginx", "namespace": "flux-system", "generation": 1});
+        fake.apply(Change::Put(repository));
         fake.apply(Change::Put(retarget(
             "deployment-podinfo-rolled-out.json",
             "ingress-nginx",
@@ -298,9 +303,12 @@ async fn a_source_that_never_reaches_the_merge_is_nudged_then_reverted_after_the
     assert_eq!(v["verdict"], "failure", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("has not fetched the merge"), "{v}");
     assert_eq!(v["action"], "revert");
-    let nudges: Vec<_> = cluster.fake.patches().into_iter().filter(|(p, _)| p.contains("gitrepositories")).collect();
-    assert_eq!(nudges.len(), 1, "nudged once: {nudges:?}");
-    assert!(nudges[0].1.to_string().contains("reconcile.fluxcd.io/requestedAt"));
+    let patches = cluster.fake.patches();
+    for plural in ["gitrepositories/flux-system", "helmrepositories/ingress-nginx"] {
+        let nudges: Vec<_> = patches.iter().filter(|(p, _)| p.contains(plural)).collect();
+        assert_eq!(nudges.len(), 1, "{plural} nudged once: {patches:?}");
+        assert!(nudges[0].1.to_string().contains("reconcile.fluxcd.io/requestedAt"));
+    }
     let _ = m;
 }
 

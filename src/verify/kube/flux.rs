@@ -107,6 +107,27 @@ struct Spec {
     path: Option<String>,
     #[serde(default)]
     source_ref: Option<SourceRef>,
+    /// HelmRelease: `spec.chart` (its `spec.sourceRef` names the HelmRepository).
+    #[serde(default)]
+    chart: Option<ChartTemplate>,
+    /// HelmRelease: `spec.chartRef` (an OCIRepository or HelmChart).
+    #[serde(default)]
+    chart_ref: Option<SourceRef>,
+}
+
+/// A HelmRelease's `spec.chart`.
+#[derive(Debug, Default, Deserialize)]
+struct ChartTemplate {
+    #[serde(default)]
+    spec: Option<ChartSpec>,
+}
+
+/// A HelmRelease's `spec.chart.spec`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChartSpec {
+    #[serde(default)]
+    source_ref: Option<SourceRef>,
 }
 
 /// A Kustomization's `spec.sourceRef`.
@@ -157,7 +178,10 @@ struct Snapshot {
 pub fn flux_object(kind: FluxKind, json: serde_json::Value) -> Result<FluxObject, serde_json::Error> {
     let doc: FluxDoc = serde_json::from_value(json)?;
     let namespace = doc.metadata.namespace.unwrap_or_default();
-    let source_ref = doc.spec.source_ref.map(|r| {
+    // A Kustomization's source, or a HelmRelease's chart source (what a nudge reaches).
+    let spec = doc.spec;
+    let chart_source = spec.chart.and_then(|c| c.spec).and_then(|s| s.source_ref);
+    let source_ref = spec.source_ref.or(chart_source).or(spec.chart_ref).map(|r| {
         let ns = r.namespace.unwrap_or_else(|| namespace.clone());
         format!("{}/{ns}/{}", r.kind, r.name)
     });
@@ -173,7 +197,7 @@ pub fn flux_object(kind: FluxKind, json: serde_json::Value) -> Result<FluxObject
         artifact_revision: doc.status.artifact.and_then(|a| a.revision),
         last_applied_revision: doc.status.last_applied_revision,
         last_attempted_revision: doc.status.last_attempted_revision,
-        path: doc.spec.path,
+        path: spec.path,
         source_ref,
         history_chart_version: newest.as_ref().and_then(|s| s.chart_version.clone()),
         history_status: newest.and_then(|s| s.status),
