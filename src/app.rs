@@ -230,7 +230,7 @@ pub fn plan_with(scan: &Scan, versions: &Versions, config: &Config, history: &Hi
 /// Scan, load the config and look up versions: the first half of `scan`, `plan` and `run`.
 pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), AppError> {
     let started = std::time::Instant::now();
-    let options = ScanOptions { max_file_size: args.max_file_size };
+    let options = ScanOptions { max_file_size: args.max_file_size, ..ScanOptions::default() };
     let scan = extract::scan(&args.path, &options)?;
     for note in &scan.passed_over {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);

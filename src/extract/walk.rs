@@ -12,6 +12,11 @@ use crate::model::FileError;
 /// Default size cap: the biggest real manifest (Flux's gotk-components.yaml) is under 1 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
+/// Default wall-clock budget for parsing one file. Parsing is linear (a release build reads
+/// 10 MB of one-line flow mapping in a fraction of a second), so this only bites when something
+/// is wrong; then that file is reported by name and the scan goes on without it.
+pub const DEFAULT_FILE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A file chosen for scanning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
