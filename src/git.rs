@@ -78,15 +78,21 @@ impl HistorySource for GitHistory {
         };
         let failed = |e: git2::Error| format!("cannot read git history: {}", e.message());
         let mut walk = repo.revwalk().map_err(failed)?;
-        if walk.push_head().is_err() {
-            return Ok(Vec::new()); // an empty repository
+        match repo.head() {
+            Err(e) if matches!(e.code(), git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound) => {
+                return Ok(Vec::new()); // an empty repository
+            }
+            Err(e) => return Err(failed(e)),
+            Ok(_) => walk.push_head().map_err(failed)?,
         }
         walk.simplify_first_parent().map_err(failed)?;
         let mut events = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for oid in walk.take(MAX_COMMITS) {
+            // A commit that cannot be read is an error, not a gap: memory missing a revert
+            // would propose the reverted version again.
             let oid = oid.map_err(failed)?;
-            let Ok(commit) = repo.find_commit(oid) else { continue };
+            let commit = repo.find_commit(oid).map_err(failed)?;
             let at = jiff::Timestamp::from_second(commit.time().seconds()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             let mut carried = vec![oid];
             if commit.parent_count() > 1 {
@@ -95,15 +101,17 @@ impl HistorySource for GitHistory {
                     side.push(p).map_err(failed)?;
                 }
                 side.hide(commit.parent_id(0).map_err(failed)?).map_err(failed)?;
-                carried.extend(side.take(200).flatten());
+                for id in side.take(200) {
+                    carried.push(id.map_err(failed)?);
+                }
             }
             for id in carried {
-                let Ok(c) = repo.find_commit(id) else { continue };
-                let Ok(message) = c.message() else { continue };
+                let c = repo.find_commit(id).map_err(failed)?;
+                let message = String::from_utf8_lossy(c.message_bytes());
                 if !message.to_ascii_lowercase().contains("upkeep-") {
                     continue;
                 }
-                for event in trailers(message, at, &id.to_string()) {
+                for event in trailers(&message, at, &id.to_string()) {
                     // A squash message may carry both the trailers and the PR body's markers.
                     if seen.insert(format!("{event:?}")) {
                         events.push(event);

@@ -65,23 +65,36 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
         });
     }
     let mut listing = match tracked(root) {
-        Some(paths) => from_paths(root, paths, max_size),
-        None => walk(root, max_size),
+        Ok(Some(paths)) => from_paths(root, paths, max_size),
+        Ok(None) => walk(root, max_size),
+        // Said, then the next best thing: every file, as outside a work tree.
+        Err(message) => {
+            let mut listing = walk(root, max_size);
+            listing.warnings.push(FileError { file: String::new(), line: None, column: None, message });
+            listing
+        }
     };
     listing.files.sort_by(|a, b| a.relative.cmp(&b.relative));
     listing.warnings.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(listing)
 }
 
-/// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree.
-fn tracked(root: &Path) -> Option<Vec<String>> {
-    let repo = git2::Repository::discover(root).ok()?;
-    let workdir = repo.workdir()?.canonicalize().ok()?;
-    let root = root.canonicalize().ok()?;
-    let prefix = root.strip_prefix(&workdir).ok()?;
+/// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree. An
+/// index that cannot be read is an error: the files git tracks are then unknown.
+fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
+    let Ok(repo) = git2::Repository::discover(root) else { return Ok(None) };
+    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };
+    let Some(root) = root.canonicalize().ok() else { return Ok(None) };
+    let Ok(prefix) = root.strip_prefix(&workdir) else { return Ok(None) };
     let prefix = prefix.to_string_lossy().replace('\\', "/");
     let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-    let index = repo.index().ok()?;
+    let index = repo.index().map_err(|e| {
+        format!(
+            "the git index of {} could not be read ({}): every file under the root was scanned instead, untracked ones included",
+            workdir.display(),
+            e.message()
+        )
+    })?;
     const LINK: u32 = 0o120000;
     const GITLINK: u32 = 0o160000;
     let paths = index
@@ -91,7 +104,7 @@ fn tracked(root: &Path) -> Option<Vec<String>> {
         .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
         .filter(|p| p.rsplit('/').next().is_some_and(is_yaml))
         .collect();
-    Some(paths)
+    Ok(Some(paths))
 }
 
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {

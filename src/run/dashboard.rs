@@ -17,8 +17,14 @@ pub(super) fn dashboard(
     forge: &dyn Forge,
 ) -> DashboardView {
     let mut view = DashboardView { notes: plan.notes.clone(), ..DashboardView::default() };
-    let open: Vec<PullRequest> =
-        forge.upkeep_prs().unwrap_or_default().into_iter().filter(|p| p.state == PrState::Open).collect();
+    // PRs that cannot be listed leave the list short, and the dashboard says so.
+    let open: Vec<PullRequest> = match forge.upkeep_prs() {
+        Ok(prs) => prs.into_iter().filter(|p| p.state == PrState::Open).collect(),
+        Err(e) => {
+            view.notes.push(format!("upkeep's open PRs could not be listed, so this list may be incomplete: {e}"));
+            Vec::new()
+        }
+    };
     for pr in &open {
         view.open.push(format!("#{} {} (`{}`)", pr.number, pr.title, pr.head));
     }

@@ -209,3 +209,24 @@ fn issue_9_a_file_over_the_parse_budget_is_an_error_naming_it_and_the_scan_goes_
     assert_eq!(dep(&scan, "helmrelease/apps/fine").current.as_deref(), Some("2.0.0"));
     assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
 }
+
+#[test]
+fn issue_9_an_unreadable_git_index_is_a_warning_not_a_silent_walk_of_everything() {
+    let dir = tree(&[("tracked.yaml", b"a: 1\n"), ("untracked.yaml", b"b: 2\n")]);
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new("tracked.yaml")).unwrap();
+    index.write().unwrap();
+    assert_eq!(
+        upkeep::extract::walk::list(dir.path(), upkeep::extract::walk::DEFAULT_MAX_FILE_SIZE).unwrap().files.len(),
+        1,
+        "only what git tracks"
+    );
+    std::fs::write(dir.path().join(".git/index"), b"DIRC garbage that is no index").unwrap();
+    let listing = upkeep::extract::walk::list(dir.path(), upkeep::extract::walk::DEFAULT_MAX_FILE_SIZE).unwrap();
+    let warning = listing.warnings.iter().find(|w| w.message.contains("git index")).unwrap_or_else(|| {
+        panic!("no warning: {:?}", listing.warnings);
+    });
+    assert!(warning.message.contains("untracked ones included"), "{warning:?}");
+    assert_eq!(listing.files.len(), 2, "the scan goes on over every file");
+}

@@ -810,3 +810,32 @@ fn issue_9_oci_tag_versions_are_read_alike_by_scan_and_plan() {
     assert_eq!(summary(&plan, id), (Action::Propose, Some("1.1.0_build.1".into())));
     assert_eq!(scanned, ["1.1.0_build.1"], "scan shows the update plan proposes");
 }
+
+/// A commit memory cannot read is an error, not a gap: before, a merged branch whose commits
+/// could not be walked simply lost their trailers (and a reverted version came back).
+#[test]
+fn issue_9_git_history_that_cannot_be_walked_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let day = |d: i64| 1_795_000_000 + d * 86_400;
+    let commit = |message: &str, time: i64, parents: &[git2::Oid], update_ref: Option<&str>| {
+        let sig = git2::Signature::new("someone", "someone@example.com", &git2::Time::new(time, 0)).unwrap();
+        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let parents: Vec<git2::Commit> = parents.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(update_ref, &sig, &sig, message, &tree, &refs).unwrap()
+    };
+    let base = commit("initial", day(0), &[], Some("HEAD"));
+    let reverted = commit("Revert\n\nUpkeep-Revert: helmrelease/apps/app 2.0.0\n", day(1), &[base], None);
+    let side = commit("fix\n\nUpkeep-Update: helmrelease/apps/app 1.0.0 -> 1.0.1\n", day(2), &[reverted], None);
+    commit("Merge branch 'fixes'", day(3), &[base, side], Some("HEAD"));
+    assert_eq!(GitHistory::at(dir.path()).events().unwrap().len(), 2);
+    // The revert commit's object goes missing (a broken clone, a bad object store).
+    let hex = reverted.to_string();
+    std::fs::remove_file(dir.path().join(".git/objects").join(&hex[..2]).join(&hex[2..])).unwrap();
+    let err = GitHistory::at(dir.path()).events().unwrap_err();
+    assert!(err.starts_with("cannot read git history"), "{err}");
+    let (memory, note) = upkeep::app::history(dir.path());
+    assert!(note.is_some_and(|n| n.contains("git history was not read")));
+    assert!(memory.events().is_empty());
+}
