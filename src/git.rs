@@ -150,13 +150,6 @@ mod tests {
     }
 
     #[test]
-    fn urls_in_messages_lose_their_credentials() {
-        assert_eq!(redact_url("https://x-access-token:ghp_abc@github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("origin"), "origin");
-    }
-
-    #[test]
     fn reads_update_and_revert_trailers() {
         let at = jiff::Timestamp::UNIX_EPOCH;
         let msg = "chore(deps): update longhorn to 1.5.4\n\nbody\n\nUpkeep-Update: helmrelease/longhorn-system/longhorn 1.4.1 -> 1.5.4\nUpkeep-Update: broken line\n";
@@ -340,7 +333,7 @@ impl Writer {
         opts.prune(git2::FetchPrune::On);
         r.fetch(&["+refs/heads/upkeep/*:refs/upkeep/remote/*"], Some(&mut opts), Some("upkeep: read update branches"))
             .map_err(|e| {
-                GitError(format!("cannot read upkeep's branches from {}: {}", redact_url(remote), e.message()))
+                GitError(format!("cannot read upkeep's branches from {}: {}", crate::redact::url(remote), e.message()))
             })?;
         let list = r.list().map_err(git_err("list remote refs"))?;
         let branches = list
@@ -465,16 +458,6 @@ impl Writer {
             .reference(&refname, to, true, "upkeep: mirror the pushed branch")
             .map(|_| ())
             .map_err(git_err(&refname))
-    }
-}
-
-/// A remote name or URL fit for a message: any `user:password@` is dropped.
-fn redact_url(remote: &str) -> String {
-    let Some((scheme, rest)) = remote.split_once("://") else { return remote.to_string() };
-    let authority = rest.split('/').next().unwrap_or("");
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority.len()..]),
-        None => remote.to_string(),
     }
 }
 

@@ -209,28 +209,9 @@ pub struct Http {
     pub stats: Stats,
 }
 
-/// Remove credentials and query tokens from a URL before showing it.
+/// Remove credentials and query tokens from a URL before showing it ([`crate::redact::url`]).
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let path = match path.split_once('?') {
-        Some((p, q)) => {
-            let q: Vec<String> = q
-                .split('&')
-                .map(|kv| {
-                    let key = kv.split('=').next().unwrap_or("");
-                    let secret = ["token", "access_token", "password", "sig", "signature", "key"]
-                        .iter()
-                        .any(|s| key.eq_ignore_ascii_case(s));
-                    if secret { format!("{key}=REDACTED") } else { kv.to_string() }
-                })
-                .collect();
-            format!("{p}?{}", q.join("&"))
-        }
-        None => path.to_string(),
-    };
-    if scheme.is_empty() { format!("{authority}/{path}") } else { format!("{scheme}://{authority}/{path}") }
+    crate::redact::url(url)
 }
 
 fn host_of(url: &str) -> String {
@@ -474,18 +455,6 @@ mod tests {
         assert_eq!(wait_hint(&h), Some(Duration::MAX));
         h.insert("x-ratelimit-reset", HeaderValue::from_static("0"));
         assert_eq!(wait_hint(&h), Some(Duration::from_secs(1)), "a reset in the past waits a second");
-    }
-
-    #[test]
-    fn redacts_userinfo_and_token_parameters() {
-        assert_eq!(
-            redact("https://user:secret@charts.example.com/index.yaml"),
-            "https://charts.example.com/index.yaml"
-        );
-        assert_eq!(
-            redact("https://auth.example.com/token?service=x&token=abc&scope=repo"),
-            "https://auth.example.com/token?service=x&token=REDACTED&scope=repo"
-        );
     }
 
     #[test]
