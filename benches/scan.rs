@@ -1,5 +1,6 @@
 //! `cargo bench --bench scan`: how long `upkeep scan` takes on a generated repository of
-//! 10,000 HelmReleases and on each corpus repository, and the process's peak memory.
+//! 10,000 HelmReleases, on each corpus repository and on one file holding a 10 MB flow mapping
+//! on a single line (issue 9: once quadratic), and the process's peak memory.
 //!
 //! A benchmark, not a test: it prints figures (recorded in BENCHMARKS.md) and asserts nothing.
 
@@ -45,12 +46,31 @@ fn generate(root: &Path) {
     }
 }
 
+/// One HelmRelease written as a single line of about `bytes` bytes: a flow mapping whose values
+/// hold the bulk, multibyte text included so character and byte positions differ.
+fn one_line(root: &Path, bytes: usize) {
+    let mut values = String::with_capacity(bytes + 256);
+    let mut i = 0;
+    while values.len() < bytes {
+        values.push_str(&format!("k{i}: [é{i}, v{i}], "));
+        i += 1;
+    }
+    let text = format!(
+        "{{apiVersion: helm.toolkit.fluxcd.io/v2, kind: HelmRelease, metadata: {{name: big, namespace: apps}}, spec: {{values: {{{values}end: true}}, chart: {{spec: {{chart: big, version: 1.2.3, sourceRef: {{kind: HelmRepository, name: repo-0, namespace: flux-system}}}}}}}}}}\n"
+    );
+    std::fs::write(root.join("one-line.yaml"), text).unwrap();
+}
+
 fn time(root: &Path, runs: usize) -> (Duration, Duration, usize) {
+    time_with(root, runs, &ScanOptions::default())
+}
+
+fn time_with(root: &Path, runs: usize, options: &ScanOptions) -> (Duration, Duration, usize) {
     let mut times = Vec::with_capacity(runs);
     let mut deps = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let result = scan(root, &ScanOptions::default()).unwrap();
+        let result = scan(root, options).unwrap();
         times.push(started.elapsed());
         deps = result.dependencies.len();
     }
@@ -84,5 +104,11 @@ fn main() {
     generate(dir.path());
     let (min, median, deps) = time(dir.path(), 10);
     println!("{:<34} {deps:>8} {min:>10.2?} {median:>10.2?}", format!("generated ({RELEASES} releases)"));
+    let dir = tempfile::tempdir().unwrap();
+    one_line(dir.path(), 10 * 1024 * 1024);
+    // Over the default size cap, which is a separate guard: raise it to time the parse itself.
+    let options = ScanOptions { max_file_size: 64 * 1024 * 1024, ..ScanOptions::default() };
+    let (min, median, deps) = time_with(dir.path(), 5, &options);
+    println!("{:<34} {deps:>8} {min:>10.2?} {median:>10.2?}", "one 10 MB line");
     println!("peak RSS of the whole benchmark: {:.1} MiB", peak_rss_mib());
 }

@@ -114,8 +114,14 @@ pub struct DigestResolver {
 impl DigestResolver {
     /// A resolver with the config's rewrites and host rules.
     pub fn new(config: &Config, offline: bool) -> Result<DigestResolver, AppError> {
-        let ctx =
-            lookup_context(config, &LookupOptions { cache: Cache::disabled(), offline, http: HttpConfig::from_env() })?;
+        let ctx = lookup_context(
+            config,
+            &LookupOptions {
+                cache: Cache::disabled(),
+                offline,
+                http: HttpConfig::from_env().map_err(AppError::Environment)?,
+            },
+        )?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -231,19 +237,30 @@ fn trailer_history(root: &std::path::Path) -> (History, Option<String>) {
     }
 }
 
-/// What the local forge of the repository containing `path` remembers, if it has one.
-fn local_forge_memory(path: &std::path::Path) -> (Vec<crate::gate::history::Event>, Vec<String>) {
+/// Memory from a forge: events, and the groups with an open PR.
+type ForgeMemory = (Vec<crate::gate::history::Event>, Vec<String>);
+
+/// What the local forge of the repository containing `path` remembers, if it has one. Its PRs
+/// that cannot be read are an error, not an empty memory: a refused version would be proposed
+/// again without a word.
+fn local_forge_memory(path: &std::path::Path) -> Result<ForgeMemory, String> {
     use crate::forge::Forge;
     let Some(workdir) =
         git2::Repository::discover(path).ok().and_then(|r| r.workdir().map(std::path::Path::to_path_buf))
     else {
-        return (Vec::new(), Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let dir = crate::run::default_prs_dir(&workdir);
     if !dir.is_dir() {
-        return (Vec::new(), Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
-    crate::forge::memory(&crate::forge::local::LocalForge::new(dir).upkeep_prs().unwrap_or_default())
+    let prs = crate::forge::local::LocalForge::new(dir.clone()).upkeep_prs().map_err(|e| {
+        format!(
+            "the local forge's PRs in {} were not read, so versions refused there may be proposed again: {e}",
+            dir.display()
+        )
+    })?;
+    Ok(crate::forge::memory(&prs))
 }
 
 /// Run the gate over a scan and its versions.
@@ -270,7 +287,8 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
     let started = std::time::Instant::now();
     // The config comes first: its `sources:` answer references the scanned files do not.
     let config = config::load(&args.path, args.config.as_deref())?;
-    let options = ScanOptions { max_file_size: args.max_file_size, sources: config.sources.clone() };
+    let options =
+        ScanOptions { max_file_size: args.max_file_size, sources: config.sources.clone(), ..ScanOptions::default() };
     let scan = extract::scan(&args.path, &options)?;
     for note in &scan.passed_over {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);
@@ -285,7 +303,11 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
         };
         let lookup = Lookup::new(lookup_context(
             &config,
-            &LookupOptions { cache, offline: args.offline, http: HttpConfig::from_env() },
+            &LookupOptions {
+                cache,
+                offline: args.offline,
+                http: HttpConfig::from_env().map_err(AppError::Environment)?,
+            },
         )?);
         let versions = look_up(&scan, &lookup)?;
         let stats = &lookup.context().http.stats;
@@ -307,10 +329,14 @@ fn scan(args: &ScanArgs, with_plan: bool, out: &mut dyn Write) -> Result<(), App
         let (git, note) = history(&args.path);
         // What the local forge knows (`upkeep run`'s default) counts too, so plan and run agree:
         // a PR closed without merging refuses its version, an open one counts against limits.
-        let (mut events, open_groups) = local_forge_memory(&args.path);
+        let (mut events, open_groups, forge_note) = match local_forge_memory(&args.path) {
+            Ok((events, open)) => (events, open, None),
+            Err(note) => (Vec::new(), Vec::new(), Some(note)),
+        };
         events.extend(git.events().iter().cloned());
         let mut plan = plan_with(&scan, &versions, &config, &History::new(events), &open_groups);
         plan.notes.extend(note);
+        plan.notes.extend(forge_note);
         plan
     });
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Json });

@@ -82,15 +82,21 @@ impl HistorySource for GitHistory {
         };
         let failed = |e: git2::Error| format!("cannot read git history: {}", e.message());
         let mut walk = repo.revwalk().map_err(failed)?;
-        if walk.push_head().is_err() {
-            return Ok(Vec::new()); // an empty repository
+        match repo.head() {
+            Err(e) if matches!(e.code(), git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound) => {
+                return Ok(Vec::new()); // an empty repository
+            }
+            Err(e) => return Err(failed(e)),
+            Ok(_) => walk.push_head().map_err(failed)?,
         }
         walk.simplify_first_parent().map_err(failed)?;
         let mut events = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for oid in walk.take(MAX_COMMITS) {
+            // A commit that cannot be read is an error, not a gap: memory missing a revert
+            // would propose the reverted version again.
             let oid = oid.map_err(failed)?;
-            let Ok(commit) = repo.find_commit(oid) else { continue };
+            let commit = repo.find_commit(oid).map_err(failed)?;
             let at = jiff::Timestamp::from_second(commit.time().seconds()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             let mut carried = vec![oid];
             if commit.parent_count() > 1 {
@@ -99,15 +105,17 @@ impl HistorySource for GitHistory {
                     side.push(p).map_err(failed)?;
                 }
                 side.hide(commit.parent_id(0).map_err(failed)?).map_err(failed)?;
-                carried.extend(side.take(200).flatten());
+                for id in side.take(200) {
+                    carried.push(id.map_err(failed)?);
+                }
             }
             for id in carried {
-                let Ok(c) = repo.find_commit(id) else { continue };
-                let Ok(message) = c.message() else { continue };
+                let c = repo.find_commit(id).map_err(failed)?;
+                let message = String::from_utf8_lossy(c.message_bytes());
                 if !message.to_ascii_lowercase().contains("upkeep-") {
                     continue;
                 }
-                for event in trailers(message, at, &id.to_string()) {
+                for event in trailers(&message, at, &id.to_string()) {
                     // A squash message may carry both the trailers and the PR body's markers.
                     if seen.insert(format!("{event:?}")) {
                         events.push(event);
@@ -143,13 +151,6 @@ mod tests {
         assert_eq!(origin("https://x-access-token:t@GitHub.com/o/r"), origin("https://github.com/"));
         assert_ne!(origin("http://github.com/o/r"), origin("https://github.com"));
         assert_ne!(origin("https://github.com:8443/o/r"), origin("https://github.com"));
-    }
-
-    #[test]
-    fn urls_in_messages_lose_their_credentials() {
-        assert_eq!(redact_url("https://x-access-token:ghp_abc@github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("origin"), "origin");
     }
 
     #[test]
@@ -336,7 +337,7 @@ impl Writer {
         opts.prune(git2::FetchPrune::On);
         r.fetch(&["+refs/heads/upkeep/*:refs/upkeep/remote/*"], Some(&mut opts), Some("upkeep: read update branches"))
             .map_err(|e| {
-                GitError(format!("cannot read upkeep's branches from {}: {}", redact_url(remote), e.message()))
+                GitError(format!("cannot read upkeep's branches from {}: {}", crate::redact::url(remote), e.message()))
             })?;
         let list = r.list().map_err(git_err("list remote refs"))?;
         let branches = list
@@ -472,16 +473,6 @@ impl Writer {
             .reference(&refname, to, true, "upkeep: mirror the pushed branch")
             .map(|_| ())
             .map_err(git_err(&refname))
-    }
-}
-
-/// A remote name or URL fit for a message: any `user:password@` is dropped.
-fn redact_url(remote: &str) -> String {
-    let Some((scheme, rest)) = remote.split_once("://") else { return remote.to_string() };
-    let authority = rest.split('/').next().unwrap_or("");
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority.len()..]),
-        None => remote.to_string(),
     }
 }
 

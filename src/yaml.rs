@@ -207,59 +207,97 @@ pub struct Stream {
     pub documents: Vec<Document>,
     /// The error that ended parsing early.
     pub error: Option<YamlError>,
+    /// Parsing stopped because it ran past its time budget ([`parse_stream_within`]); `error`
+    /// says where it was.
+    pub out_of_time: bool,
 }
 
-/// Maps parser character indices to byte offsets, and byte offsets to lines and columns.
+/// Bytes per block of the character index in [`Positions`]: each lookup scans at most this many.
+const BLOCK: usize = 64;
+
+/// Maps parser character indices to byte offsets, and byte offsets to lines and columns, each in
+/// time independent of where in the text (or how far into one long line) the position is.
+///
+/// A lookup that counted characters from the start of the line made a file of one long line
+/// quadratic (a 2 MB flow mapping on one line held a scan for minutes; issue 9). Here the text
+/// is indexed once: for every [`BLOCK`] bytes, how many characters start before it, so a
+/// lookup is a binary search (or a division) and a scan of one block.
 #[derive(Debug)]
 pub struct Positions<'a> {
     text: &'a str,
     ascii: bool,
-    /// Cursor: (char index, byte offset) of the last lookup, since parser positions mostly grow.
-    cursor: (usize, usize),
+    /// `blocks[i]`: characters starting before byte `i * BLOCK` (empty for ASCII text, where
+    /// characters and bytes are the same).
+    blocks: Vec<usize>,
     line_starts: Vec<usize>,
+    /// The text starts with a byte-order mark, which no column counts.
+    bom: bool,
+}
+
+/// Does this byte start a character (is it not a UTF-8 continuation byte)?
+fn starts_char(byte: u8) -> bool {
+    byte & 0xC0 != 0x80
 }
 
 impl<'a> Positions<'a> {
-    /// Index `text` for position lookups.
+    /// Index `text` for position lookups, in one pass.
     pub fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
-        Positions { text, ascii: text.is_ascii(), cursor: (0, 0), line_starts }
+        let ascii = text.is_ascii();
+        let mut blocks = Vec::new();
+        if !ascii {
+            blocks.reserve(text.len() / BLOCK + 1);
+            let mut chars = 0;
+            for chunk in text.as_bytes().chunks(BLOCK) {
+                blocks.push(chars);
+                chars += chunk.iter().filter(|b| starts_char(**b)).count();
+            }
+            blocks.push(chars);
+        }
+        Positions { text, ascii, blocks, line_starts, bom: text.starts_with('\u{feff}') }
     }
 
     /// Byte offset of the character at `char_index` (clamped to the end).
-    pub fn byte_of(&mut self, char_index: usize) -> usize {
+    pub fn byte_of(&self, char_index: usize) -> usize {
+        let bytes = self.text.as_bytes();
         if self.ascii {
-            return char_index.min(self.text.len());
+            return char_index.min(bytes.len());
         }
-        let (mut c, mut b) = self.cursor;
-        if char_index >= c {
-            for ch in self.text[b..].chars() {
-                if c == char_index {
-                    break;
+        // The last block that starts at or before the character; `blocks[0]` is 0.
+        let block = self.blocks.partition_point(|&c| c <= char_index).saturating_sub(1);
+        let from = (block * BLOCK).min(bytes.len());
+        let mut chars = self.blocks[block];
+        for (i, byte) in bytes[from..].iter().enumerate() {
+            if starts_char(*byte) {
+                if chars == char_index {
+                    return from + i;
                 }
-                c += 1;
-                b += ch.len_utf8();
-            }
-        } else {
-            for ch in self.text[..b].chars().rev() {
-                if c == char_index {
-                    break;
-                }
-                c -= 1;
-                b -= ch.len_utf8();
+                chars += 1;
             }
         }
-        self.cursor = (c, b);
-        b
+        bytes.len()
+    }
+
+    /// Characters that start before `byte`.
+    fn chars_before(&self, byte: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let byte = byte.min(bytes.len());
+        if self.ascii {
+            return byte;
+        }
+        let block = byte / BLOCK;
+        self.blocks[block] + bytes[block * BLOCK..byte].iter().filter(|b| starts_char(**b)).count()
     }
 
     /// 1-based line and 1-based character column of a byte offset. A leading BOM is not counted.
     pub fn line_col(&self, byte: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= byte);
         let start = self.line_starts[line - 1];
-        let prefix = self.text.get(start..byte).unwrap_or("");
-        let column = prefix.chars().filter(|&c| c != '\u{feff}').count() + 1;
+        let mut column = self.chars_before(byte) - self.chars_before(start) + 1;
+        if line == 1 && self.bom && byte > 0 {
+            column -= 1;
+        }
         (line, column)
     }
 }
@@ -288,6 +326,20 @@ struct Builder<'a> {
 ///
 /// Never panics and never expands aliases; see the module docs for the bounds.
 pub fn parse_stream(text: &str) -> Stream {
+    parse_stream_within(text, None)
+}
+
+/// Events parsed between two looks at the clock: often enough to stop within milliseconds of
+/// the budget, rarely enough to cost nothing (a stream shorter than this never looks).
+const EVENTS_PER_CLOCK_CHECK: usize = 1024;
+
+/// [`parse_stream`], giving up once parsing has taken longer than `budget`.
+///
+/// Parsing is linear in the text, so no file should come near a budget of seconds; the budget
+/// is the second line of defence, so that one file a parser handles badly costs that file and
+/// not the whole run.
+pub fn parse_stream_within(text: &str, budget: Option<std::time::Duration>) -> Stream {
+    let deadline = budget.map(|b| (b, std::time::Instant::now() + b));
     let mut b = Builder {
         text,
         pos: Positions::new(text),
@@ -301,15 +353,29 @@ pub fn parse_stream(text: &str) -> Stream {
     };
     let mut documents = Vec::new();
     let mut parser = Parser::new_from_str(text);
+    let mut events: usize = 0;
     while let Some(next) = parser.next_event() {
         let (event, span) = match next {
             Ok(e) => e,
             Err(e) => {
                 let byte = b.pos.byte_of(e.marker().index());
                 let (line, column) = b.pos.line_col(byte);
-                return Stream { documents, error: Some(YamlError { line, column, message: e.info().to_string() }) };
+                let error = YamlError { line, column, message: e.info().to_string() };
+                return Stream { documents, error: Some(error), out_of_time: false };
             }
         };
+        if let Some((budget, deadline)) = deadline
+            && events > 0
+            && events.is_multiple_of(EVENTS_PER_CLOCK_CHECK)
+            && std::time::Instant::now() >= deadline
+        {
+            let error = b.error_at(
+                b.pos.byte_of(span.start.index()),
+                format!("gave up: parsing took longer than the {budget:?} per-file budget"),
+            );
+            return Stream { documents, error: Some(error), out_of_time: true };
+        }
+        events += 1;
         match b.on_event(event, span) {
             Ok(Some(doc_end)) => {
                 let root = b.root.take().unwrap_or_else(|| b.null_at(b.doc_start));
@@ -322,10 +388,10 @@ pub fn parse_stream(text: &str) -> Stream {
                 b.scalar_anchors.clear();
             }
             Ok(None) => {}
-            Err(error) => return Stream { documents, error: Some(error) },
+            Err(error) => return Stream { documents, error: Some(error), out_of_time: false },
         }
     }
-    Stream { documents, error: None }
+    Stream { documents, error: None, out_of_time: false }
 }
 
 impl Builder<'_> {
@@ -709,6 +775,50 @@ mod tests {
         assert_eq!(stream.documents.len(), 1);
         let err = stream.error.unwrap_or_else(|| panic!("expected an error"));
         assert_eq!(err.line, 4, "{err}");
+    }
+
+    #[test]
+    fn positions_agree_with_counting_from_the_start() {
+        // Multibyte characters straddling the index's block boundaries, a BOM, CRLF lines.
+        let text = format!("\u{feff}a: é\r\n{}\nb: ☕{}\n", "ü".repeat(100), "x".repeat(70));
+        let pos = Positions::new(&text);
+        for (char_index, (byte, _)) in text.char_indices().enumerate() {
+            assert_eq!(pos.byte_of(char_index), byte, "char {char_index}");
+            let line_start = text[..byte].rfind('\n').map_or(0, |i| i + 1);
+            let line = text[..byte].matches('\n').count() + 1;
+            let column = text[line_start..byte].chars().filter(|&c| c != '\u{feff}').count() + 1;
+            assert_eq!(pos.line_col(byte), (line, column), "byte {byte}");
+        }
+        assert_eq!(pos.byte_of(text.chars().count() + 5), text.len(), "clamped to the end");
+    }
+
+    #[test]
+    fn a_long_line_costs_time_linear_in_its_length() {
+        // 40,000 entries on one line: counting columns from the line's start took about 16 s.
+        let mut text = String::from("a: {");
+        for i in 0..40_000 {
+            text.push_str(&format!("k{i}: é{i}, "));
+        }
+        text.push_str("last: x}\n");
+        let started = std::time::Instant::now();
+        let stream = parse_stream(&text);
+        assert!(stream.error.is_none(), "{:?}", stream.error);
+        let last = scalar(&stream.documents[0], &["a", "last"]);
+        assert_eq!(&text[last.span.clone()], "x");
+        assert!(started.elapsed().as_secs() < 30, "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_parse_over_its_budget_stops_with_an_error() {
+        let text = format!("a: 1\n---\nb: [{}]\n", "x, ".repeat(5_000));
+        let text = text.as_str();
+        let stream = parse_stream_within(text, Some(std::time::Duration::ZERO));
+        assert!(stream.out_of_time);
+        let err = stream.error.unwrap_or_else(|| panic!("expected an error"));
+        assert!(err.message.contains("per-file budget") && err.line == 3, "{err}");
+        assert_eq!(stream.documents.len(), 1, "the document read before the deadline is kept");
+        let within = parse_stream_within(text, Some(std::time::Duration::from_secs(60)));
+        assert!(!within.out_of_time && within.error.is_none() && within.documents.len() == 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::model::{Dependency, FileError, Location, Manifest, Skip, SkipReason};
-use crate::yaml::{Document, Node, NodeKind, Stream, parse_stream};
+use crate::yaml::{Document, Node, NodeKind, Stream, parse_stream, parse_stream_within};
 
 pub use walk::{DEFAULT_MAX_FILE_SIZE, WalkError};
 
@@ -32,11 +32,17 @@ pub struct ScanOptions {
     pub max_file_size: u64,
     /// Sources defined outside the scanned files (the config's `sources:`).
     pub sources: Vec<helmrelease::ExternalSource>,
+    /// Parsing one file may take this long; a file that takes longer is reported as an error.
+    pub file_budget: std::time::Duration,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { max_file_size: DEFAULT_MAX_FILE_SIZE, sources: Vec::new() }
+        ScanOptions {
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            sources: Vec::new(),
+            file_budget: walk::DEFAULT_FILE_BUDGET,
+        }
     }
 }
 
@@ -72,6 +78,13 @@ impl SourceFile {
     pub fn new(relative: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
         let stream = parse_stream(&text);
+        SourceFile { relative: relative.into(), text, stream }
+    }
+
+    /// [`SourceFile::new`], giving up on parsing after `budget` (see [`Stream::out_of_time`]).
+    pub fn within(relative: impl Into<String>, text: impl Into<String>, budget: std::time::Duration) -> Self {
+        let text = text.into();
+        let stream = parse_stream_within(&text, Some(budget));
         SourceFile { relative: relative.into(), text, stream }
     }
 
@@ -309,7 +322,7 @@ pub fn extractors_with(sources: &[helmrelease::ExternalSource]) -> Vec<Box<dyn E
 pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
     let listing = walk::list(root, options.max_file_size)?;
     let mut scan = Scan { errors: listing.warnings, ..Scan::default() };
-    let loaded = load_all(&listing.files);
+    let loaded = load_all(&listing.files, options.file_budget);
     let mut files = Vec::with_capacity(loaded.len());
     for result in loaded {
         match result {
@@ -442,7 +455,8 @@ struct Unreadable {
 }
 
 /// Read and parse files on every core; order is kept.
-fn load_all(candidates: &[walk::Candidate]) -> Vec<Result<SourceFile, Unreadable>> {
+fn load_all(candidates: &[walk::Candidate], budget: std::time::Duration) -> Vec<Result<SourceFile, Unreadable>> {
+    let load = |c: &walk::Candidate| load(c, budget);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     if threads <= 1 || candidates.len() < 64 {
         return candidates.iter().map(load).collect();
@@ -475,7 +489,7 @@ fn load_all(candidates: &[walk::Candidate]) -> Vec<Result<SourceFile, Unreadable
     })
 }
 
-fn load(candidate: &walk::Candidate) -> Result<SourceFile, Unreadable> {
+fn load(candidate: &walk::Candidate, budget: std::time::Duration) -> Result<SourceFile, Unreadable> {
     let fail = |message: String, quiet: bool| Unreadable {
         error: FileError { file: candidate.relative.clone(), line: None, column: None, message },
         quiet,
@@ -486,7 +500,23 @@ fn load(candidate: &walk::Candidate) -> Result<SourceFile, Unreadable> {
         return Err(fail("UTF-16 text is not supported; save the file as UTF-8".into(), false));
     }
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(SourceFile::new(candidate.relative.clone(), text)),
+        Ok(text) => {
+            let file = SourceFile::within(candidate.relative.clone(), text, budget);
+            match &file.stream.error {
+                // Not the file's fault, or not provably: said as what happened, never passed
+                // over quietly, and nothing from it is used.
+                Some(e) if file.stream.out_of_time => Err(Unreadable {
+                    error: FileError {
+                        file: candidate.relative.clone(),
+                        line: Some(e.line),
+                        column: Some(e.column),
+                        message: format!("not scanned: {} (stopped here); nothing in it was read", e.message),
+                    },
+                    quiet: false,
+                }),
+                _ => Ok(file),
+            }
+        }
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(&e.as_bytes()[..at]);

@@ -12,6 +12,11 @@ use crate::model::FileError;
 /// Default size cap: the biggest real manifest (Flux's gotk-components.yaml) is under 1 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
+/// Default wall-clock budget for parsing one file. Parsing is linear (a release build reads
+/// 10 MB of one-line flow mapping in a fraction of a second), so this only bites when something
+/// is wrong; then that file is reported by name and the scan goes on without it.
+pub const DEFAULT_FILE_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A file chosen for scanning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -60,23 +65,36 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
         });
     }
     let mut listing = match tracked(root) {
-        Some(paths) => from_paths(root, paths, max_size),
-        None => walk(root, max_size),
+        Ok(Some(paths)) => from_paths(root, paths, max_size),
+        Ok(None) => walk(root, max_size),
+        // Said, then the next best thing: every file, as outside a work tree.
+        Err(message) => {
+            let mut listing = walk(root, max_size);
+            listing.warnings.push(FileError { file: String::new(), line: None, column: None, message });
+            listing
+        }
     };
     listing.files.sort_by(|a, b| a.relative.cmp(&b.relative));
     listing.warnings.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(listing)
 }
 
-/// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree.
-fn tracked(root: &Path) -> Option<Vec<String>> {
-    let repo = git2::Repository::discover(root).ok()?;
-    let workdir = repo.workdir()?.canonicalize().ok()?;
-    let root = root.canonicalize().ok()?;
-    let prefix = root.strip_prefix(&workdir).ok()?;
+/// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree. An
+/// index that cannot be read is an error: the files git tracks are then unknown.
+fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
+    let Ok(repo) = git2::Repository::discover(root) else { return Ok(None) };
+    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };
+    let Some(root) = root.canonicalize().ok() else { return Ok(None) };
+    let Ok(prefix) = root.strip_prefix(&workdir) else { return Ok(None) };
     let prefix = prefix.to_string_lossy().replace('\\', "/");
     let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-    let index = repo.index().ok()?;
+    let index = repo.index().map_err(|e| {
+        format!(
+            "the git index of {} could not be read ({}): every file under the root was scanned instead, untracked ones included",
+            workdir.display(),
+            e.message()
+        )
+    })?;
     const LINK: u32 = 0o120000;
     const GITLINK: u32 = 0o160000;
     let paths = index
@@ -86,7 +104,7 @@ fn tracked(root: &Path) -> Option<Vec<String>> {
         .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
         .filter(|p| p.rsplit('/').next().is_some_and(is_yaml))
         .collect();
-    Some(paths)
+    Ok(Some(paths))
 }
 
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {

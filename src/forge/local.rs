@@ -2,9 +2,13 @@
 //!
 //! Under `<dir>` (default `.upkeep/prs/` in the repository, kept out of git by a `.gitignore`
 //! upkeep writes there): `<n>.json` holds a PR's metadata (edit `"state"` to `"closed"` to
-//! refuse its versions, or `"merged"`), `<n>.md` its body, `<n>.comments.md` its comments, and
-//! `../dashboard.md` the dashboard. Writes happen only when content changes, so a second run
-//! writes nothing.
+//! refuse its versions, or `"merged"`), `<n>.md` its body, `<n>.comments.json` its comments (a JSON
+//! array of strings, so no text a comment holds can split it), and `../dashboard.md` the
+//! dashboard. Writes happen only when content changes, so a second run writes nothing.
+//!
+//! Earlier versions kept comments in `<n>.comments.md`, separated by `---` lines, which broke
+//! apart any comment holding such a line. That file is still read, and the first new comment
+//! moves its comments into the JSON file before it is removed, so none is lost.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -92,9 +96,12 @@ impl LocalForge {
         self.write(&self.dir.join(format!("{}.json", meta.number)), &format!("{text}\n"))
     }
 
-    fn load(&self, meta: Meta) -> PullRequest {
-        let body = std::fs::read_to_string(self.dir.join(format!("{}.md", meta.number))).unwrap_or_default();
-        PullRequest {
+    /// A PR from its record and body. A body that cannot be read is an error: read as empty,
+    /// it would look changed and be overwritten. A missing body is an empty one.
+    fn load(&self, meta: Meta) -> Result<PullRequest, ForgeError> {
+        let path = self.dir.join(format!("{}.md", meta.number));
+        let body = read_if_present(&path)?.unwrap_or_default();
+        Ok(PullRequest {
             url: self.dir.join(format!("{}.md", meta.number)).display().to_string(),
             number: meta.number,
             head: meta.head,
@@ -105,7 +112,25 @@ impl LocalForge {
             state: meta.state,
             closed_at: meta.closed_at,
             merge_commit: meta.merge_commit,
-        }
+        })
+    }
+
+    fn comments_path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number}.comments.json"))
+    }
+
+    /// The file earlier versions kept comments in.
+    fn old_comments_path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number}.comments.md"))
+    }
+}
+
+/// The text of `path`, `None` when there is no such file; any other failure is an error.
+fn read_if_present(path: &Path) -> Result<Option<String>, ForgeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fail(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -115,12 +140,17 @@ impl Forge for LocalForge {
     }
 
     fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Ok(Vec::new()) };
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(format!("cannot list {}: {e}", self.dir.display()))),
+        };
         let mut prs = Vec::new();
-        for entry in entries.flatten() {
+        for entry in entries {
+            let entry = entry.map_err(|e| fail(format!("cannot list {}: {e}", self.dir.display())))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let Some(number) = name.strip_suffix(".json").and_then(|n| n.parse::<u64>().ok()) else { continue };
-            prs.push(self.load(self.meta(number)?));
+            prs.push(self.load(self.meta(number)?)?);
         }
         prs.sort_by_key(|p| std::cmp::Reverse(p.number));
         Ok(prs)
@@ -147,7 +177,7 @@ impl Forge for LocalForge {
         };
         self.write(&self.dir.join(format!("{number}.md")), &pr.body)?;
         self.save(&meta)?;
-        Ok(self.load(meta))
+        self.load(meta)
     }
 
     fn update(&self, number: u64, title: &str, body: &str, labels: &[String]) -> Result<(), ForgeError> {
@@ -163,15 +193,32 @@ impl Forge for LocalForge {
     }
 
     fn comment(&self, number: u64, body: &str) -> Result<(), ForgeError> {
-        let path = self.dir.join(format!("{number}.comments.md"));
-        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-        text.push_str(&format!("---\n{body}\n"));
-        self.write(&path, &text)
+        // Every comment so far, old file included; a read that fails stops here rather than
+        // writing back a list without them.
+        let mut comments = self.comments(number)?;
+        comments.push(body.to_string());
+        let text = serde_json::to_string_pretty(&comments).map_err(|e| fail(e.to_string()))?;
+        self.write(&self.comments_path(number), &format!("{text}\n"))?;
+        let old = self.old_comments_path(number);
+        if old.exists() {
+            std::fs::remove_file(&old).map_err(|e| fail(format!("cannot remove {}: {e}", old.display())))?;
+        }
+        Ok(())
     }
 
     fn comments(&self, number: u64) -> Result<Vec<String>, ForgeError> {
-        let text = std::fs::read_to_string(self.dir.join(format!("{number}.comments.md"))).unwrap_or_default();
-        Ok(text.split("---\n").map(|c| c.trim_end_matches('\n').to_string()).filter(|c| !c.is_empty()).collect())
+        let path = self.comments_path(number);
+        let mut comments: Vec<String> = match read_if_present(&path)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| fail(format!("{} is not a JSON list of comments: {e}", path.display())))?,
+            None => Vec::new(),
+        };
+        // The old format, read as it was written (before any newer comment).
+        if let Some(text) = read_if_present(&self.old_comments_path(number))? {
+            let old = text.split("---\n").map(|c| c.trim_end_matches('\n').to_string()).filter(|c| !c.is_empty());
+            comments.splice(0..0, old);
+        }
+        Ok(comments)
     }
 
     fn close(&self, number: u64, comment: &str) -> Result<(), ForgeError> {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::versioning::{UpdateType, Version, classify};
+use super::versioning::{UpdateType, Version, classify, newest_first};
 use crate::model::{Release, Signal};
 
 /// One possible update.
@@ -35,9 +35,7 @@ pub struct Available {
 /// Prereleases are candidates only when the current version is itself a prerelease; a
 /// current version that is not a version (`latest`, a digest) gets no updates.
 pub fn available(current: &str, releases: &[Release]) -> Available {
-    let mut parsed: Vec<(Version, &Release)> =
-        releases.iter().filter_map(|r| Version::parse(&r.version.replace('_', "+")).map(|v| (v, r))).collect();
-    parsed.sort_by(|a, b| b.0.cmp(&a.0));
+    let parsed = newest_first(releases);
     let latest = parsed.iter().find(|(v, r)| !v.is_prerelease() && !r.prerelease).map(|(_, r)| r.version.clone());
     let Some(from) = Version::parse(current) else { return Available { latest, updates: Vec::new() } };
     let allow_pre = from.is_prerelease();
@@ -103,6 +101,15 @@ mod tests {
         assert_eq!(got, [("1.4.4", UpdateType::Patch), ("1.6.0", UpdateType::Minor), ("2.0.0", UpdateType::Major)]);
         assert_eq!(a.updates[0].signals.len(), 1, "1.4.3's security fix travels with the patch update");
         assert_eq!(a.updates[2].signals.len(), 2);
+    }
+
+    #[test]
+    fn an_oci_tag_current_version_gets_its_updates() {
+        // `plan` read `1.0.0_build.1` as a version and `scan` did not (issue 9): one parse now.
+        let releases = [release("1.1.0_build.1", &[]), release("1.0.0_build.1", &[])];
+        let a = available("1.0.0_build.1", &releases);
+        let got: Vec<(&str, UpdateType)> = a.updates.iter().map(|u| (u.version.as_str(), u.update_type)).collect();
+        assert_eq!(got, [("1.1.0_build.1", UpdateType::Minor)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! as values, so every decision is reproducible in a test.
 
 pub mod available;
+mod decide;
 pub mod history;
 pub mod paths;
 pub mod rules;
@@ -17,9 +18,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use self::history::{History, MemoryPolicy};
-use self::rules::{Rule, Settings, settings_for};
-use self::versioning::{Constraint, UpdateType, Version, classify};
-use crate::model::{Component, Dependency, Kind, PlanRole, Release, SignalKind};
+use self::rules::Rule;
+use self::versioning::{UpdateType, Version};
+use crate::model::{Component, Dependency, Kind, PlanRole, Release};
 
 /// The repository's policy, checked.
 #[derive(Debug, Clone, Default)]
@@ -223,278 +224,12 @@ pub fn decide(input: &GateInput<'_>) -> Plan {
     let plans = cluster_kubernetes(input.dependencies);
     for dep in input.dependencies {
         let kube = kubernetes_for(dep, &plans);
-        let decision = decide_one(dep, input, &kube, pause.as_deref());
+        let decision = decide::decide_one(dep, input, &kube, pause.as_deref());
         plan.decisions.insert(dep.id.clone(), decision);
     }
     align_k3s(input.dependencies, &mut plan);
     apply_limits(input, &mut plan);
     plan
-}
-
-fn decide_one(dep: &Dependency, input: &GateInput<'_>, kube: &[Version], pause: Option<&str>) -> Decision {
-    if let Some(skip) = &dep.skip {
-        return Decision::new(Action::Skip, format!("{}: {}", skip.reason.as_str(), skip.message));
-    }
-    let releases = match input.releases.get(&dep.id) {
-        None => return Decision::new(Action::Skip, "versions were not looked up"),
-        Some(Err(e)) => return Decision::new(Action::Skip, format!("versions unknown: {e}")),
-        Some(Ok(r)) => r,
-    };
-    let current_text = dep.current.as_deref().unwrap_or("");
-    // OCI tags spell a version's `+` as `_` (Helm's convention); compare them as versions.
-    let Some(current) = Version::parse(&current_text.replace('_', "+")) else {
-        return Decision::new(Action::Skip, format!("`{current_text}` is not a version upkeep can compare"));
-    };
-    let base = settings_for(&input.policy.rules, dep, None);
-    if !base.enabled {
-        return Decision::new(Action::Skip, "updates are disabled for it by a rule (`enabled: false`)");
-    }
-    let memory = &input.policy.memory;
-    let reverts = input.history.recent_reverts(&dep.id, memory.revert_window, input.now);
-    if reverts.len() >= memory.reverts_to_hold {
-        return Decision::new(
-            Action::Hold,
-            format!(
-                "held for a human: reverted {} times in the last {} days; update it by hand once the cause is understood",
-                reverts.len(),
-                memory.revert_window.as_secs() / 86_400
-            ),
-        );
-    }
-    let blocked = input.history.blocked(&dep.id);
-
-    let mut parsed: Vec<(Version, &Release)> =
-        releases.iter().filter_map(|r| Version::parse(&r.version.replace('_', "+")).map(|v| (v, r))).collect();
-    parsed.sort_by(|a, b| b.0.cmp(&a.0));
-    let stable: Vec<Version> =
-        parsed.iter().filter(|(v, r)| !v.is_prerelease() && !r.prerelease).map(|(v, _)| v.clone()).collect();
-
-    let mut refused: Vec<String> = Vec::new();
-    let mut excluded_kube: Vec<String> = Vec::new();
-    let mut candidates: Vec<(Version, &Release, UpdateType, Settings)> = Vec::new();
-    for (v, r) in &parsed {
-        let Some(kind) = classify(&current, v) else { continue };
-        let s = settings_for(&input.policy.rules, dep, Some(kind));
-        if !s.enabled || !s.allow.contains(&kind) {
-            continue;
-        }
-        if (v.is_prerelease() || r.prerelease) && !(s.prerelease || current.is_prerelease()) {
-            continue;
-        }
-        if s.ignore_versions.iter().any(|c: &Constraint| c.matches(v)) {
-            continue;
-        }
-        if let Some(b) = blocked.iter().find(|b| b.version == r.version) {
-            refused.push(format!("{} ({})", b.version, b.why));
-            continue;
-        }
-        if let Some(constraint) = r.kube_version.as_deref()
-            && let Ok(c) = Constraint::parse(constraint)
-            && let Some(kube) = kube.iter().find(|k| !c.matches(k))
-        {
-            excluded_kube
-                .push(format!("{} needs Kubernetes {constraint}, and a cluster it runs on has {kube}", r.version));
-            continue;
-        }
-        candidates.push((v.clone(), r, kind, s));
-    }
-    // A refused version is not replaced by an older one: only something newer is proposed.
-    let newest_refused =
-        parsed.iter().filter(|(_, r)| blocked.iter().any(|b| b.version == r.version)).map(|(v, _)| v).max();
-    if let Some(limit) = newest_refused {
-        candidates.retain(|c| &c.0 > limit);
-    }
-    if candidates.is_empty() {
-        if !refused.is_empty() {
-            return Decision::new(
-                Action::Blocked,
-                format!("newer versions were refused before: {}; waiting for a newer release", refused.join(", ")),
-            );
-        }
-        if let Some(first) = excluded_kube.first() {
-            return Decision::new(Action::Hold, format!("{first} (from its k3s Plan)"));
-        }
-        // The version in the repository failed verification after its merge: say so until a
-        // revert takes it back or a newer release arrives (then proposed as usual).
-        let written = dep.current.as_deref().unwrap_or("").trim_start_matches('v');
-        if let Some(b) = blocked.iter().find(|b| b.version.trim_start_matches('v') == written) {
-            return Decision::new(
-                Action::Blocked,
-                format!(
-                    "{} {}: its revert (or a forward fix) is pending; waiting for a newer release",
-                    b.version, b.why
-                ),
-            );
-        }
-        let latest = stable.first().map(|v| format!(" (latest {v})")).unwrap_or_default();
-        return Decision::new(Action::Skip, format!("up to date{latest}"));
-    }
-
-    // Platform upgrade paths.
-    let mut step = None;
-    let mut path_note = String::new();
-    if matches!(dep.component, Component::Longhorn | Component::K3s) {
-        let versions: Vec<Version> = candidates.iter().map(|c| c.0.clone()).collect();
-        let (allowed, steps) = paths::one_minor_at_a_time(&current, &versions, &stable);
-        let newest = versions.iter().max().cloned();
-        candidates.retain(|c| allowed.contains(&c.0));
-        // The step upkeep merged last runs a while before the next one: it must come back
-        // healthy (the verifier's soak) before the chain goes on.
-        if let Some(current_text) = dep.current.as_deref()
-            && let Some((at, commit)) = input.history.arrived(&dep.id, current_text)
-            && !candidates.is_empty()
-        {
-            let age = input.now.as_second() - at.as_second();
-            let soak = i64::try_from(input.policy.memory.step_soak.as_secs()).unwrap_or(i64::MAX);
-            if age < soak {
-                return Decision::new(
-                    Action::Hold,
-                    format!(
-                        "{current_text} arrived {} (upkeep commit {}); the next step opens at {}, once it has run for {} (memory.stepSoak)",
-                        when(at.as_second()),
-                        &commit[..commit.len().min(12)],
-                        when(at.as_second().saturating_add(soak)),
-                        human_age(soak)
-                    ),
-                );
-            }
-        }
-        if candidates.is_empty() {
-            if !refused.is_empty() {
-                return Decision::new(
-                    Action::Blocked,
-                    format!(
-                        "newer versions were refused before: {}; the next minor step has nothing newer yet",
-                        refused.join(", ")
-                    ),
-                );
-            }
-            return Decision::new(Action::Hold, "no version one minor step away is available yet");
-        }
-        if steps > 1 {
-            step = Some((1, steps));
-            let what = if dep.component == Component::Longhorn {
-                "Longhorn refuses to skip a minor"
-            } else {
-                "k3s must not skip a minor"
-            };
-            path_note = format!(
-                "; step 1 of {steps} towards {}: {what}, the next step opens once this one is merged and verified",
-                newest.map(|v| v.to_string()).unwrap_or_default()
-            );
-        }
-    }
-    if dep.component == Component::Flux
-        && let Some((newest, ..)) = candidates.first()
-        && let Some((removal, files)) = paths::flux_removal(&current, newest, input.api_versions)
-    {
-        let list: Vec<&str> = files.iter().map(String::as_str).take(5).collect();
-        let more = files.len().saturating_sub(list.len());
-        let held = format!(
-            "Flux v{}.{} removes {} ({}), still used in {}{}; run `flux migrate -f . --version={}.{}` first",
-            removal.flux.0,
-            removal.flux.1,
-            removal.api_version,
-            removal.source,
-            list.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() },
-            removal.flux.0,
-            removal.flux.1
-        );
-        candidates.retain(|c| (c.0.major, c.0.minor) < removal.flux);
-        if candidates.is_empty() {
-            return Decision::new(Action::Hold, held);
-        }
-        path_note = format!("; newer versions held: {held}");
-    }
-
-    // Release age: the newest candidate old enough.
-    let mut waiting = None;
-    let chosen = candidates.iter().find(|(_, r, _, s)| match (s.minimum_release_age, r.published) {
-        (Some(min), Some(published)) => {
-            let age = input.now.as_second() - published.as_second();
-            let ok = age >= i64::try_from(min.as_secs()).unwrap_or(i64::MAX);
-            if !ok && waiting.is_none() {
-                let min = i64::try_from(min.as_secs()).unwrap_or(i64::MAX);
-                waiting = Some(format!(
-                    "{} was published {}, rules want it {} old (minimumReleaseAge): it can go at {}",
-                    r.version,
-                    when(published.as_second()),
-                    human_age(min),
-                    when(published.as_second().saturating_add(min))
-                ));
-            }
-            ok
-        }
-        // No date (OCI tags carry none; some index entries lack `created`): the age cannot be
-        // shown, so the rule is not met (Renovate's `timestamp-required` default).
-        (Some(min), None) => {
-            if waiting.is_none() {
-                waiting = Some(format!(
-                    "{} has no release date upstream, and rules want it {} old (minimumReleaseAge)",
-                    r.version,
-                    human_age(i64::try_from(min.as_secs()).unwrap_or(i64::MAX))
-                ));
-            }
-            false
-        }
-        (None, _) => true,
-    });
-    let Some((target, release, kind, settings)) = chosen else {
-        return Decision::new(Action::Hold, format!("waiting: {}", waiting.unwrap_or_default()));
-    };
-    let security = parsed
-        .iter()
-        .filter(|(v, _)| v > &current && v <= target)
-        .any(|(_, r)| r.signals.iter().any(|s| s.kind == SignalKind::Security));
-    let group = if dep.component == Component::K3s && dep.kind == Kind::Plan {
-        k3s_group(dep)
-    } else {
-        settings.group.as_deref().map_or_else(|| slug(&dep.id), slug)
-    };
-    let mut decision = Decision {
-        action: Action::Propose,
-        target: Some(release.version.clone()),
-        update_type: Some(*kind),
-        group: Some(group),
-        reason: format!(
-            "{} update {current} → {}{}",
-            kind.as_str(),
-            release.version,
-            if security { ", with a security fix" } else { "" }
-        ),
-        step,
-        security,
-        automerge: settings.automerge,
-        draft: settings.draft,
-        labels: settings.labels.clone(),
-        reviewers: settings.reviewers.clone(),
-        on_failure_issue: settings.on_failure == Some(crate::gate::rules::OnFailure::Issue),
-        published: release.published,
-        bucket: settings.max_open_prs.clone(),
-    };
-    if let Some(w) = waiting {
-        decision.reason.push_str(&format!("; newer: {w}"));
-    }
-    decision.reason.push_str(&path_note);
-    if !refused.is_empty() {
-        decision.reason.push_str(&format!("; skipping refused {}", refused.join(", ")));
-    }
-    if let Some(schedule) = &settings.schedule
-        && !schedule.contains(input.now)
-        && !security
-    {
-        decision.action = Action::Hold;
-        decision.reason = format!("outside the schedule ({}): {}", schedule.describe(), decision.reason);
-    }
-    if let Some(p) = pause
-        && !security
-        && decision.action == Action::Propose
-    {
-        decision.action = Action::Hold;
-        decision.reason = format!("paused: {p}");
-    }
-    decision
 }
 
 /// A moment in words that do not go stale: reasons end up in the dashboard, which must not

@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::model::Release;
+
 /// One prerelease identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ident {
@@ -55,10 +57,14 @@ pub struct Version {
 impl Version {
     /// Parse leniently: an optional `v`, two or three numeric parts, an optional `-prerelease`
     /// and `+build`. Anything else (`latest`, `sha-abc`, dates with four parts) is `None`.
+    ///
+    /// OCI tags cannot hold `+`, so Helm writes a chart version's `+build` as `_build` in its
+    /// tag (`1.0.0_build.1`); that spelling is read here, the one parse every stage uses, so
+    /// `scan` and `plan` cannot disagree about it (issue 9).
     pub fn parse(text: &str) -> Option<Version> {
         let raw = text.trim();
         let s = raw.strip_prefix(['v', 'V']).unwrap_or(raw);
-        let (rest, build) = match s.split_once('+') {
+        let (rest, build) = match s.split_once('+').or_else(|| s.split_once('_')) {
             Some((r, b)) => (r, Some(b)),
             None => (s, None),
         };
@@ -112,6 +118,12 @@ impl Version {
         &self.raw
     }
 
+    /// The same version, however it is written (`v1.5.4` and `1.5.4`; a k3s build counts):
+    /// what "this version was refused" must compare, not the text.
+    pub fn same_as(&self, other: &Version) -> bool {
+        self.precedence(other) == Ordering::Equal && self.k3s_build == other.k3s_build
+    }
+
     /// Semver precedence (build metadata ignored).
     fn precedence(&self, other: &Self) -> Ordering {
         (self.major, self.minor, self.patch).cmp(&(other.major, other.minor, other.patch)).then_with(|| {
@@ -141,6 +153,24 @@ impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
     }
+}
+
+/// The releases whose versions parse, each with its version, newest first: the one parse and
+/// sort the gate, `scan`'s list of updates and PR bodies share.
+pub fn newest_first(releases: &[Release]) -> Vec<(Version, &Release)> {
+    let mut parsed: Vec<(Version, &Release)> =
+        releases.iter().filter_map(|r| Version::parse(&r.version).map(|v| (v, r))).collect();
+    parsed.sort_by(|a, b| b.0.cmp(&a.0));
+    parsed
+}
+
+/// Sort releases newest first in place, those that are not versions last (by text): the order
+/// a datasource hands releases on in.
+pub fn sort_newest_first(releases: &mut [Release]) {
+    releases.sort_by_cached_key(|r| {
+        let version = Version::parse(&r.version);
+        (version.is_none(), std::cmp::Reverse(version), std::cmp::Reverse(r.version.clone()))
+    });
 }
 
 /// How big a step an update is.
@@ -393,6 +423,14 @@ mod tests {
         for bad in ["latest", "sha-1234abc", "1", "1.2.3.4", "v1..2", "1.2.3-", "1.2.3+", "main", "", "1.2.x"] {
             assert!(Version::parse(bad).is_none(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn oci_tags_spell_build_metadata_with_an_underscore() {
+        let tag = v("1.0.0_build.1");
+        assert!(tag.same_as(&v("1.0.0+build.1")) && tag.as_str() == "1.0.0_build.1");
+        assert_eq!(classify(&tag, &v("1.1.0_build.1")), Some(UpdateType::Minor));
+        assert!(v("v1.5.4").same_as(&v("1.5.4")) && !v("v1.30.4+k3s1").same_as(&v("v1.30.4+k3s2")));
     }
 
     #[test]

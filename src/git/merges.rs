@@ -9,8 +9,9 @@
 
 use std::path::Path;
 
-use super::{GitError, Writer, callbacks, git_err, redact_url, trailers};
+use super::{GitError, Writer, callbacks, git_err, trailers};
 use crate::gate::history::Event;
+use crate::redact::url as redact_url;
 
 /// Where verdicts live.
 pub const NOTES_REF: &str = "refs/notes/upkeep";

@@ -16,7 +16,7 @@ use saphyr_parser::{Event, Parser};
 use super::cache::Entry;
 use super::http::{Body, Request};
 use super::{Context, Datasource, LookupError, signals};
-use crate::gate::versioning::Version;
+use crate::gate::versioning::{Version, sort_newest_first};
 use crate::model::{Package, Release, Signal, SignalKind};
 
 type IndexResult = Result<Arc<BTreeMap<String, Vec<Release>>>, LookupError>;
@@ -145,12 +145,7 @@ pub fn parse_index(text: &str) -> Result<BTreeMap<String, Vec<Release>>, String>
         return Err("the index has no `entries:`; is this a Helm repository?".into());
     }
     for releases in charts.values_mut() {
-        releases.sort_by(|a: &Release, b: &Release| match (Version::parse(&a.version), Version::parse(&b.version)) {
-            (Some(x), Some(y)) => y.cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => b.version.cmp(&a.version),
-        });
+        sort_newest_first(releases);
     }
     Ok(charts)
 }

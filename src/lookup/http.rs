@@ -60,17 +60,31 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// The defaults, with `UPKEEP_HTTP_TIMEOUT_SECONDS` (per attempt) and `UPKEEP_HTTP_RETRIES`
     /// from the environment: a slow mirror may need more time, a CI job less patience.
-    pub fn from_env() -> HttpConfig {
-        let number = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    ///
+    /// A value that is set but not a number is an error naming the variable: ignored, it would
+    /// leave the user believing the setting took effect.
+    pub fn from_env() -> Result<HttpConfig, String> {
+        let number = |k: &str| -> Result<Option<u64>, String> {
+            match std::env::var(k) {
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Ok(v) if v.trim().is_empty() => Ok(None),
+                Ok(v) => v.trim().parse::<u64>().map(Some).map_err(|_| format!("{k}=`{v}` is not a whole number")),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!("{k} is not valid UTF-8")),
+            }
+        };
         let mut c = HttpConfig::default();
-        if let Some(s) = number("UPKEEP_HTTP_TIMEOUT_SECONDS").filter(|s| *s > 0) {
-            c.total_timeout = Duration::from_secs(s);
-            c.connect_timeout = c.connect_timeout.min(c.total_timeout);
+        match number("UPKEEP_HTTP_TIMEOUT_SECONDS")? {
+            Some(0) => return Err("UPKEEP_HTTP_TIMEOUT_SECONDS=`0`: a timeout must be at least one second".into()),
+            Some(s) => {
+                c.total_timeout = Duration::from_secs(s);
+                c.connect_timeout = c.connect_timeout.min(c.total_timeout);
+            }
+            None => {}
         }
-        if let Some(n) = number("UPKEEP_HTTP_RETRIES") {
+        if let Some(n) = number("UPKEEP_HTTP_RETRIES")? {
             c.retries = u32::try_from(n.min(10)).unwrap_or(3);
         }
-        c
+        Ok(c)
     }
 }
 
@@ -197,28 +211,9 @@ pub struct Http {
     pub stats: Stats,
 }
 
-/// Remove credentials and query tokens from a URL before showing it.
+/// Remove credentials and query tokens from a URL before showing it ([`crate::redact::url`]).
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let path = match path.split_once('?') {
-        Some((p, q)) => {
-            let q: Vec<String> = q
-                .split('&')
-                .map(|kv| {
-                    let key = kv.split('=').next().unwrap_or("");
-                    let secret = ["token", "access_token", "password", "sig", "signature", "key"]
-                        .iter()
-                        .any(|s| key.eq_ignore_ascii_case(s));
-                    if secret { format!("{key}=REDACTED") } else { kv.to_string() }
-                })
-                .collect();
-            format!("{p}?{}", q.join("&"))
-        }
-        None => path.to_string(),
-    };
-    if scheme.is_empty() { format!("{authority}/{path}") } else { format!("{scheme}://{authority}/{path}") }
+    crate::redact::url(url)
 }
 
 fn host_of(url: &str) -> String {

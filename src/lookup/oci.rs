@@ -16,7 +16,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::cache::Entry;
 use super::http::{Auth, Body, Request, Response, next_link, redact};
 use super::{Context, Datasource, LookupError};
-use crate::gate::versioning::Version;
+use crate::gate::versioning::{Version, sort_newest_first};
 use crate::model::{Package, Release};
 
 /// Most tag-list pages read per repository.
@@ -330,25 +330,27 @@ fn encode(value: &str) -> String {
 
 /// Version tags as releases, newest first; other tags dropped.
 pub fn releases_from_tags(tags: Vec<String>) -> Vec<Release> {
-    let mut versions: Vec<(Version, String)> =
-        tags.into_iter().filter_map(|t| Version::parse(&t.replace('_', "+")).map(|v| (v, t))).collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
-    versions.dedup_by(|a, b| a.1 == b.1);
-    versions
+    let mut releases: Vec<Release> = tags
         .into_iter()
-        .map(|(v, tag)| Release {
-            prerelease: v.is_prerelease(),
-            version: tag,
-            published: None,
-            deprecated: false,
-            app_version: None,
-            kube_version: None,
-            notes: None,
-            url: None,
-            digest: None,
-            signals: Vec::new(),
+        .filter_map(|tag| {
+            let version = Version::parse(&tag)?;
+            Some(Release {
+                prerelease: version.is_prerelease(),
+                version: tag,
+                published: None,
+                deprecated: false,
+                app_version: None,
+                kube_version: None,
+                notes: None,
+                url: None,
+                digest: None,
+                signals: Vec::new(),
+            })
         })
-        .collect()
+        .collect();
+    sort_newest_first(&mut releases);
+    releases.dedup_by(|a, b| a.version == b.version);
+    releases
 }
 
 impl Datasource for OciRegistry {

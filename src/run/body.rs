@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::write::Regenerated;
 use super::{Change, Ctx, display_name};
 use crate::forge::marker;
-use crate::gate::versioning::Version;
+use crate::gate::versioning::{Version, newest_first};
 use crate::model::{Component, Dependency, Kind, SignalKind};
 use crate::render::{NOTES_MAX, NotesSection, PrView, UpdateRow, sanitize_inline, sanitize_notes};
 
@@ -36,16 +36,14 @@ pub(super) fn pr_body(
             _ => &[],
         };
         let (vf, vt) = (Version::parse(&from), Version::parse(&to));
-        let mut between: Vec<(Version, &crate::model::Release)> = releases
-            .iter()
-            .filter_map(|r| Version::parse(&r.version.replace('_', "+")).map(|v| (v, r)))
+        let between: Vec<&crate::model::Release> = newest_first(releases)
+            .into_iter()
             .filter(|(v, _)| match (&vf, &vt) {
                 (Some(f), Some(t)) => v > f && v <= t,
                 _ => false,
             })
+            .map(|(_, r)| r)
             .collect();
-        between.sort_by(|a, b| b.0.cmp(&a.0));
-        let between: Vec<&crate::model::Release> = between.into_iter().map(|(_, r)| r).collect();
         let target = releases.iter().find(|r| r.version == to);
         view.updates.push(UpdateRow {
             dependency: d.id.clone(),

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use self::dashboard::dashboard;
 use self::supersede::close_superseded;
-use self::write::{regenerate_components, write_change};
+use self::write::{Base, Prepared, regenerate_components, write_change};
 use crate::app::{AppError, Versions, history, plan_with, scan_and_look_up};
 use crate::cli::{ForgeKind, RunArgs};
 use crate::extract::Scan;
@@ -316,7 +316,9 @@ fn write_changes(
             continue;
         }
         let change = Change { group: change.group.clone(), items };
-        match write_change(ctx, &change, &whole, &pins, &base_name, base, prs, dry_run, out) {
+        let prepared = Prepared { whole, pins };
+        let on = Base { name: &base_name, commit: base, prs };
+        match write_change(ctx, &change, &prepared, &on, dry_run, out) {
             Ok(done) => merge(&mut outcome, done),
             Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
         }

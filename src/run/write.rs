@@ -58,28 +58,71 @@ pub(super) fn regenerate_components(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a change is written against: the default branch and the forge's PRs.
+pub(super) struct Base<'a> {
+    /// The default branch's name.
+    pub(super) name: &'a str,
+    /// Its tip.
+    pub(super) commit: git2::Oid,
+    /// upkeep's PRs, as the forge listed them at the start of the run.
+    pub(super) prs: &'a [PullRequest],
+}
+
+/// What the run prepared for a change before writing it.
+#[derive(Default)]
+pub(super) struct Prepared {
+    /// Files regenerated whole (gotk-components.yaml), by path.
+    pub(super) whole: BTreeMap<String, Regenerated>,
+    /// Digests to pin beside tags, by dependency id.
+    pub(super) pins: BTreeMap<String, String>,
+}
+
+/// A file as the default branch has it and as the change leaves it.
+struct EditedFile {
+    path: String,
+    before: String,
+    after: String,
+}
+
+/// Write one change, phase by phase: plan the edits, apply them to the default branch's files,
+/// then (unless a dry run only prints the diffs) commit and publish the branch and open or
+/// update its PR.
 pub(super) fn write_change(
     ctx: &Ctx<'_>,
     change: &Change<'_>,
-    whole: &BTreeMap<String, Regenerated>,
-    pins: &BTreeMap<String, String>,
-    base_name: &str,
-    base: git2::Oid,
-    prs: &[PullRequest],
+    prepared: &Prepared,
+    base: &Base<'_>,
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<Outcome, String> {
+    let edits = planned_edits(ctx, change, &prepared.pins)?;
+    let files = edited_files(ctx, base, &edits, &prepared.whole)?;
+    if dry_run {
+        print_diffs(out, change, &files, &prepared.whole).map_err(|e| e.to_string())?;
+        return Ok(Outcome::default());
+    }
     let mut outcome = Outcome::default();
-    // Edits grouped by file, applied to the file as the default branch has it.
+    let existing_pr = base.prs.iter().find(|p| p.head == change.branch() && p.state == PrState::Open);
+    if !commit_to_branch(ctx, change, base, &files, existing_pr, &mut outcome)? {
+        return Ok(outcome);
+    }
+    open_or_update_pr(ctx, change, &prepared.whole, base.name, existing_pr, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// The span edits of a change, grouped by file (regenerated files are written whole instead).
+fn planned_edits(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    pins: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<Edit>>, String> {
     let mut by_file: BTreeMap<String, Vec<Edit>> = BTreeMap::new();
     for (d, x) in &change.items {
         if d.kind == Kind::FluxComponents {
-            continue; // regenerated whole, below
+            continue; // regenerated whole
         }
         let location = d.location.clone().ok_or_else(|| format!("{} has no version location", d.id))?;
         let path = format!("{}{}", ctx.prefix, location.file);
-        let literal_tag = location.literal_tag;
         // A digest pinned beside the tag moves with it: the target tag's digest, from the registry.
         if let Some(pin) = &location.digest {
             let digest = pins.get(&d.id).cloned().ok_or_else(|| format!("{}: no digest was found to pin", d.id))?;
@@ -97,36 +140,50 @@ pub(super) fn write_change(
                 pin: true,
             });
         }
+        let to = written_version(d, x, location.literal_tag);
         by_file.entry(path).or_default().push(Edit {
             pin: false,
             dependency: d.id.clone(),
             location,
             from: d.current.clone().unwrap_or_default(),
-            // A FluxInstance names a Flux release (a tag, `v2.4.0`) in its own spelling; every
-            // other version is written exactly as its index or registry names it.
-            to: match d.kind {
-                Kind::FluxInstance => {
-                    crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), x.target.as_deref().unwrap_or(""))
-                }
-                // A chart version learned from an OCI tag: Helm writes `+` as `_` in tags only;
-                // a chart version field takes the semver (`1.2.3+build.2`), an OCIRepository's
-                // tag the tag itself.
-                _ if d.package.as_ref().is_some_and(|p| p.datasource == crate::model::Datasource::Oci)
-                    && !literal_tag =>
-                {
-                    x.target.clone().unwrap_or_default().replace('_', "+")
-                }
-                _ => x.target.clone().unwrap_or_default(),
-            },
+            to,
         });
     }
-    let mut files = Vec::new();
-    for (path, edits) in &by_file {
-        let before = ctx
-            .writer
-            .read(base, path)
+    Ok(by_file)
+}
+
+/// The target version as the file should spell it.
+fn written_version(d: &Dependency, x: &Decision, literal_tag: bool) -> String {
+    let target = x.target.clone().unwrap_or_default();
+    match d.kind {
+        // A FluxInstance names a Flux release (a tag, `v2.4.0`) in its own spelling; every
+        // other version is written exactly as its index or registry names it.
+        Kind::FluxInstance => crate::edit::in_style_of(d.current.as_deref().unwrap_or(""), &target),
+        // A chart version learned from an OCI tag: Helm writes `+` as `_` in tags only; a chart
+        // version field takes the semver (`1.2.3+build.2`), an OCIRepository's tag the tag itself.
+        _ if d.package.as_ref().is_some_and(|p| p.datasource == crate::model::Datasource::Oci) && !literal_tag => {
+            target.replace('_', "+")
+        }
+        _ => target,
+    }
+}
+
+/// Every file the change touches, before and after, starting from the default branch's blobs.
+fn edited_files(
+    ctx: &Ctx<'_>,
+    base: &Base<'_>,
+    by_file: &BTreeMap<String, Vec<Edit>>,
+    whole: &BTreeMap<String, Regenerated>,
+) -> Result<Vec<EditedFile>, String> {
+    let read = |path: &str| {
+        ctx.writer
+            .read(base.commit, path)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
+            .ok_or_else(|| format!("{path} is not in {}", base.name))
+    };
+    let mut files = Vec::new();
+    for (path, edits) in by_file {
+        let before = read(path)?;
         // The scan read the work tree, edits apply to the committed blob: they differ in bytes
         // when git converts line endings (core.autocrlf). Find each version again by its line
         // and column there; the proof in `apply` still checks every byte.
@@ -136,120 +193,145 @@ pub(super) fn write_change(
             stale.then(|| ctx.writer.workdir().and_then(|w| std::fs::read_to_string(w.join(path)).ok())).flatten();
         let edits: Vec<Edit> = edits.iter().map(|e| relocate(&before, worktree.as_deref(), e)).collect();
         let after = apply(path, &before, &edits).map_err(|e| e.to_string())?;
-        files.push((path.clone(), before, after));
+        files.push(EditedFile { path: path.clone(), before, after });
     }
     for (path, regenerated) in whole {
-        let before = ctx
-            .writer
-            .read(base, path)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{path} is not in {base_name}"))?;
-        files.push((path.clone(), before, regenerated.text.clone()));
+        files.push(EditedFile { path: path.clone(), before: read(path)?, after: regenerated.text.clone() });
     }
+    Ok(files)
+}
+
+/// A dry run's output: the branch, and the diff of each file.
+fn print_diffs(
+    out: &mut dyn Write,
+    change: &Change<'_>,
+    files: &[EditedFile],
+    whole: &BTreeMap<String, Regenerated>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    writeln!(out, "branch {}: {}", change.branch(), change.title())?;
+    for f in files {
+        let diff = if whole.contains_key(&f.path) {
+            crate::git::unified_diff(&f.path, &f.before, &f.after)?
+        } else {
+            line_diff(&f.path, &f.before, &f.after)
+        };
+        write!(out, "{diff}")?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Commit the files on the change's branch and publish it, unless the branch already holds
+/// exactly that, or holds someone else's commits (then say so on the PR and return false).
+fn commit_to_branch(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    base: &Base<'_>,
+    files: &[EditedFile],
+    existing_pr: Option<&PullRequest>,
+    outcome: &mut Outcome,
+) -> Result<bool, String> {
+    let contents: Vec<(String, String)> = files.iter().map(|f| (f.path.clone(), f.after.clone())).collect();
+    let tree = ctx.writer.tree_with(base.commit, &contents).map_err(|e| e.to_string())?;
     let branch = change.branch();
-    let title = change.title();
-    if dry_run {
-        writeln!(out, "branch {branch}: {title}").map_err(|e| e.to_string())?;
-        for (path, before, after) in &files {
-            let diff = if whole.contains_key(path) {
-                crate::git::unified_diff(path, before, after).map_err(|e| e.to_string())?
-            } else {
-                line_diff(path, before, after)
-            };
-            write!(out, "{diff}").map_err(|e| e.to_string())?;
-        }
-        writeln!(out).map_err(|e| e.to_string())?;
-        return Ok(outcome);
-    }
-    let contents: Vec<(String, String)> = files.iter().map(|(p, _, a)| (p.clone(), a.clone())).collect();
-    let tree = ctx.writer.tree_with(base, &contents).map_err(|e| e.to_string())?;
-    let existing_pr = prs.iter().find(|p| p.head == branch && p.state == PrState::Open);
     // Where the branch stands: on the remote when there is one (a CI checkout has no local
     // upkeep branches), else locally.
     let current = match ctx.remote {
         Some(_) => ctx.remote_heads.get(&branch).copied(),
         None => ctx.writer.branch_tip(&branch),
     };
-    match current {
-        Some(current) => {
-            let (t, parent) = ctx.writer.tree_and_parent(current).map_err(|e| e.to_string())?;
-            if t == tree && parent == Some(base) {
-                if ctx.remote.is_some() {
-                    ctx.writer.mirror_branch(&branch, current).map_err(|e| e.to_string())?;
-                }
-            } else {
-                let state = ctx.writer.branch_state(current, base).map_err(|e| e.to_string())?;
-                // Someone's commits on the branch of an open PR are theirs to keep. A branch left
-                // over from a merged or closed PR is upkeep's to start again (its commits stay
-                // reachable from that PR).
-                // A branch whose PR was never opened (creating it failed) is protected too: no
-                // PR refers to the commits someone put on it.
-                let finished = prs.iter().any(|p| p.head == branch && p.state != PrState::Open);
-                if !state.foreign.is_empty() && (existing_pr.is_some() || !finished) {
-                    let note = format!(
-                        "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
-                        state.foreign.join(", ")
-                    );
-                    if let Some(pr) = existing_pr
-                        && !ctx.forge.comments(pr.number).map_err(|e| e.to_string())?.contains(&note)
-                    {
-                        ctx.forge.comment(pr.number, &note).map_err(|e| e.to_string())?;
-                    }
-                    outcome.foreign.push(branch);
-                    return Ok(outcome);
-                }
-                let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
-                publish(ctx, &branch, commit, Some(current)).map_err(|e| e.to_string())?;
-                outcome.branches.push(branch.clone());
-            }
+    let Some(current) = current else {
+        let commit = ctx.writer.commit(base.commit, tree, &change.message()).map_err(|e| e.to_string())?;
+        publish(ctx, &branch, commit, None).map_err(|e| e.to_string())?;
+        outcome.branches.push(branch);
+        return Ok(true);
+    };
+    let (t, parent) = ctx.writer.tree_and_parent(current).map_err(|e| e.to_string())?;
+    if t == tree && parent == Some(base.commit) {
+        if ctx.remote.is_some() {
+            ctx.writer.mirror_branch(&branch, current).map_err(|e| e.to_string())?;
         }
-        None => {
-            let commit = ctx.writer.commit(base, tree, &change.message()).map_err(|e| e.to_string())?;
-            publish(ctx, &branch, commit, None).map_err(|e| e.to_string())?;
-            outcome.branches.push(branch.clone());
-        }
+        return Ok(true);
     }
+    if let Some(note) = foreign_work(ctx, base, &branch, current, existing_pr)? {
+        if let Some(pr) = existing_pr
+            && !ctx.forge.comments(pr.number).map_err(|e| e.to_string())?.contains(&note)
+        {
+            ctx.forge.comment(pr.number, &note).map_err(|e| e.to_string())?;
+        }
+        outcome.foreign.push(branch);
+        return Ok(false);
+    }
+    let commit = ctx.writer.commit(base.commit, tree, &change.message()).map_err(|e| e.to_string())?;
+    publish(ctx, &branch, commit, Some(current)).map_err(|e| e.to_string())?;
+    outcome.branches.push(branch);
+    Ok(true)
+}
+
+/// Someone's commits on the branch of an open PR are theirs to keep: the note to leave, if the
+/// branch has such commits. A branch left over from a merged or closed PR is upkeep's to start
+/// again (its commits stay reachable from that PR). A branch whose PR was never opened
+/// (creating it failed) is protected too: no PR refers to the commits someone put on it.
+fn foreign_work(
+    ctx: &Ctx<'_>,
+    base: &Base<'_>,
+    branch: &str,
+    current: git2::Oid,
+    existing_pr: Option<&PullRequest>,
+) -> Result<Option<String>, String> {
+    let state = ctx.writer.branch_state(current, base.commit).map_err(|e| e.to_string())?;
+    let finished = base.prs.iter().any(|p| p.head == branch && p.state != PrState::Open);
+    if state.foreign.is_empty() || (existing_pr.is_none() && finished) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "upkeep did not update this branch: it has commits upkeep did not write ({}). Rebase or close it yourself; upkeep will not rewrite your work.",
+        state.foreign.join(", ")
+    )))
+}
+
+/// Open the change's PR, or bring an open one's title, body and labels up to date.
+fn open_or_update_pr(
+    ctx: &Ctx<'_>,
+    change: &Change<'_>,
+    whole: &BTreeMap<String, Regenerated>,
+    base_name: &str,
+    existing_pr: Option<&PullRequest>,
+    outcome: &mut Outcome,
+) -> Result<(), String> {
+    let branch = change.branch();
+    let title = change.title();
     let body = pr_body(ctx, change, whole).map_err(|e| e.to_string())?;
-    let labels = change
+    let labels: Vec<String> =
+        change.items.iter().flat_map(|(_, x)| x.labels.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+    if let Some(pr) = existing_pr {
+        if pr.title != title || pr.body != body || !labels.iter().all(|l| pr.labels.contains(l)) {
+            ctx.forge.update(pr.number, &title, &body, &labels).map_err(|e| e.to_string())?;
+            outcome.updated.push(branch);
+        }
+        return Ok(());
+    }
+    let reviewers = change
         .items
         .iter()
-        .flat_map(|(_, x)| x.labels.iter().cloned())
+        .flat_map(|(_, x)| x.reviewers.iter().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect::<Vec<_>>();
-    match existing_pr {
-        Some(pr) => {
-            if pr.title != title || pr.body != body || !labels.iter().all(|l| pr.labels.contains(l)) {
-                ctx.forge.update(pr.number, &title, &body, &labels).map_err(|e| e.to_string())?;
-                outcome.updated.push(branch);
-            }
-        }
-        None => {
-            let reviewers = change
-                .items
-                .iter()
-                .flat_map(|(_, x)| x.reviewers.iter().cloned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let automerge = change.items.iter().all(|(_, x)| x.automerge);
-            let draft = change.items.iter().any(|(_, x)| x.draft);
-            ctx.forge
-                .create(&NewPullRequest {
-                    head: branch.clone(),
-                    base: base_name.to_string(),
-                    title,
-                    body,
-                    labels,
-                    reviewers,
-                    automerge,
-                    draft,
-                })
-                .map_err(|e| e.to_string())?;
-            outcome.opened.push(branch);
-        }
-    }
-    Ok(outcome)
+        .collect();
+    ctx.forge
+        .create(&NewPullRequest {
+            head: branch.clone(),
+            base: base_name.to_string(),
+            title,
+            body,
+            labels,
+            reviewers,
+            automerge: change.items.iter().all(|(_, x)| x.automerge),
+            draft: change.items.iter().any(|(_, x)| x.draft),
+        })
+        .map_err(|e| e.to_string())?;
+    outcome.opened.push(branch);
+    Ok(())
 }
 
 /// A unified-style diff of a version edit (edits never add or remove lines).

@@ -1,6 +1,8 @@
 //! Bad input gets a clear error naming the place, and the scan goes on for everything else.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use upkeep::extract::{ScanOptions, scan};
 
 use super::util::{REPOSITORY, dep, helmrelease, reason, scan_dir, tree};
 
@@ -151,4 +153,80 @@ fn oversized_files_are_skipped_with_a_warning() {
     assert!(scan.dependencies.is_empty());
     let warning = scan.errors.iter().find(|e| e.file == "big.yaml").unwrap_or_else(|| panic!("no warning"));
     assert!(warning.message.contains("--max-file-size"), "{warning:?}");
+}
+
+/// A HelmRelease written as one flow mapping on one line, its values `entries` long, with
+/// multibyte text before the version so characters and bytes differ.
+fn one_line_release(name: &str, entries: usize) -> String {
+    let mut values = String::with_capacity(entries * 16);
+    for i in 0..entries {
+        values.push_str(&format!("k{i}: [é{i}, \"ü\"], "));
+    }
+    format!(
+        "{{apiVersion: helm.toolkit.fluxcd.io/v2, kind: HelmRelease, metadata: {{name: {name}, namespace: apps, annotations: {{note: café}}}}, spec: {{values: {{{values}end: true}}, chart: {{spec: {{chart: {name}, version: 1.2.3, sourceRef: {{kind: HelmRepository, name: repo, namespace: flux-system}}}}}}}}}}\n"
+    )
+}
+
+#[test]
+fn issue_9_long_single_line_flow_collections_scan_in_linear_time() {
+    // 100,000 entries (2.4 MB on one line) and a 300,000-item sequence: with positions counted
+    // from the line's start, 40,000 entries took 16 s, so these would take many minutes.
+    let mapping = one_line_release("oneline", 100_000);
+    let sequence = format!("items: [{}]\n", "ünï, ".repeat(300_000));
+    let dir = tree(&[
+        ("oneline.yaml", mapping.as_bytes()),
+        ("sequence.yaml", sequence.as_bytes()),
+        ("repo.yaml", REPOSITORY.as_bytes()),
+    ]);
+    let started = Instant::now();
+    // Time is what is measured here, not the budget: give it more than any machine needs.
+    let options = ScanOptions { file_budget: Duration::from_secs(600), ..ScanOptions::default() };
+    let scan = scan(dir.path(), &options).unwrap_or_else(|e| panic!("{e}"));
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs() < 60, "a debug build on a loaded machine takes seconds; this took {elapsed:?}");
+    assert!(scan.errors.is_empty(), "{:?}", scan.errors);
+    let d = dep(&scan, "helmrelease/apps/oneline");
+    let loc = d.location.as_ref().unwrap_or_else(|| panic!("no location"));
+    assert_eq!(&mapping[loc.span.clone()], "1.2.3");
+    // The column counts characters: every `é` and `ü` before the version is one column, two bytes.
+    let before = &mapping[..loc.span.start];
+    assert_eq!((loc.line, loc.column), (1, before.chars().count() + 1));
+    assert!(loc.column < loc.span.start, "multibyte text before the version");
+}
+
+#[test]
+fn issue_9_a_file_over_the_parse_budget_is_an_error_naming_it_and_the_scan_goes_on() {
+    let slow = one_line_release("slow", 5_000);
+    let fine = helmrelease("fine", "2.0.0");
+    let dir =
+        tree(&[("slow.yaml", slow.as_bytes()), ("fine.yaml", fine.as_bytes()), ("repo.yaml", REPOSITORY.as_bytes())]);
+    // No time at all: any file long enough to look at the clock (over 1,024 YAML events) is over it.
+    let options = ScanOptions { file_budget: Duration::ZERO, ..ScanOptions::default() };
+    let scan = scan(dir.path(), &options).unwrap_or_else(|e| panic!("{e}"));
+    let err = scan.errors.iter().find(|e| e.file == "slow.yaml").unwrap_or_else(|| panic!("{:?}", scan.errors));
+    assert!(err.message.contains("per-file budget") && err.line == Some(1), "{err:?}");
+    assert!(scan.dependencies.iter().all(|d| d.id != "helmrelease/apps/slow"), "nothing is read from it");
+    assert_eq!(dep(&scan, "helmrelease/apps/fine").current.as_deref(), Some("2.0.0"));
+    assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+}
+
+#[test]
+fn issue_9_an_unreadable_git_index_is_a_warning_not_a_silent_walk_of_everything() {
+    let dir = tree(&[("tracked.yaml", b"a: 1\n"), ("untracked.yaml", b"b: 2\n")]);
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new("tracked.yaml")).unwrap();
+    index.write().unwrap();
+    assert_eq!(
+        upkeep::extract::walk::list(dir.path(), upkeep::extract::walk::DEFAULT_MAX_FILE_SIZE).unwrap().files.len(),
+        1,
+        "only what git tracks"
+    );
+    std::fs::write(dir.path().join(".git/index"), b"DIRC garbage that is no index").unwrap();
+    let listing = upkeep::extract::walk::list(dir.path(), upkeep::extract::walk::DEFAULT_MAX_FILE_SIZE).unwrap();
+    let warning = listing.warnings.iter().find(|w| w.message.contains("git index")).unwrap_or_else(|| {
+        panic!("no warning: {:?}", listing.warnings);
+    });
+    assert!(warning.message.contains("untracked ones included"), "{warning:?}");
+    assert_eq!(listing.files.len(), 2, "the scan goes on over every file");
 }

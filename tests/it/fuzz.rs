@@ -198,3 +198,27 @@ proptest! {
         prop_assert_eq!(out.starts_with('\u{feff}'), bom);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 9: positions on one long line, multibyte text before the version in any amount,
+    /// land exactly (spans in bytes, columns in characters), whatever the flow layout.
+    #[test]
+    fn one_line_flow_manifests_report_exact_spans(
+        fillers in proptest::collection::vec("[a-zé☕ü]{1,6}", 0..300),
+        version in "[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}",
+    ) {
+        let values: String = fillers.iter().enumerate().map(|(i, f)| format!("k{i}: [{f}, '{f}'], ")).collect();
+        let text = format!(
+            "{{apiVersion: helm.toolkit.fluxcd.io/v2, kind: HelmRelease, metadata: {{name: app, namespace: apps}}, spec: {{values: {{{values}end: 1}}, chart: {{spec: {{chart: app, version: \"{version}\", sourceRef: {{kind: HelmRepository, name: repo, namespace: flux-system}}}}}}}}}}\n"
+        );
+        let findings = extract("one-line.yaml", text.clone());
+        let dep = findings.dependencies.iter().find(|d| d.id == "helmrelease/apps/app");
+        let loc = dep.and_then(|d| d.location.as_ref());
+        prop_assert!(loc.is_some(), "{:?}", findings.errors);
+        let loc = loc.unwrap_or_else(|| unreachable!());
+        prop_assert_eq!(&text[loc.span.clone()], version.as_str());
+        prop_assert_eq!((loc.line, loc.column), (1, text[..loc.span.start].chars().count() + 1));
+    }
+}

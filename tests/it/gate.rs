@@ -720,3 +720,126 @@ fn a_shallow_clone_is_reported_as_incomplete_memory() {
     assert!(note.is_none());
     assert_eq!(memory.blocked("helmrelease/apps/app").len(), 1, "the full history remembers the revert");
 }
+
+#[test]
+fn issue_9_two_part_chart_versions_float_unless_the_index_has_them_exactly() {
+    let id = "helmrelease/apps/two";
+    let index = vec![
+        release("1.3.0", "2026-01-03T00:00:00Z"),
+        release("1.2.3", "2026-01-02T00:00:00Z"),
+        release("1.2.0", "2026-01-01T00:00:00Z"),
+    ];
+    // No chart is versioned `1.2`: Flux reads it as `~1.2` and installs 1.2.3 on its own.
+    let d = Case::new(vec![(dep(id, Component::App, "1.2"), index.clone())]).run().decisions[id].clone();
+    assert_eq!(d.action, Action::Skip, "{}", d.reason);
+    assert!(d.reason.starts_with("floating-version: `1.2` is a range to Flux"), "{}", d.reason);
+    assert!(d.reason.contains("`~1.2` (>=1.2.0 <1.3.0)"), "{}", d.reason);
+    // A chart versioned exactly `1.2` is what Flux installs: a pin, updated like any other.
+    let mut exact = index;
+    exact.push(release("1.2", "2025-12-01T00:00:00Z"));
+    let plan = Case::new(vec![(dep(id, Component::App, "1.2"), exact)]).run();
+    assert_eq!(summary(&plan, id), (Action::Propose, Some("1.3.0".into())));
+}
+
+#[test]
+fn issue_9_refused_versions_are_compared_as_versions() {
+    let id = "helmrelease/apps/app";
+    let mut case = Case::new(vec![(
+        dep(id, Component::App, "1.5.3"),
+        vec![release("1.5.4", "2026-01-02T00:00:00Z"), release("1.5.3", "2026-01-01T00:00:00Z")],
+    )]);
+    case.history = History::new(vec![Event::Reverted {
+        dep: id.into(),
+        version: "v1.5.4".into(),
+        at: "2026-11-01T00:00:00Z".parse().unwrap(),
+        commit: "0123456789abcdef".into(),
+    }]);
+    let d = case.run().decisions[id].clone();
+    assert_eq!(d.action, Action::Blocked, "`v1.5.4` refused is `1.5.4` refused: {}", d.reason);
+}
+
+#[test]
+fn issue_9_the_next_step_of_a_chain_counts_from_where_it_started() {
+    let id = "helmrelease/longhorn-system/longhorn";
+    let step = |from: &str, to: &str, at: &str| Event::Updated {
+        dep: id.into(),
+        from: from.into(),
+        to: to.into(),
+        at: at.parse().unwrap(),
+        commit: format!("{from}-{to}"),
+    };
+    // 1.3.3 -> 1.6.0 is three steps; the first one (to 1.4.4) was merged and has soaked.
+    let mut case = Case::new(vec![(dep(id, Component::Longhorn, "1.4.4"), longhorn_releases())]);
+    case.history = History::new(vec![step("1.3.3", "1.4.4", "2026-11-20T00:00:00Z")]);
+    let d = case.run().decisions[id].clone();
+    assert_eq!((d.action, d.target.as_deref(), d.step), (Action::Propose, Some("1.5.4"), Some((2, 3))), "{}", d.reason);
+    assert!(d.reason.contains("step 2 of 3 towards 1.6.0"), "{}", d.reason);
+    // After the second step, the third is the last.
+    let mut case = Case::new(vec![(dep(id, Component::Longhorn, "1.5.4"), longhorn_releases())]);
+    case.history = History::new(vec![
+        step("1.3.3", "1.4.4", "2026-11-10T00:00:00Z"),
+        step("1.4.4", "1.5.4", "2026-11-20T00:00:00Z"),
+    ]);
+    let d = case.run().decisions[id].clone();
+    assert_eq!((d.target.as_deref(), d.step), (Some("1.6.0"), Some((3, 3))), "{}", d.reason);
+    assert!(d.reason.contains("step 3 of 3 towards 1.6.0: Longhorn refuses to skip a minor, the last step"));
+    // An update that went all the way when it merged (nothing newer was out) starts no chain.
+    let mut case = Case::new(vec![(dep(id, Component::Longhorn, "1.4.4"), longhorn_releases())]);
+    case.history = History::new(vec![step("1.3.3", "1.4.4", "2020-01-01T00:00:00Z")]);
+    assert_eq!(case.run().decisions[id].step, Some((1, 2)));
+}
+
+#[test]
+fn issue_9_an_unreadable_kube_version_is_said_not_ignored() {
+    let id = "helmrelease/apps/app";
+    let mut odd = release("1.1.0", "2026-01-01T00:00:00Z");
+    odd.kube_version = Some("banana".into());
+    let plan = Case::new(vec![
+        (dep(id, Component::App, "1.0.0"), vec![odd]),
+        (dep("plan/system-upgrade/k3s-server", Component::K3s, "v1.30.4+k3s1"), Vec::new()),
+    ])
+    .run();
+    let d = &plan.decisions[id];
+    assert_eq!(d.action, Action::Propose);
+    assert!(d.reason.contains("1.1.0 declares kubeVersion `banana`, which upkeep cannot read"), "{}", d.reason);
+}
+
+#[test]
+fn issue_9_oci_tag_versions_are_read_alike_by_scan_and_plan() {
+    let id = "helmrelease/apps/oci";
+    let tags = vec![release("1.1.0_build.1", "2026-01-02T00:00:00Z"), release("1.0.0_build.1", "2026-01-01T00:00:00Z")];
+    let plan = Case::new(vec![(dep(id, Component::App, "1.0.0_build.1"), tags.clone())]).run();
+    let available = upkeep::gate::available::available("1.0.0_build.1", &tags);
+    let scanned: Vec<&str> = available.updates.iter().map(|u| u.version.as_str()).collect();
+    assert_eq!(summary(&plan, id), (Action::Propose, Some("1.1.0_build.1".into())));
+    assert_eq!(scanned, ["1.1.0_build.1"], "scan shows the update plan proposes");
+}
+
+/// A commit memory cannot read is an error, not a gap: before, a merged branch whose commits
+/// could not be walked simply lost their trailers (and a reverted version came back).
+#[test]
+fn issue_9_git_history_that_cannot_be_walked_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let day = |d: i64| 1_795_000_000 + d * 86_400;
+    let commit = |message: &str, time: i64, parents: &[git2::Oid], update_ref: Option<&str>| {
+        let sig = git2::Signature::new("someone", "someone@example.com", &git2::Time::new(time, 0)).unwrap();
+        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let parents: Vec<git2::Commit> = parents.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(update_ref, &sig, &sig, message, &tree, &refs).unwrap()
+    };
+    let base = commit("initial", day(0), &[], Some("HEAD"));
+    let reverted = commit("Revert\n\nUpkeep-Revert: helmrelease/apps/app 2.0.0\n", day(1), &[base], None);
+    let side = commit("fix\n\nUpkeep-Update: helmrelease/apps/app 1.0.0 -> 1.0.1\n", day(2), &[reverted], None);
+    commit("Merge branch 'fixes'", day(3), &[base, side], Some("HEAD"));
+    assert_eq!(GitHistory::at(dir.path()).events().unwrap().len(), 2);
+    // The revert commit's object goes missing (a broken clone, a bad object store).
+    let hex = reverted.to_string();
+    std::fs::remove_file(dir.path().join(".git/objects").join(&hex[..2]).join(&hex[2..])).unwrap();
+    let err = GitHistory::at(dir.path()).events().unwrap_err();
+    assert!(err.starts_with("cannot read git history"), "{err}");
+    let (memory, note) = upkeep::app::history(dir.path());
+    assert!(note.is_some_and(|n| n.contains("git history was not read")));
+    assert!(memory.events().is_empty());
+}

@@ -235,10 +235,10 @@ fn a_moved_default_branch_rebases_branches_only_upkeep_wrote_and_leaves_human_wo
             );
         }
     }
-    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap();
+    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.json")).unwrap();
     assert!(comments.contains("commits upkeep did not write") && comments.contains("Maintainer"), "{comments}");
     sb.run(&[], &[]);
-    let again = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap();
+    let again = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.json")).unwrap();
     assert_eq!(again, comments, "the comment is not repeated");
 }
 
@@ -345,7 +345,7 @@ fn branches_go_to_the_remote_and_follow_the_default_branch_there() {
     let pr: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.json")).unwrap()).unwrap();
     assert_eq!(pr["head"], LONGHORN);
-    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.md")).unwrap_or_default();
+    let comments = std::fs::read_to_string(sb.repo.join(".upkeep/prs/3.comments.json")).unwrap_or_default();
     assert_eq!(comments.matches("upkeep did not update this branch").count(), 1, "{comments}");
 }
 
@@ -723,4 +723,74 @@ fn the_readme_main_job_runs_the_bundled_example_and_is_idempotent() {
     assert!(text.contains("branches written: none") && text.contains("PRs opened: none"), "{text}");
     assert_eq!(remote_branches(&dir.path().join("remote.git")), pushed);
     assert!(dir.path().join("repo/.upkeep/dashboard.md").is_file());
+}
+
+#[test]
+fn issue_9_local_forge_comments_keep_their_dashes_and_old_comments_move_over() {
+    use upkeep::forge::Forge;
+    let dir = tempfile::tempdir().unwrap();
+    let forge = upkeep::forge::local::LocalForge::new(dir.path());
+    // A comments file as earlier versions wrote it.
+    std::fs::write(dir.path().join("1.comments.md"), "---\nfirst\n---\nsecond\nline two\n").unwrap();
+    let ruled = "before the rule\n---\nafter the rule";
+    forge.comment(1, ruled).unwrap();
+    assert_eq!(forge.comments(1).unwrap(), ["first", "second\nline two", ruled]);
+    assert!(!dir.path().join("1.comments.md").exists(), "the old file moved into the new one");
+    forge.comment(1, "---").unwrap();
+    assert_eq!(forge.comments(1).unwrap().len(), 4, "a comment that is only a rule is one comment");
+}
+
+#[test]
+fn issue_9_local_forge_files_that_cannot_be_read_are_errors_and_are_not_overwritten() {
+    use upkeep::forge::{Forge, NewPullRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let forge = upkeep::forge::local::LocalForge::new(dir.path());
+    let pr = NewPullRequest {
+        head: "upkeep/x".into(),
+        base: "main".into(),
+        title: "t".into(),
+        body: "body".into(),
+        labels: Vec::new(),
+        reviewers: Vec::new(),
+        automerge: false,
+        draft: false,
+    };
+    forge.create(&pr).unwrap();
+    // A body that cannot be read (here a directory where the file should be; tests run as
+    // root, so permissions would not stop the read) is an error, not an empty body.
+    std::fs::remove_file(dir.path().join("1.md")).unwrap();
+    std::fs::create_dir(dir.path().join("1.md")).unwrap();
+    let err = forge.upkeep_prs().unwrap_err().to_string();
+    assert!(err.contains("1.md"), "{err}");
+    // Comments that cannot be read are not replaced by a list without them.
+    std::fs::create_dir(dir.path().join("2.comments.json")).unwrap();
+    assert!(forge.comment(2, "new").is_err());
+    assert!(dir.path().join("2.comments.json").is_dir(), "left as it was");
+}
+
+#[test]
+fn issue_9_a_local_forge_that_cannot_be_read_is_a_note_in_the_plan() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    std::fs::write(sb.repo.join(".upkeep/prs/1.json"), "{ not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_upkeep"))
+        .args(["plan", "--format", "json"])
+        .arg(&sb.repo)
+        .env("UPKEEP_CACHE_DIR", &sb.cache)
+        .env("UPKEEP_FLUX", "off")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("the local forge's PRs in") && text.contains("1.json is not a PR record"), "{text}");
+}
+
+#[test]
+fn issue_9_a_bad_environment_value_is_an_error_naming_it() {
+    let sb = Sandbox::example();
+    let out = sb.try_run(&[], &[("UPKEEP_HTTP_RETRIES", "lots")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("UPKEEP_HTTP_RETRIES=`lots` is not a whole number"), "{err}");
+    assert!(sb.branches().is_empty(), "nothing was written");
 }

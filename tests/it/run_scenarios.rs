@@ -42,7 +42,7 @@ fn a_new_group_supersedes_single_prs_without_refusing_their_versions() {
     assert!(closed.contains(CERT_MANAGER) && closed.contains(INGRESS), "{text}");
     for n in [1, 2] {
         assert_eq!(pr(&sb, n)["state"], "closed");
-        let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{n}.comments.md"))).unwrap();
+        let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{n}.comments.json"))).unwrap();
         assert!(comments.contains("Superseded, closing"), "{comments}");
     }
     // Their branches go too, here and on the remote, as Renovate does with autoclosed PRs.

@@ -195,7 +195,7 @@ async fn succeeds(style: MergeStyle) {
     let statuses = std::fs::read_to_string(sb.repo.join(format!(".upkeep/statuses/{m}.json"))).unwrap();
     assert!(statuses.contains("\"state\": \"success\"") && statuses.contains("upkeep/verify"), "{statuses}");
     let (number, _) = local_pr(&sb.repo, NGINX);
-    let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{number}.comments.md"))).unwrap();
+    let comments = std::fs::read_to_string(sb.repo.join(format!(".upkeep/prs/{number}.comments.json"))).unwrap();
     assert!(comments.contains("verified") && comments.contains(&format!("upkeep-verify: {m}")), "{comments}");
     assert!(sb.branches().keys().all(|b| !b.starts_with("upkeep/revert-")), "nothing else written");
     let soaked = cluster.fake.requests();
