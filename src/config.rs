@@ -71,6 +71,10 @@ pub struct RawConfig {
     /// Credentials by host, read from environment variables.
     #[serde(default)]
     host_rules: Vec<RawHostRule>,
+    /// Also update dependencies in files no cluster's Flux Kustomizations apply (`.archive/`,
+    /// templates, retired clusters); by default they are skipped as `not-applied`.
+    #[serde(default)]
+    include_not_applied: bool,
 }
 
 /// One rule.
@@ -217,6 +221,8 @@ pub struct Config {
     pub host_rules: Vec<HostRuleSpec>,
     /// Rules, limits and memory for the gate.
     pub policy: Policy,
+    /// `includeNotApplied`: update dependencies no cluster applies, too.
+    pub include_not_applied: bool,
 }
 
 /// A config that cannot be used.
@@ -482,7 +488,13 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .into_iter()
         .map(|h| HostRuleSpec { host: h.host, username_env: h.username_env, password_env: h.password_env })
         .collect();
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy })
+    Ok(Config {
+        file: None,
+        rewrites: Rewrites(rewrites),
+        host_rules,
+        policy,
+        include_not_applied: raw.include_not_applied,
+    })
 }
 
 #[cfg(test)]
@@ -493,6 +505,13 @@ mod tests {
     fn empty_and_missing_configs_are_defaults() {
         assert_eq!(parse("", Path::new("/r"), "upkeep.yaml").map(|c| c.rewrites.0.len()).ok(), Some(0));
         assert_eq!(parse("# nothing\n", Path::new("/r"), "upkeep.yaml").map(|c| c.host_rules.len()).ok(), Some(0));
+    }
+
+    #[test]
+    fn include_not_applied_is_off_unless_asked_for() {
+        let read = |text: &str| parse(text, Path::new("/r"), "upkeep.yaml").map(|c| c.include_not_applied).ok();
+        assert_eq!(read(""), Some(false));
+        assert_eq!(read("includeNotApplied: true\n"), Some(true));
     }
 
     #[test]

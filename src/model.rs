@@ -182,6 +182,8 @@ pub enum SkipReason {
     DigestPinned,
     /// No version is recorded where upkeep can read it.
     NoVersion,
+    /// No cluster's Flux Kustomizations apply the file (`.archive/`, templates, retired clusters).
+    NotApplied,
 }
 
 impl SkipReason {
@@ -200,6 +202,7 @@ impl SkipReason {
             SkipReason::DigestOnly => "digest-only",
             SkipReason::DigestPinned => "digest-pinned",
             SkipReason::NoVersion => "no-version",
+            SkipReason::NotApplied => "not-applied",
         }
     }
 }
@@ -261,6 +264,11 @@ pub struct Dependency {
     pub role: Option<PlanRole>,
     /// Where the owning object is defined.
     pub manifest: Manifest,
+    /// The clusters whose Flux Kustomizations apply the owning object's file (named by their
+    /// synced path, `clusters/production`): empty when none does, `None` when the repository
+    /// has no Flux entry point to tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
 }
 
 impl Dependency {

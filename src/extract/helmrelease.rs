@@ -115,6 +115,7 @@ impl Extractor for HelmReleases {
                 }),
                 role: None,
                 manifest: Manifest { file: file.relative.clone(), line },
+                clusters: None,
             });
         }
     }
@@ -178,9 +179,15 @@ impl HelmReleases {
         let pool: Vec<&Source> = if !exact.is_empty() {
             exact
         } else {
-            // Only when a namespace is unknown on one side may the name alone decide.
-            let loose: Vec<&Source> =
-                candidates.iter().filter(|s| namespace.is_none() || s.namespace.is_none()).collect();
+            // Only when a namespace is unknown on one side may the name alone decide, and only in
+            // the same folder: kustomize or Flux gives both the same namespace there, while a
+            // unique name elsewhere is a guess (issue 9, item 4).
+            let here = super::kustomize::dir_of(from_file);
+            let loose: Vec<&Source> = candidates
+                .iter()
+                .filter(|s| namespace.is_none() || s.namespace.is_none())
+                .filter(|s| super::kustomize::dir_of(&s.file) == here)
+                .collect();
             let distinct: HashSet<Option<&str>> = loose.iter().map(|s| s.namespace.as_deref()).collect();
             if distinct.len() != 1 {
                 return None;
@@ -232,6 +239,7 @@ impl HelmReleases {
             skip: None,
             role: None,
             manifest: release.manifest.clone(),
+            clusters: None,
         };
         if let Some(message) = &release.unsupported_api {
             dep.skip = Some(Skip { reason: SkipReason::UnsupportedSource, message: message.clone() });
@@ -390,6 +398,7 @@ impl HelmReleases {
             skip: None,
             role: None,
             manifest: source.manifest.clone(),
+            clusters: None,
         };
         match &source.detail {
             SourceDetail::OciRepository { url, version, field, digest } => {
