@@ -12,6 +12,8 @@
 //! The last rule that matches decides, as in gitignore. `flux push artifact` (the OCI artifacts
 //! CI pushes) reads `.sourceignore` the same way, so OCI sources get 1 and 2.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -47,6 +49,9 @@ const ROOT: &str = "/flux-source";
 pub struct IgnoreRules {
     /// `(folder the rules are scoped to, rules)`, lowest priority first.
     layers: Vec<(String, Gitignore)>,
+    /// Folders already decided: every file below a folder shares its answer, so each folder is
+    /// matched once, keeping a scan linear in the number of files.
+    folders: RefCell<HashMap<String, bool>>,
 }
 
 impl IgnoreRules {
@@ -63,17 +68,40 @@ impl IgnoreRules {
         if let Some(text) = spec_ignore {
             layers.push((String::new(), layer("", text.lines())));
         }
-        IgnoreRules { layers }
+        IgnoreRules { layers, folders: RefCell::default() }
     }
 
-    /// Is `relative` (a file, or a folder when `is_dir`) left out of the artifact?
+    /// Is `relative` (a file, or a folder when `is_dir`) left out of the artifact? Everything
+    /// below an ignored folder is, as in gitignore: a file cannot be re-included under it.
     pub fn is_ignored(&self, relative: &str, is_dir: bool) -> bool {
+        if is_dir {
+            return self.folder_ignored(relative);
+        }
+        let parent = relative.rfind('/').map(|i| &relative[..i]);
+        parent.is_some_and(|p| self.folder_ignored(p)) || self.matches(relative, false)
+    }
+
+    fn folder_ignored(&self, folder: &str) -> bool {
+        if folder.is_empty() {
+            return false;
+        }
+        if let Some(&known) = self.folders.borrow().get(folder) {
+            return known;
+        }
+        let parent = folder.rfind('/').map_or("", |i| &folder[..i]);
+        let ignored = self.folder_ignored(parent) || self.matches(folder, true);
+        self.folders.borrow_mut().insert(folder.to_string(), ignored);
+        ignored
+    }
+
+    /// The path's own rules, parents aside: the last layer that matches decides.
+    fn matches(&self, relative: &str, is_dir: bool) -> bool {
         let mut ignored = false;
         for (dir, rules) in &self.layers {
-            if !(dir.is_empty() || relative.starts_with(&format!("{dir}/"))) {
+            if !(dir.is_empty() || relative.strip_prefix(dir.as_str()).is_some_and(|r| r.starts_with('/'))) {
                 continue;
             }
-            let m = rules.matched_path_or_any_parents(Path::new(ROOT).join(relative), is_dir);
+            let m = rules.matched(Path::new(ROOT).join(relative), is_dir);
             if m.is_ignore() {
                 ignored = true;
             } else if m.is_whitelist() {
