@@ -270,10 +270,12 @@ pub fn plan(scan: &Scan, versions: &Versions, config: &Config, history: &History
 
 /// Run the gate, counting PRs already open for some groups against the limits.
 pub fn plan_with(scan: &Scan, versions: &Versions, config: &Config, history: &History, open_groups: &[String]) -> Plan {
+    let file_clusters = scan.flux_graph.clusters_by_file();
     let input = GateInput {
         dependencies: &scan.dependencies,
         releases: &versions.releases,
         api_versions: &scan.api_versions,
+        file_clusters: &file_clusters,
         policy: &config.policy,
         history,
         now: jiff::Timestamp::now(),
@@ -285,10 +287,15 @@ pub fn plan_with(scan: &Scan, versions: &Versions, config: &Config, history: &Hi
 /// Scan, load the config and look up versions: the first half of `scan`, `plan` and `run`.
 pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), AppError> {
     let started = std::time::Instant::now();
-    // The config comes first: its `sources:` answer references the scanned files do not.
+    // The config comes first: its `sources:` answer references the scanned files do not, and
+    // `includeNotApplied` decides what the scan skips.
     let config = config::load(&args.path, args.config.as_deref())?;
-    let options =
-        ScanOptions { max_file_size: args.max_file_size, sources: config.sources.clone(), ..ScanOptions::default() };
+    let options = ScanOptions {
+        max_file_size: args.max_file_size,
+        sources: config.sources.clone(),
+        include_not_applied: config.include_not_applied,
+        ..ScanOptions::default()
+    };
     let scan = extract::scan(&args.path, &options)?;
     for note in &scan.passed_over {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);

@@ -89,6 +89,10 @@ pub struct RawConfig {
     /// answer (a platform repository holding the HelmRepositories, an apps repository the releases).
     #[serde(default)]
     sources: Vec<RawSource>,
+    /// Also update dependencies in files no cluster's Flux Kustomizations apply (`.archive/`,
+    /// templates, retired clusters); by default they are skipped as `not-applied`.
+    #[serde(default)]
+    include_not_applied: bool,
 }
 
 /// How merged updates are verified (`upkeep verify`); command-line flags override.
@@ -340,6 +344,8 @@ pub struct Config {
     pub verify: VerifySettings,
     /// Flux sources defined outside the scanned files (`sources:`).
     pub sources: Vec<ExternalSource>,
+    /// `includeNotApplied`: update dependencies no cluster applies, too.
+    pub include_not_applied: bool,
 }
 
 /// A config that cannot be used.
@@ -608,7 +614,8 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .map(|h| HostRuleSpec { host: h.host, username_env: h.username_env, password_env: h.password_env })
         .collect();
     let sources = sources(file, raw.sources)?;
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify, sources })
+    let include_not_applied = raw.include_not_applied;
+    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify, sources, include_not_applied })
 }
 
 /// Check `sources:` entries: a name, a URL Flux would accept for the kind, no entry twice.
@@ -660,6 +667,13 @@ mod tests {
     fn empty_and_missing_configs_are_defaults() {
         assert_eq!(parse("", Path::new("/r"), "upkeep.yaml").map(|c| c.rewrites.0.len()).ok(), Some(0));
         assert_eq!(parse("# nothing\n", Path::new("/r"), "upkeep.yaml").map(|c| c.host_rules.len()).ok(), Some(0));
+    }
+
+    #[test]
+    fn include_not_applied_is_off_unless_asked_for() {
+        let read = |text: &str| parse(text, Path::new("/r"), "upkeep.yaml").map(|c| c.include_not_applied).ok();
+        assert_eq!(read(""), Some(false));
+        assert_eq!(read("includeNotApplied: true\n"), Some(true));
     }
 
     #[test]

@@ -192,6 +192,8 @@ pub enum SkipReason {
     AmbiguousSource,
     /// The object has no `metadata.name`: the API server never creates it, so it is never applied.
     Unnamed,
+    /// No cluster's Flux Kustomizations apply the file (`.archive/`, templates, retired clusters).
+    NotApplied,
 }
 
 impl SkipReason {
@@ -214,6 +216,7 @@ impl SkipReason {
             SkipReason::InvalidSource => "invalid-source",
             SkipReason::AmbiguousSource => "ambiguous-source",
             SkipReason::Unnamed => "unnamed",
+            SkipReason::NotApplied => "not-applied",
         }
     }
 }
@@ -275,6 +278,11 @@ pub struct Dependency {
     pub role: Option<PlanRole>,
     /// Where the owning object is defined.
     pub manifest: Manifest,
+    /// The clusters whose Flux Kustomizations apply the owning object's file (named by their
+    /// synced path, `clusters/production`): empty when none does, `None` when the repository
+    /// has no Flux entry point to tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
 }
 
 impl Dependency {

@@ -63,6 +63,8 @@ struct JsonDependency<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<PlanRole>,
     manifest: &'a Manifest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clusters: Option<&'a [String]>,
     latest: Option<&'a str>,
     updates: &'a [Update],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +87,7 @@ impl<'a> JsonDependency<'a> {
             skip: d.skip.as_ref(),
             role: d.role,
             manifest: &d.manifest,
+            clusters: d.clusters.as_deref(),
             latest: available.and_then(|a| a.latest.as_deref()),
             updates: available.map_or(&[], |a| a.updates.as_slice()),
             decision,

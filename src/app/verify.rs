@@ -220,7 +220,15 @@ pub fn verify_with<O: Observer>(
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
     let outcome = runtime.block_on(async {
         let observer = observer().await;
-        let applying = |_: &str| Vec::new();
+        // The repository's own Flux graph names the Kustomizations that apply a changed file.
+        let applying = |file: &str| {
+            s.scan
+                .flux_graph
+                .kustomizations_applying(file)
+                .into_iter()
+                .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
+                .collect::<Vec<String>>()
+        };
         let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options };
         verifier.pass(merges, jiff::Timestamp::now).await
     });

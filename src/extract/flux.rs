@@ -110,6 +110,7 @@ impl Extractor for Flux {
             skip: None,
             role: None,
             manifest: Manifest { file: file.relative.clone(), line: 1 },
+            clusters: None,
         };
         match read_header(&file.text) {
             Some(header) => {
@@ -166,6 +167,7 @@ impl Extractor for Flux {
             skip,
             role: None,
             manifest: doc.manifest(),
+            clusters: None,
         });
     }
 }

@@ -176,6 +176,7 @@ impl Extractor for HelmReleases {
                 }),
                 role: None,
                 manifest: Manifest { file: file.relative.clone(), line },
+                clusters: None,
             });
         }
     }
@@ -251,12 +252,26 @@ impl HelmReleases {
         let pool: Vec<&Source> = if !exact.is_empty() {
             exact
         } else {
-            // Only when a namespace is unknown on one side may the name alone decide.
-            let loose: Vec<&Source> =
-                candidates.iter().filter(|s| namespace.is_none() || s.namespace.is_none()).collect();
+            // Only when a namespace is unknown on one side may the name alone decide, and only in
+            // the same folder: kustomize or Flux gives both the same namespace there, while a
+            // unique name elsewhere is a guess (issue 9, item 4).
+            let here = super::kustomize::dir_of(from_file);
+            let loose: Vec<&Source> = candidates
+                .iter()
+                .filter(|s| namespace.is_none() || s.namespace.is_none())
+                .filter(|s| super::kustomize::dir_of(&s.file) == here)
+                .collect();
             let distinct: HashSet<Option<&str>> = loose.iter().map(|s| s.namespace.as_deref()).collect();
             if distinct.len() > 1 {
                 return Found::Ambiguous(loose);
+            }
+            // Nothing in this folder, the reference's namespace unknown, and same-named sources
+            // in several namespaces elsewhere: not "missing" but ambiguous, naming them.
+            if loose.is_empty() && namespace.is_none() {
+                let elsewhere: HashSet<Option<&str>> = candidates.iter().map(|s| s.namespace.as_deref()).collect();
+                if elsewhere.len() > 1 {
+                    return Found::Ambiguous(candidates.iter().collect());
+                }
             }
             loose
         };
@@ -337,6 +352,7 @@ impl HelmReleases {
             skip: None,
             role: None,
             manifest: release.manifest.clone(),
+            clusters: None,
         };
         if let Some(skip) = release.refused() {
             dep.skip = Some(skip);
@@ -519,6 +535,7 @@ impl HelmReleases {
             skip: None,
             role: None,
             manifest: source.manifest.clone(),
+            clusters: None,
         };
         let ns = source.namespace.as_deref().unwrap_or("-");
         match &source.detail {

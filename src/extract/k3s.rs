@@ -136,6 +136,7 @@ impl Extractor for Plans {
             location: version.location().cloned(),
             skip,
             manifest: doc.manifest(),
+            clusters: None,
         });
     }
 }

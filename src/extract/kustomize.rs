@@ -39,11 +39,14 @@ impl Layout {
     }
 }
 
+/// What one `kustomization.yaml` lists, resolved against its folder.
 #[derive(Debug)]
-struct Kustomization {
-    namespace: Option<String>,
-    resources: Vec<String>,
-    patches: Vec<String>,
+pub(crate) struct Kustomization {
+    pub(crate) namespace: Option<String>,
+    /// `resources`, `components` and `bases`: files or folders.
+    pub(crate) resources: Vec<String>,
+    /// Patch files (`patchesStrategicMerge`, `patches[].path`).
+    pub(crate) patches: Vec<String>,
 }
 
 /// Is this the file name kustomize looks for in a folder?
@@ -55,7 +58,7 @@ fn file_name(relative: &str) -> &str {
     relative.rsplit('/').next().unwrap_or(relative)
 }
 
-fn dir_of(relative: &str) -> &str {
+pub(crate) fn dir_of(relative: &str) -> &str {
     relative.rfind('/').map_or("", |i| &relative[..i])
 }
 
@@ -136,11 +139,19 @@ pub fn layout<'a>(files: impl IntoIterator<Item = (&'a str, &'a Stream)>) -> Lay
     Layout { namespaces, patches }
 }
 
-fn read_kustomization(dir: &str, root: &Node) -> Kustomization {
+pub(crate) fn read_kustomization(dir: &str, root: &Node) -> Kustomization {
     let list = |key: &str| -> Vec<String> {
         root.get(key)
             .and_then(Node::as_seq)
-            .map(|items| items.iter().filter_map(Node::as_str).filter_map(|e| join(dir, e)).collect())
+            .map(|items| {
+                // An inline patch (`patchesStrategicMerge: [|- ...]`) is YAML, not a path.
+                items
+                    .iter()
+                    .filter_map(Node::as_str)
+                    .filter(|e| !e.contains('\n'))
+                    .filter_map(|e| join(dir, e))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut resources = list("resources");

@@ -7,14 +7,19 @@
 //! usually in different files). Every HelmRelease ends up either as a dependency or with a
 //! [`Skip`] that says why: nothing is dropped silently.
 //!
+//! After the extractors, [`flux_graph`] works out which cluster's Flux Kustomizations apply
+//! each file; a dependency in a file no cluster applies is skipped as `not-applied`.
+//!
 //! One manager per file: [`helmrelease`] (HelmRelease and its Flux sources), [`flux`] (Flux
 //! itself), [`k3s`] (system-upgrade-controller Plans). Adding one is a file, a type that
 //! implements [`Extractor`], and a line in [`extractors`].
 
 pub mod flux;
+pub mod flux_graph;
 pub mod helmrelease;
 pub mod k3s;
 pub mod kustomize;
+pub mod sourceignore;
 pub mod walk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -22,6 +27,7 @@ use std::path::Path;
 
 use crate::model::{Dependency, FileError, Location, Manifest, Skip, SkipReason};
 use crate::yaml::{Document, Node, NodeKind, Stream, parse_stream, parse_stream_within};
+use flux_graph::FluxGraph;
 
 pub use walk::{DEFAULT_MAX_FILE_SIZE, WalkError};
 
@@ -34,6 +40,9 @@ pub struct ScanOptions {
     pub sources: Vec<helmrelease::ExternalSource>,
     /// Parsing one file may take this long; a file that takes longer is reported as an error.
     pub file_budget: std::time::Duration,
+    /// Keep dependencies in files no cluster applies updatable (config `includeNotApplied`);
+    /// by default they are skipped with reason `not-applied`.
+    pub include_not_applied: bool,
 }
 
 impl Default for ScanOptions {
@@ -42,6 +51,7 @@ impl Default for ScanOptions {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             sources: Vec::new(),
             file_budget: walk::DEFAULT_FILE_BUDGET,
+            include_not_applied: false,
         }
     }
 }
@@ -60,6 +70,9 @@ pub struct Scan {
     /// Flux apiVersions in use, with the files using them (the gate holds Flux upgrades that
     /// would remove one).
     pub api_versions: BTreeMap<String, BTreeSet<String>>,
+    /// What each cluster's Flux Kustomizations apply ([`flux_graph`]); inactive when the
+    /// repository has no Flux entry point.
+    pub flux_graph: FluxGraph,
 }
 
 /// One YAML file, read and parsed.
@@ -341,7 +354,50 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
     scan.errors.extend(findings.errors);
     scan.dependencies = findings.dependencies;
     scan.api_versions = findings.api_versions;
+    let ignores = read_source_ignores(&listing.source_ignores, &mut scan.errors);
+    scan.flux_graph = FluxGraph::build(files.iter().map(|f| (f.relative.as_str(), &f.stream)), &ignores);
+    scan.errors.extend(scan.flux_graph.errors().iter().cloned());
+    mark_applied(&mut scan.dependencies, &scan.flux_graph, options.include_not_applied);
     Ok(scan)
+}
+
+/// The `.sourceignore` files as `(folder, text)`; an unreadable one is reported.
+fn read_source_ignores(candidates: &[walk::Candidate], errors: &mut Vec<FileError>) -> Vec<(String, String)> {
+    candidates
+        .iter()
+        .filter_map(|c| match std::fs::read_to_string(&c.path) {
+            Ok(text) => Some((kustomize::dir_of(&c.relative).to_string(), text)),
+            Err(e) => {
+                errors.push(FileError {
+                    file: c.relative.clone(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read: {e}"),
+                });
+                None
+            }
+        })
+        .collect()
+}
+
+/// Record which clusters apply each dependency's object, and skip those none applies (unless
+/// the config switch keeps them). An inactive graph changes nothing.
+pub fn mark_applied(deps: &mut [Dependency], graph: &FluxGraph, include_not_applied: bool) {
+    for dep in deps.iter_mut() {
+        let Some(clusters) = graph.clusters_applying(&dep.manifest.file) else { continue };
+        if clusters.is_empty() && !include_not_applied {
+            let earlier =
+                dep.skip.as_ref().map(|s| format!(" (also: {}: {})", s.reason.as_str(), s.message)).unwrap_or_default();
+            dep.skip = Some(Skip {
+                reason: SkipReason::NotApplied,
+                message: format!(
+                    "no cluster's Flux Kustomizations apply {}, so an update would change nothing that runs; set `includeNotApplied: true` to update it anyway{earlier}",
+                    dep.manifest.file
+                ),
+            });
+        }
+        dep.clusters = Some(clusters);
+    }
 }
 
 /// Run every extractor over already-loaded files.

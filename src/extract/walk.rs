@@ -33,6 +33,15 @@ pub struct Listing {
     pub files: Vec<Candidate>,
     /// Oversized files and unreadable directory entries.
     pub warnings: Vec<FileError>,
+    /// `.sourceignore` files: what Flux leaves out of a source's artifact.
+    pub source_ignores: Vec<Candidate>,
+}
+
+/// The file source-controller reads ignore rules from.
+const SOURCE_IGNORE: &str = ".sourceignore";
+
+fn is_listed(name: &str) -> bool {
+    is_yaml(name) || name == SOURCE_IGNORE
 }
 
 /// Why a root could not be listed at all.
@@ -75,6 +84,7 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
         }
     };
     listing.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    listing.source_ignores.sort_by(|a, b| a.relative.cmp(&b.relative));
     listing.warnings.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(listing)
 }
@@ -102,7 +112,7 @@ fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
         .filter(|e| e.mode & 0o170000 != LINK && e.mode & 0o170000 != GITLINK)
         .filter_map(|e| String::from_utf8(e.path).ok())
         .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
-        .filter(|p| p.rsplit('/').next().is_some_and(is_yaml))
+        .filter(|p| p.rsplit('/').next().is_some_and(is_listed))
         .collect();
     Ok(Some(paths))
 }
@@ -161,7 +171,7 @@ fn walk(root: &Path, max_size: u64) -> Listing {
                 continue;
             }
         };
-        if !entry.file_type().is_some_and(|t| t.is_file()) || !is_yaml(&entry.file_name().to_string_lossy()) {
+        if !entry.file_type().is_some_and(|t| t.is_file()) || !is_listed(&entry.file_name().to_string_lossy()) {
             continue;
         }
         let Ok(rel) = entry.path().strip_prefix(root) else { continue };
@@ -173,7 +183,9 @@ fn walk(root: &Path, max_size: u64) -> Listing {
 }
 
 fn push_sized(listing: &mut Listing, path: PathBuf, relative: String, size: u64, max_size: u64) {
-    if size > max_size {
+    if relative.rsplit('/').next() == Some(SOURCE_IGNORE) {
+        listing.source_ignores.push(Candidate { path, relative });
+    } else if size > max_size {
         listing.warnings.push(FileError {
             file: relative,
             line: None,

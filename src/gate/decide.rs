@@ -36,7 +36,7 @@ fn rules(dep: &Dependency, input: &GateInput<'_>, kube: &[Version], pause: Optio
     found.any_left()?;
     let path = match dep.component {
         Component::Longhorn | Component::K3s => one_minor_at_a_time(dep, input, &current, &parsed, &mut found)?,
-        Component::Flux => no_api_removal_in_use(input, &current, &mut found)?,
+        Component::Flux => no_api_removal_in_use(dep, input, &current, &mut found)?,
         _ => Path::default(),
     };
     let (chosen, waiting) = old_enough(&found, input.now)?;
@@ -382,9 +382,16 @@ fn stations(start: &Version, current: &Version, stable: &[Version]) -> usize {
 }
 
 /// Flux upgrades that remove an apiVersion the repository still uses wait for `flux migrate`.
-fn no_api_removal_in_use(input: &GateInput<'_>, current: &Version, found: &mut Candidates<'_>) -> Result<Path, Ended> {
+/// Only the files this Flux's own clusters apply count (an archived file does not hold it).
+fn no_api_removal_in_use(
+    dep: &Dependency,
+    input: &GateInput<'_>,
+    current: &Version,
+    found: &mut Candidates<'_>,
+) -> Result<Path, Ended> {
     let Some(newest) = found.list.first() else { return Ok(Path::default()) };
-    let Some((removal, files)) = paths::flux_removal(current, &newest.version, input.api_versions) else {
+    let in_use = super::api_versions_of_cluster(dep, input);
+    let Some((removal, files)) = paths::flux_removal(current, &newest.version, &in_use) else {
         return Ok(Path::default());
     };
     let list: Vec<&str> = files.iter().map(String::as_str).take(5).collect();

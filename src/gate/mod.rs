@@ -130,6 +130,9 @@ pub struct GateInput<'a> {
     pub releases: &'a HashMap<String, Result<Vec<Release>, String>>,
     /// apiVersions used in the repository, with the files using them.
     pub api_versions: &'a BTreeMap<String, BTreeSet<String>>,
+    /// The clusters that apply each file (`Scan::flux_graph`); empty when the repository has no
+    /// Flux entry point. A Flux upgrade is held only for removed APIs its own cluster applies.
+    pub file_clusters: &'a BTreeMap<String, BTreeSet<String>>,
     /// The policy.
     pub policy: &'a Policy,
     /// Memory.
@@ -177,15 +180,32 @@ pub fn slug(text: &str) -> String {
     out
 }
 
+/// A k3s Plan's Kubernetes version, with where it is: its folders and the clusters applying it.
+struct PlanKube<'a> {
+    folders: Vec<String>,
+    clusters: Option<&'a [String]>,
+    version: Version,
+}
+
 /// The Kubernetes version of the cluster, from its k3s Plans (the lowest, if they differ).
-fn cluster_kubernetes(deps: &[Dependency]) -> Vec<(Vec<String>, Version)> {
+fn cluster_kubernetes(deps: &[Dependency]) -> Vec<PlanKube<'_>> {
     deps.iter()
         .filter(|d| d.component == Component::K3s && d.skip.is_none())
         .filter_map(|d| {
             let v = d.current.as_deref().and_then(Version::parse)?;
-            Some((folders(&d.manifest.file), paths::kubernetes_of_k3s(&v)))
+            Some(PlanKube {
+                folders: folders(&d.manifest.file),
+                clusters: d.clusters.as_deref(),
+                version: paths::kubernetes_of_k3s(&v),
+            })
         })
         .collect()
+}
+
+/// Do two cluster lists share a cluster? (`None` when either is not known.)
+fn same_cluster(a: Option<&[String]>, b: Option<&[String]>) -> Option<bool> {
+    let (a, b) = (a.filter(|a| !a.is_empty())?, b.filter(|b| !b.is_empty())?);
+    Some(a.iter().any(|c| b.contains(c)))
 }
 
 fn folders(file: &str) -> Vec<String> {
@@ -197,21 +217,54 @@ fn folders(file: &str) -> Vec<String> {
 /// The Kubernetes versions a dependency may run on: those of the k3s Plans that share the most
 /// folders with its file (`clusters/prod/...`), or every Plan's when none is nearer than the
 /// rest (a shared `apps/` tree): then a chart must fit them all.
-fn kubernetes_for(dep: &Dependency, plans: &[(Vec<String>, Version)]) -> Vec<Version> {
+///
+/// When Flux's graph says which clusters apply the dependency and the Plans, the Plans of those
+/// clusters decide, and only they: another cluster's k3s version says nothing about this one.
+fn kubernetes_for(dep: &Dependency, plans: &[PlanKube<'_>]) -> Vec<Version> {
+    if plans.iter().any(|p| same_cluster(dep.clusters.as_deref(), p.clusters).is_some()) {
+        let mut versions: Vec<Version> = plans
+            .iter()
+            .filter(|p| same_cluster(dep.clusters.as_deref(), p.clusters) == Some(true))
+            .map(|p| p.version.clone())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        return versions;
+    }
     let own = folders(&dep.manifest.file);
     let shared = |dirs: &Vec<String>| dirs.iter().zip(&own).take_while(|(a, b)| a == b).count();
-    let best = plans.iter().map(|(dirs, _)| shared(dirs)).max().unwrap_or(0);
+    let best = plans.iter().map(|p| shared(&p.folders)).max().unwrap_or(0);
     let mut versions: Vec<Version> =
-        plans.iter().filter(|(dirs, _)| best == 0 || shared(dirs) == best).map(|(_, v)| v.clone()).collect();
+        plans.iter().filter(|p| best == 0 || shared(&p.folders) == best).map(|p| p.version.clone()).collect();
     versions.sort();
     versions.dedup();
     versions
 }
 
-/// k3s Plans of one cluster share a folder and namespace; they move together.
+/// k3s Plans of one cluster move together: the cluster is the one Flux's graph says applies
+/// the Plan (server and agent Plans in sibling folders are still one cluster); without a graph,
+/// Plans sharing a folder and namespace are taken to be one cluster.
 fn k3s_group(dep: &Dependency) -> String {
+    if let Some(clusters) = dep.clusters.as_deref().filter(|c| !c.is_empty()) {
+        return slug(&format!("k3s-{}", clusters.join("-")));
+    }
     let dir = dep.manifest.file.rsplit_once('/').map_or("", |(d, _)| d);
     slug(&format!("k3s-{}-{}", dep.namespace.as_deref().unwrap_or("-"), dir))
+}
+
+/// The apiVersions in files the dependency's own clusters apply (all of them when the graph
+/// does not say): an archived file, or another cluster's, does not hold this Flux.
+fn api_versions_of_cluster(dep: &Dependency, input: &GateInput<'_>) -> BTreeMap<String, BTreeSet<String>> {
+    let Some(clusters) = dep.clusters.as_deref().filter(|c| !c.is_empty()) else {
+        return input.api_versions.clone();
+    };
+    let applies =
+        |file: &String| input.file_clusters.get(file).is_some_and(|cs| clusters.iter().any(|c| cs.contains(c)));
+    input
+        .api_versions
+        .iter()
+        .map(|(api, files)| (api.clone(), files.iter().filter(|f| applies(f)).cloned().collect()))
+        .collect()
 }
 
 /// Decide for every dependency.

@@ -261,6 +261,7 @@ mod tests {
             skip: None,
             role: None,
             manifest: Manifest { file: file.into(), line: 1 },
+            clusters: None,
         }
     }
 

@@ -104,24 +104,26 @@ pub fn holds(path: &str, file: &str) -> bool {
 }
 
 /// Relate an observation to the merge: keep the Kustomizations that apply a changed file (by
-/// the repository's own Flux graph when it knows, else by `spec.path`), and decide, with git,
-/// whether the revisions Flux reports contain the merge.
+/// the repository's own Flux graph when it names ones the cluster has, else by `spec.path`),
+/// and decide, with git, whether the revisions Flux reports contain the merge.
+///
+/// `applying` answers `namespace/name` of the Flux Kustomizations that apply a file (`*/name`
+/// when the manifest leaves the namespace to kustomize).
 pub fn annotate(mut ev: Evidence, merge: &Merge, writer: &Writer, applying: &dyn Fn(&str) -> Vec<String>) -> Evidence {
     let contains =
         |rev: Option<&str>| rev.and_then(revision_commit).and_then(|sha| writer.contains(sha, &merge.commit));
     ev.source_has_merge = ev.source.as_ref().and_then(|s| contains(s.artifact_revision.as_deref()));
     let named: Vec<String> = merge.files.iter().flat_map(|f| applying(f)).collect();
+    let by_name = |o: &super::evidence::FluxObject| {
+        named.iter().any(|n| *n == format!("{}/{}", o.namespace, o.name) || *n == format!("*/{}", o.name))
+    };
+    let by_path =
+        |o: &super::evidence::FluxObject| o.path.as_deref().is_some_and(|p| merge.files.iter().any(|f| holds(p, f)));
+    let graph_knows = ev.kustomizations.iter().any(|k| by_name(&k.object));
     let kept: Vec<KustomizationState> = ev
         .kustomizations
         .into_iter()
-        .filter(|k| {
-            let o = &k.object;
-            if named.is_empty() {
-                o.path.as_deref().is_some_and(|p| merge.files.iter().any(|f| holds(p, f)))
-            } else {
-                named.contains(&format!("{}/{}", o.namespace, o.name))
-            }
-        })
+        .filter(|k| if graph_knows { by_name(&k.object) } else { by_path(&k.object) })
         .map(|k| KustomizationState {
             applied_merge: contains(k.object.last_applied_revision.as_deref()),
             attempted_merge: contains(k.object.last_attempted_revision.as_deref()),

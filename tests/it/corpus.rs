@@ -30,14 +30,66 @@ fn summary(scan: &Scan) -> String {
     let errors: Vec<String> =
         scan.errors.iter().map(|e| format!("  {}: {}", upkeep::report::error_place(e), e.message)).collect();
     format!(
-        "files: {}\ndependencies: {}\nkinds:\n{}\ncomponents:\n{}\nstatus:\n{}\nerrors:\n{}\n",
+        "files: {}\ndependencies: {}\nkinds:\n{}\ncomponents:\n{}\nstatus:\n{}\napplied by:\n{}\nerrors:\n{}\n",
         scan.files_scanned,
         scan.dependencies.len(),
         list(&kinds),
         list(&components),
         list(&reasons),
+        list(&applied_by(scan)),
         errors.join("\n")
     )
+}
+
+/// Dependencies per cluster that applies them (a dependency two clusters apply counts for
+/// each), and those no cluster applies.
+fn applied_by(scan: &Scan) -> BTreeMap<&str, usize> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &scan.dependencies {
+        match d.clusters.as_deref() {
+            None => *counts.entry("(no Flux entry point)").or_default() += 1,
+            Some([]) => *counts.entry("(not applied)").or_default() += 1,
+            Some(clusters) => {
+                for c in clusters {
+                    *counts.entry(c.as_str()).or_default() += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// Checked by hand against each repository's files.
+///
+/// - flux2-kustomize-helm-example: `clusters/{production,staging}/flux-system` are bootstrap
+///   folders (gotk-sync.yaml still empty); each cluster's ArtifactGenerator copies
+///   `infrastructure/**` and `apps/{base,<cluster>}/**` into ExternalArtifacts its Kustomizations
+///   build. So both clusters apply the two controllers and the podinfo base, each its own values
+///   patch and gotk-components: 5 dependencies each, nothing unapplied.
+/// - bjw-s-home-ops: no bootstrap folder; the Kustomization `cluster`
+///   (`kubernetes/main/flux/config/cluster.yaml`) applies its own folder, so it is the cluster
+///   `kubernetes/main/flux`. Its GitRepository ignores everything but `/kubernetes`, and the
+///   `.archive/kubernetes/*/ks.yaml` Kustomizations point at paths that no longer exist: the 49
+///   releases under `.archive/` are not applied, the other 85 are.
+#[test]
+fn corpus_applied_dependencies_by_cluster() {
+    let counts = |repo: &str| -> Vec<(String, usize)> {
+        let scan = scan_dir(&fixture(&format!("corpus/{repo}")));
+        applied_by(&scan).into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    };
+    assert_eq!(
+        counts("flux2-kustomize-helm-example"),
+        vec![("clusters/production".to_string(), 5), ("clusters/staging".to_string(), 5)]
+    );
+    assert_eq!(
+        counts("bjw-s-home-ops"),
+        vec![("(not applied)".to_string(), 49), ("kubernetes/main/flux".to_string(), 85)]
+    );
+    let bjw = scan_dir(&fixture("corpus/bjw-s-home-ops"));
+    for d in &bjw.dependencies {
+        let archived = d.manifest.file.starts_with(".archive/");
+        assert_eq!(d.skip.as_ref().is_some_and(|s| s.reason.as_str() == "not-applied"), archived, "{}", d.id);
+    }
 }
 
 #[test]
@@ -130,7 +182,7 @@ fn namespaces_set_by_parents_link_sources() {
     // flux2-kustomize-helm-example: the base HelmRelease has a namespace only through its
     // kustomization; bjw-s: most releases get theirs from a Flux Kustomization's targetNamespace.
     let scan = scan_dir(&fixture("corpus/bjw-s-home-ops"));
-    // Only the archived folders, which no Flux Kustomization points at, have no namespace.
+    // Only the archived folders, which no Flux Kustomization reaches, have no namespace.
     let unknown = scan
         .dependencies
         .iter()

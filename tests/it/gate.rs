@@ -83,6 +83,7 @@ fn dep(id: &str, component: Component, current: &str) -> Dependency {
         role: (component == Component::K3s)
             .then(|| if id.contains("server") { PlanRole::Server } else { PlanRole::Agent }),
         manifest: Manifest { file: file.into(), line: 1 },
+        clusters: None,
     }
 }
 
@@ -121,6 +122,7 @@ impl Case {
             dependencies: &self.deps,
             releases: &self.releases,
             api_versions: &self.api_versions,
+            file_clusters: &BTreeMap::new(),
             policy: &self.policy,
             history: &self.history,
             now: self.now,

@@ -2,6 +2,7 @@ mod bad_input;
 mod cli;
 mod config;
 mod corpus;
+mod flux_graph;
 mod forge_github;
 mod fuzz;
 mod gate;

@@ -66,3 +66,26 @@ fn in_a_git_work_tree_only_tracked_files_are_scanned() {
     let sub = scan_dir(&dir.path().join("clusters"));
     assert_eq!(sub.dependencies[0].manifest.file, "tracked.yaml");
 }
+
+/// Flux's `.sourceignore` is not YAML, but it decides what a source's artifact holds: in a git
+/// work tree the tracked one is read, and what it excludes is applied by no cluster.
+#[test]
+fn a_tracked_sourceignore_is_read_in_a_git_work_tree() {
+    let sync = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  path: ./clusters/prod\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n";
+    let (kept, drafted) = (helmrelease("kept", "1.0.0"), helmrelease("drafted", "1.0.0"));
+    let dir = tree(&[
+        (".sourceignore", b"drafts/\n"),
+        ("clusters/prod/flux-system/gotk-sync.yaml", sync.as_bytes()),
+        ("clusters/prod/apps/kept.yaml", kept.as_bytes()),
+        ("clusters/prod/drafts/drafted.yaml", drafted.as_bytes()),
+        ("clusters/prod/repo.yaml", REPOSITORY.as_bytes()),
+    ]);
+    let repo = git2::Repository::init(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap_or_else(|e| panic!("{e}"));
+    index.write().unwrap_or_else(|e| panic!("{e}"));
+    let scan = scan_dir(dir.path());
+    let reason = |id: &str| super::util::reason(&scan, id);
+    assert_eq!(reason("helmrelease/apps/kept"), None);
+    assert_eq!(reason("helmrelease/apps/drafted"), Some("not-applied"));
+}
