@@ -140,7 +140,7 @@ fn a_first_run_opens_one_pr_per_update_and_a_second_changes_nothing() {
     let sb = Sandbox::example();
     let first = sb.run(&[], &[]);
     let text = stdout(&first);
-    assert!(text.contains("PRs opened: upkeep/helmrelease-cert-manager-cert-manager, upkeep/helmrelease-ingress-nginx-ingress-nginx, upkeep/helmrelease-longhorn-system-longhorn, upkeep/k3s-system-upgrade-system-upgrade"), "{text}");
+    assert!(text.contains("PRs opened: upkeep/helmrelease-cert-manager-cert-manager, upkeep/helmrelease-ingress-nginx-ingress-nginx, upkeep/helmrelease-longhorn-system-longhorn, upkeep/k3s-clusters-home"), "{text}");
     assert!(
         text.contains("held: `flux-components/clusters/home/flux-system` is generated")
             && text.contains("flux install --export --components=source-controller"),
