@@ -638,6 +638,12 @@ fn resolvable(written: &str) -> Option<String> {
     join("", written)
 }
 
+/// Is `entry` a file the scan does not read (`patch.json`), whose existence it cannot check?
+fn not_scanned(entry: &str) -> bool {
+    let name = entry.rsplit('/').next().unwrap_or(entry);
+    name.rsplit_once('.').is_some_and(|(_, ext)| !matches!(ext.to_ascii_lowercase().as_str(), "yaml" | "yml"))
+}
+
 /// Walks one kustomize build the way kustomize-controller runs it.
 struct Builder<'b, 'a> {
     inputs: &'b Inputs<'a>,
@@ -669,6 +675,11 @@ impl Builder<'_, '_> {
         let file = self.kustomization_file(dir);
         self.out.insert(file.clone());
         for entry in k.resources.iter().chain(&k.patches) {
+            if not_scanned(entry) {
+                // A JSON patch or another file the scan does not list: its presence is unknown,
+                // so it neither applies anything here nor refuses the build.
+                continue;
+            }
             if !self.inputs.exists(entry) || self.ignore.is_ignored(entry, !self.inputs.files.contains(entry.as_str()))
             {
                 return Err(format!("`{file}` lists `{entry}`, which is not in the source"));
@@ -789,6 +800,21 @@ mod tests {
         assert_eq!(g.errors().len(), 1, "{:?}", g.errors());
         assert!(g.errors()[0].message.contains("apps/gone.yaml"), "{}", g.errors()[0].message);
         assert_eq!(g.errors()[0].file, "clusters/prod/apps.yaml");
+    }
+
+    #[test]
+    fn a_json_patch_the_scan_does_not_list_does_not_refuse_the_build() {
+        let entry = ks("flux-system", "./apps");
+        let g = graph(
+            &[
+                ("apps/flux-system/gotk-sync.yaml", &entry),
+                ("apps/kustomization.yaml", "resources: [hr.yaml]\npatches:\n  - path: replicas.json\n"),
+                ("apps/hr.yaml", "kind: HelmRelease\n"),
+            ],
+            &[],
+        );
+        assert!(g.errors().is_empty(), "{:?}", g.errors());
+        assert_eq!(g.clusters_applying("apps/hr.yaml"), Some(vec!["apps".to_string()]));
     }
 
     #[test]
