@@ -19,7 +19,8 @@
 //! sub-folder with its own kustomization file is added as one unit and not descended into; a
 //! file that does not decode as Kubernetes YAML fails the build. A build that would fail applies
 //! nothing, and is reported. Files the source's ignore rules leave out ([`super::sourceignore`])
-//! do not exist for the build.
+//! do not exist for the build. A `spec.path` with post-build `${VAR}`s applies every folder it
+//! could name: upkeep does not evaluate substitutions, and must not call a live file unapplied.
 //!
 //! **Sources.** A `GitRepository` is this repository. Any other source (an `OCIRepository` that CI
 //! pushes from a sub-folder, a Bucket) is followed when its `spec.path` exists in the repository,
@@ -515,6 +516,9 @@ impl<'a> Inputs<'a> {
                 let ignore = rules
                     .entry(rules_key.clone())
                     .or_insert_with(|| IgnoreRules::new(source_ignores, declared.and_then(|s| s.ignore.as_deref())));
+                if decl.reference.path.contains("${") {
+                    return self.build_substituted(&decl.reference.path, ignore);
+                }
                 let Some(path) = self.resolve(decl) else { return self.unresolved(decl) };
                 memo.entry((path.clone(), rules_key)).or_insert_with(|| self.build(&path, ignore)).clone()
             })
@@ -561,6 +565,43 @@ impl<'a> Inputs<'a> {
             .chain(self.files.iter().filter_map(|f| f.strip_suffix(&format!("/{path}"))))
             .collect();
         (folders.len() == 1).then(|| folders.into_iter().next().map(|f| format!("{f}/{path}"))).flatten()
+    }
+
+    /// A `spec.path` with post-build `${VAR}`s (filled in by the parent's substitution, which
+    /// upkeep does not evaluate): every folder the path could name is taken as applied, so
+    /// nothing is called unapplied on a guess.
+    fn build_substituted(&self, written: &str, ignore: &IgnoreRules) -> Built {
+        let mut pattern = String::new();
+        let mut rest = written;
+        while let Some(start) = rest.find("${") {
+            pattern.push_str(&globset::escape(&rest[..start]));
+            pattern.push('*');
+            rest = rest[start..].find('}').map_or("", |end| &rest[start + end + 1..]);
+        }
+        pattern.push_str(&globset::escape(rest));
+        let Some(pattern) = join("", &pattern) else {
+            return Built::Refused(format!("spec.path `{written}` leads out of the source"));
+        };
+        let Ok(glob) = globset::GlobBuilder::new(&pattern).literal_separator(true).build() else {
+            return Built::Refused(format!("spec.path `{written}` cannot be read as a path"));
+        };
+        let matcher = glob.compile_matcher();
+        let folders: BTreeSet<&str> = self
+            .files
+            .iter()
+            .flat_map(|f| f.match_indices('/').map(move |(i, _)| &f[..i]))
+            .filter(|d| matcher.is_match(d))
+            .collect();
+        let mut files = BTreeSet::new();
+        for folder in &folders {
+            if let Built::Files(found) = self.build(folder, ignore) {
+                files.extend(found);
+            }
+        }
+        if folders.is_empty() {
+            return Built::Refused(format!("no folder matches spec.path `{written}` (post-build substitution)"));
+        }
+        Built::Files(files)
     }
 
     fn unresolved(&self, decl: &Decl) -> Built {
@@ -638,6 +679,12 @@ fn resolvable(written: &str) -> Option<String> {
     join("", written)
 }
 
+/// Is `entry` a file the scan does not read (`patch.json`), whose existence it cannot check?
+fn not_scanned(entry: &str) -> bool {
+    let name = entry.rsplit('/').next().unwrap_or(entry);
+    name.rsplit_once('.').is_some_and(|(_, ext)| !matches!(ext.to_ascii_lowercase().as_str(), "yaml" | "yml"))
+}
+
 /// Walks one kustomize build the way kustomize-controller runs it.
 struct Builder<'b, 'a> {
     inputs: &'b Inputs<'a>,
@@ -669,6 +716,11 @@ impl Builder<'_, '_> {
         let file = self.kustomization_file(dir);
         self.out.insert(file.clone());
         for entry in k.resources.iter().chain(&k.patches) {
+            if not_scanned(entry) {
+                // A JSON patch or another file the scan does not list: its presence is unknown,
+                // so it neither applies anything here nor refuses the build.
+                continue;
+            }
             if !self.inputs.exists(entry) || self.ignore.is_ignored(entry, !self.inputs.files.contains(entry.as_str()))
             {
                 return Err(format!("`{file}` lists `{entry}`, which is not in the source"));
@@ -789,6 +841,44 @@ mod tests {
         assert_eq!(g.errors().len(), 1, "{:?}", g.errors());
         assert!(g.errors()[0].message.contains("apps/gone.yaml"), "{}", g.errors()[0].message);
         assert_eq!(g.errors()[0].file, "clusters/prod/apps.yaml");
+    }
+
+    #[test]
+    fn a_json_patch_the_scan_does_not_list_does_not_refuse_the_build() {
+        let entry = ks("flux-system", "./apps");
+        let g = graph(
+            &[
+                ("apps/flux-system/gotk-sync.yaml", &entry),
+                ("apps/kustomization.yaml", "resources: [hr.yaml]\npatches:\n  - path: replicas.json\n"),
+                ("apps/hr.yaml", "kind: HelmRelease\n"),
+            ],
+            &[],
+        );
+        assert!(g.errors().is_empty(), "{:?}", g.errors());
+        assert_eq!(g.clusters_applying("apps/hr.yaml"), Some(vec!["apps".to_string()]));
+    }
+
+    #[test]
+    fn a_substituted_path_applies_every_folder_it_could_name() {
+        let entry = ks("flux-system", "./clusters/prod");
+        let apps = ks("apps", "./apps/${CLUSTER_NAME}");
+        let g = graph(
+            &[
+                ("clusters/prod/flux-system/gotk-sync.yaml", &entry),
+                ("clusters/prod/apps.yaml", &apps),
+                ("apps/prod/hr.yaml", "kind: HelmRelease\n"),
+                ("apps/lab/hr.yaml", "kind: HelmRelease\n"),
+                ("apps/prod/deep/hr.yaml", "kind: HelmRelease\n"),
+                ("other/hr.yaml", "kind: HelmRelease\n"),
+            ],
+            &[],
+        );
+        assert!(g.errors().is_empty(), "{:?}", g.errors());
+        let prod = Some(vec!["clusters/prod".to_string()]);
+        assert_eq!(g.clusters_applying("apps/prod/hr.yaml"), prod);
+        assert_eq!(g.clusters_applying("apps/lab/hr.yaml"), prod);
+        assert_eq!(g.clusters_applying("apps/prod/deep/hr.yaml"), prod);
+        assert_eq!(g.clusters_applying("other/hr.yaml"), Some(vec![]));
     }
 
     #[test]
