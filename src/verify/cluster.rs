@@ -70,24 +70,8 @@ fn chart_source(reference: &str) -> Option<FluxObject> {
         "OCIRepository" => FluxKind::OciRepository,
         _ => return None,
     };
-    let (namespace, name) = (parts.next()?.to_string(), parts.next()?.to_string());
-    Some(FluxObject {
-        kind,
-        namespace,
-        name,
-        api_version: String::new(),
-        generation: None,
-        observed_generation: None,
-        conditions: Vec::new(),
-        artifact_revision: None,
-        last_applied_revision: None,
-        last_attempted_revision: None,
-        path: None,
-        source_ref: None,
-        history_chart_version: None,
-        history_status: None,
-        requested_at: None,
-    })
+    let (namespace, name) = (parts.next()?, parts.next()?);
+    Some(FluxObject::named(kind, namespace, name))
 }
 
 impl Observer for Cluster {

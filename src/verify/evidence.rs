@@ -90,6 +90,28 @@ pub struct FluxObject {
 }
 
 impl FluxObject {
+    /// An object known only by kind, namespace and name (nothing observed yet): what a nudge
+    /// of a source a release names needs.
+    pub fn named(kind: FluxKind, namespace: &str, name: &str) -> FluxObject {
+        FluxObject {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            api_version: String::new(),
+            generation: None,
+            observed_generation: None,
+            conditions: Vec::new(),
+            artifact_revision: None,
+            last_applied_revision: None,
+            last_attempted_revision: None,
+            path: None,
+            source_ref: None,
+            history_chart_version: None,
+            history_status: None,
+            requested_at: None,
+        }
+    }
+
     /// `Kind/namespace/name`, how reports name an object.
     pub fn reference(&self) -> String {
         format!("{}/{}/{}", self.kind.as_str(), self.namespace, self.name)

@@ -25,21 +25,10 @@ fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
 
 fn obj(kind: FluxKind, ns: &str, name: &str) -> FluxObject {
     FluxObject {
-        kind,
-        namespace: ns.into(),
-        name: name.into(),
-        api_version: String::new(),
         generation: Some(2),
         observed_generation: Some(2),
         conditions: vec![cond("Ready", "True", "ReconciliationSucceeded", "ok")],
-        artifact_revision: None,
-        last_applied_revision: None,
-        last_attempted_revision: None,
-        path: None,
-        source_ref: None,
-        history_chart_version: None,
-        history_status: None,
-        requested_at: None,
+        ..FluxObject::named(kind, ns, name)
     }
 }
 

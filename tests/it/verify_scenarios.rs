@@ -537,15 +537,21 @@ async fn on_github_a_failed_merge_gets_a_failure_status_a_comment_and_a_revert_p
     assert_eq!(fake.writes(), writes, "no new write");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_run_decides_and_writes_nothing() {
-    let sb = Sandbox::example();
+/// The ingress-nginx PR merged with a merge commit; Flux applies it and the upgrade fails.
+async fn merged_then_upgrade_fails(sb: &Sandbox) -> (git2::Oid, String, Cluster) {
     let before = sb.main_tip();
-    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
+    let (m, new) = merged(sb, MergeStyle::MergeCommit);
     let cluster = Cluster::start(&before.to_string(), &new).await;
     cluster.applies(Duration::from_millis(300), &m.to_string());
     cluster.release_state(Duration::from_millis(600), "helmrelease-v2-upgrade-failed.json");
     cluster.fake.start_clock();
+    (m, new, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_decides_and_writes_nothing() {
+    let sb = Sandbox::example();
+    let (m, _, cluster) = merged_then_upgrade_fails(&sb).await;
     let files = forge_files(&sb);
     let (out, report) = verify(&sb, &cluster.kubeconfig(), &["--dry-run"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
@@ -586,12 +592,7 @@ async fn a_merge_older_than_the_horizon_when_first_seen_is_skipped_not_reverted(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revert_that_fails_too_is_escalated_by_an_issue_and_never_reverted_again() {
     let sb = Sandbox::example();
-    let before = sb.main_tip();
-    let (m, new) = merged(&sb, MergeStyle::MergeCommit);
-    let cluster = Cluster::start(&before.to_string(), &new).await;
-    cluster.applies(Duration::from_millis(300), &m.to_string());
-    cluster.release_state(Duration::from_millis(600), "helmrelease-v2-upgrade-failed.json");
-    cluster.fake.start_clock();
+    let (_, new, cluster) = merged_then_upgrade_fails(&sb).await;
     let (out, report) = verify(&sb, &cluster.kubeconfig(), &[]).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let branch = only(&report)["branch"].as_str().unwrap().to_string();
