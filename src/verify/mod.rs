@@ -96,8 +96,12 @@ impl<O: Observer> Verifier<'_, O> {
         let mut open = Vec::new();
         for merge in merges {
             match self.existing(&merge) {
-                Some(record) if record.verdict.is_final() => outcome.records.push(record),
-                previous => {
+                // State that cannot be read is never guessed at: acting on it could act twice.
+                Err(e) => outcome
+                    .errors
+                    .push(format!("{}: the verdict note cannot be read ({e}); skipped", act::short(&merge.commit))),
+                Ok(Some(record)) if record.verdict.is_final() => outcome.records.push(record),
+                Ok(previous) => {
                     let record = self.start(&merge, previous, now());
                     if record.verdict == Word::Skipped {
                         outcome.records.push(record);
@@ -164,9 +168,10 @@ impl<O: Observer> Verifier<'_, O> {
     }
 
     /// The record a previous pass left, from the note (and, on a forge, the status).
-    fn existing(&self, merge: &Merge) -> Option<Record> {
-        let note = self.actor.writer.note(&merge.commit).ok().flatten();
-        note.as_deref().and_then(Record::from_note)
+    /// A note a human wrote instead (not upkeep's JSON) counts as no record.
+    fn existing(&self, merge: &Merge) -> Result<Option<Record>, String> {
+        let note = self.actor.writer.note(&merge.commit).map_err(|e| e.to_string())?;
+        Ok(note.as_deref().and_then(Record::from_note))
     }
 
     fn start(&self, merge: &Merge, previous: Option<Record>, now: Timestamp) -> Record {
