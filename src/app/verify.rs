@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::AppError;
 use crate::cli::{RevertArgs, VerifyArgs, WriteArgs};
@@ -16,7 +16,7 @@ use crate::git::{Author, FileChange, Merge, Update, Writer};
 use crate::model::Kind;
 use crate::render::Renderer;
 use crate::report::Format;
-use crate::verify::act::{Actor, Done, Failed};
+use crate::verify::act::{Actor, Failed, Reverted};
 use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
 use crate::verify::kube::KubeOptions;
@@ -40,7 +40,6 @@ struct Setup {
     renderer: Renderer,
     config: Config,
     scan: Scan,
-    workdir: PathBuf,
 }
 
 impl Setup {
@@ -79,8 +78,11 @@ fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
         token.as_deref(),
     )?;
     let renderer = Renderer::new(Some(&workdir)).map_err(|e| AppError::Run(e.to_string()))?;
-    let scan = extract::scan(&workdir, &ScanOptions::default())?;
-    Ok(Setup { writer, forge, remote, token, renderer, config, scan, workdir })
+    // Every dependency the verifier may meet, with the config's `sources:`; whether a cluster
+    // applies a file does not change what a merged update was.
+    let options = ScanOptions { sources: config.sources.clone(), include_not_applied: true, ..ScanOptions::default() };
+    let scan = extract::scan(&workdir, &options)?;
+    Ok(Setup { writer, forge, remote, token, renderer, config, scan })
 }
 
 /// What the verifier needs to know of each dependency in the checkout.
@@ -281,7 +283,7 @@ pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Wr
             writeln!(out, "MERGE         VERDICT   ACTION        REASON")?;
             for r in records {
                 let action = format!("{:?}", r.action).to_lowercase();
-                writeln!(out, "{:<12}  {:<8}  {:<12}  {}", short(&r.commit), word(r.verdict), action, r.reason)?;
+                writeln!(out, "{:<12}  {:<8}  {:<12}  {}", short(&r.commit), r.verdict.as_str(), action, r.reason)?;
             }
             Ok(())
         }
@@ -299,7 +301,7 @@ pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Wr
                     "| `{}` | {} | {} | {} | {} |",
                     short(&r.commit),
                     updates.join(", "),
-                    word(r.verdict),
+                    r.verdict.as_str(),
                     action.to_lowercase(),
                     crate::render::sanitize_inline(&r.reason).replace('|', "\\|")
                 )?;
@@ -311,15 +313,6 @@ pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Wr
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
-}
-
-fn word(w: Word) -> &'static str {
-    match w {
-        Word::Success => "success",
-        Word::Failure => "failure",
-        Word::Pending => "pending",
-        Word::Skipped => "skipped",
-    }
 }
 
 /// `upkeep revert <sha>`: revert an upkeep merge by hand, as the verifier would.
@@ -344,10 +337,7 @@ pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
         Failed { merge: &merge, updates: &updates, reason: "requested by hand", evidence: &[], no_revert: None };
     let done = actor.revert(&failed, args.write.dry_run).map_err(AppError::Run)?;
     match done {
-        Ok(Done::Revert { branch, pr }) => {
-            writeln!(out, "revert of {}: branch {branch}, PR {pr}", short(&merge.commit))?
-        }
-        Ok(Done::ForwardFix { issue }) => writeln!(out, "forward-fix issue {issue}")?,
+        Ok(Reverted { branch, pr }) => writeln!(out, "revert of {}: branch {branch}, PR {pr}", short(&merge.commit))?,
         Err(conflicts) => {
             return Err(AppError::Run(format!(
                 "`git revert` of {} conflicts with later commits in {}: revert it by hand",
@@ -356,7 +346,6 @@ pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
             )));
         }
     }
-    let _ = &s.workdir;
     Ok(0)
 }
 

@@ -60,48 +60,18 @@ pub(super) fn dashboard(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forge::{ForgeError, NewPullRequest};
-
-    /// A forge whose PR list cannot be read; nothing else is asked of it here.
-    struct Unlistable;
-
-    impl Forge for Unlistable {
-        fn name(&self) -> &'static str {
-            "unlistable"
-        }
-        fn upkeep_prs(&self) -> Result<Vec<PullRequest>, ForgeError> {
-            Err(ForgeError { forge: "unlistable", message: "HTTP 502 listing pulls".into() })
-        }
-        fn create(&self, _: &NewPullRequest) -> Result<PullRequest, ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn update(&self, _: u64, _: &str, _: &str, _: &[String]) -> Result<(), ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn comment(&self, _: u64, _: &str) -> Result<(), ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn comments(&self, _: u64) -> Result<Vec<String>, ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn close(&self, _: u64, _: &str) -> Result<(), ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn dashboard(&self, _: &str, _: &str) -> Result<(), ForgeError> {
-            unimplemented!("not used by the dashboard")
-        }
-        fn writes(&self) -> usize {
-            0
-        }
-    }
+    use crate::forge::local::LocalForge;
 
     #[test]
     fn open_prs_that_cannot_be_listed_are_a_note_not_an_empty_list() {
-        let view =
-            dashboard(&Scan::default(), &Versions::default(), &Plan::default(), &Outcome::default(), &Unlistable);
+        // A real local forge whose PR record is broken: listing its PRs fails.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("1.json"), "{ not a PR").unwrap_or_else(|e| panic!("{e}"));
+        let forge = LocalForge::new(dir.path());
+        let view = dashboard(&Scan::default(), &Versions::default(), &Plan::default(), &Outcome::default(), &forge);
         assert!(view.open.is_empty());
         assert!(
-            view.notes.iter().any(|n| n.contains("could not be listed") && n.contains("HTTP 502 listing pulls")),
+            view.notes.iter().any(|n| n.contains("could not be listed") && n.contains("is not a PR record")),
             "{:?}",
             view.notes
         );

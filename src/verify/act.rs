@@ -38,16 +38,20 @@ pub struct Actor<'a> {
     pub automerge: bool,
 }
 
+/// A revert PR that was opened (or found again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reverted {
+    /// The branch.
+    pub branch: String,
+    /// The PR number.
+    pub pr: String,
+}
+
 /// What was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
-    /// A revert PR: branch, PR number.
-    Revert {
-        /// The branch.
-        branch: String,
-        /// The PR number.
-        pr: String,
-    },
+    /// A revert PR.
+    Revert(Reverted),
     /// A forward-fix issue.
     ForwardFix {
         /// The issue (number or file).
@@ -172,7 +176,7 @@ impl Actor<'_> {
             return self.forward_fix(f, why, dry_run);
         }
         match self.revert(f, dry_run)? {
-            Ok(done) => Ok(done),
+            Ok(reverted) => Ok(Done::Revert(reverted)),
             Err(conflicts) => {
                 let why = format!(
                     "`git revert` of {} does not apply to the current default branch (conflicts in {}): a later commit changed the same lines.",
@@ -185,7 +189,7 @@ impl Actor<'_> {
     }
 
     /// The revert PR; `Ok(Err(files))` when it conflicts.
-    pub fn revert(&self, f: &Failed<'_>, dry_run: bool) -> Result<Result<Done, Vec<String>>, String> {
+    pub fn revert(&self, f: &Failed<'_>, dry_run: bool) -> Result<Result<Reverted, Vec<String>>, String> {
         let (base_name, tip) = self.writer.default_branch().map_err(|e| e.to_string())?;
         let tree = match self.writer.revert_tree(&f.merge.commit, tip).map_err(|e| e.to_string())? {
             Ok(tree) => tree,
@@ -203,7 +207,7 @@ impl Actor<'_> {
         let original = self.original_title(f.merge);
         let title = format!("Revert \"{original}\"");
         if dry_run {
-            return Ok(Ok(Done::Revert { branch, pr: "(dry run)".into() }));
+            return Ok(Ok(Reverted { branch, pr: "(dry run)".into() }));
         }
         let commit = self.commit(f, tip, tree, &title)?;
         self.publish(&branch, commit)?;
@@ -226,7 +230,7 @@ impl Actor<'_> {
                 draft: false,
             })
             .map_err(|e| e.to_string())?;
-        Ok(Ok(Done::Revert { branch, pr: pr.number.to_string() }))
+        Ok(Ok(Reverted { branch, pr: pr.number.to_string() }))
     }
 
     /// The merged PR's title where the forge knows it, else the subject of the commit that

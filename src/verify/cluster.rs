@@ -82,9 +82,8 @@ impl Observer for Cluster {
         }
     }
 
-    async fn nudge(&self, target: &Target, evidence: &Evidence, at: Timestamp) -> Vec<String> {
+    async fn nudge(&self, evidence: &Evidence, at: Timestamp) -> Vec<String> {
         let Cluster::Api(source) = self else { return Vec::new() };
-        let _ = target;
         // The chart sources of the changed releases, as the releases name them: a nudge needs
         // only kind, namespace and name (the served version is discovered).
         let charts: Vec<FluxObject> = evidence

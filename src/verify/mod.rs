@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use self::act::{Actor, Done, Failed};
+use self::act::{Actor, Done, Failed, Reverted};
 use self::evidence::Evidence;
 use self::record::{Action, Record, STATUS_CONTEXT, UpdateView, Word};
 use self::target::{DepInfo, Target};
@@ -35,9 +35,10 @@ use crate::model::Component;
 pub trait Observer {
     /// What the cluster shows for one merge now.
     fn observe(&self, target: &Target) -> impl Future<Output = Evidence>;
-    /// Ask Flux to fetch the sources now (`reconcile.fluxcd.io/requestedAt`); what could not be
-    /// nudged is returned (a missing RBAC grant is not an error: the verifier just waits).
-    fn nudge(&self, target: &Target, evidence: &Evidence, at: Timestamp) -> impl Future<Output = Vec<String>>;
+    /// Ask Flux to fetch the sources the evidence shows now (`reconcile.fluxcd.io/requestedAt`);
+    /// what could not be nudged is returned (a missing RBAC grant is not an error: the verifier
+    /// just waits).
+    fn nudge(&self, evidence: &Evidence, at: Timestamp) -> impl Future<Output = Vec<String>>;
     /// Return when anything the targets depend on changes, or after `timeout`.
     fn changed(&self, targets: &[Target], timeout: Duration) -> impl Future<Output = ()>;
 }
@@ -93,6 +94,8 @@ impl<O: Observer> Verifier<'_, O> {
     /// One pass over the merges since the horizon (`now` is the clock, passed in for tests).
     pub async fn pass(&self, merges: Vec<Merge>, now: impl Fn() -> Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
+        // Records are reported in the order the merges came: newest first.
+        let order: BTreeMap<String, usize> = merges.iter().enumerate().map(|(i, m)| (m.commit.clone(), i)).collect();
         let mut open = Vec::new();
         for merge in merges {
             match self.existing(&merge) {
@@ -135,7 +138,7 @@ impl<O: Observer> Verifier<'_, O> {
             blocking(|| self.save(&o.merge, &o.record, &mut outcome));
             outcome.records.push(o.record);
         }
-        outcome.records.sort_by(|a, b| a.commit.cmp(&b.commit));
+        outcome.records.sort_by_key(|r| order.get(&r.commit).copied());
         outcome
     }
 
@@ -220,7 +223,7 @@ impl<O: Observer> Verifier<'_, O> {
         let (verdict, progress, ask) = decide(&exp, &evidence, &self.options.deadlines, &o.record.progress, now);
         o.record.progress = progress;
         if ask.nudge && !self.options.dry_run {
-            for problem in self.observer.nudge(&o.target, &evidence, now).await {
+            for problem in self.observer.nudge(&evidence, now).await {
                 tracing::warn!(commit = %o.merge.commit, "{problem}");
             }
         }
@@ -255,7 +258,7 @@ impl<O: Observer> Verifier<'_, O> {
             no_revert: self.no_revert(&o.merge),
         };
         match self.actor.act(&failed, self.options.dry_run) {
-            Ok(Done::Revert { branch, pr }) => {
+            Ok(Done::Revert(Reverted { branch, pr })) => {
                 o.record.action = Action::Revert;
                 o.record.branch = Some(branch);
                 o.record.pr = Some(pr);
@@ -372,12 +375,6 @@ impl<O: Observer> Verifier<'_, O> {
 
 /// The comment on the merged PR: the full report, with a marker so it is posted once.
 fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<String, String> {
-    let word = match record.verdict {
-        Word::Success => "verified",
-        Word::Failure => "failed",
-        Word::Pending => "pending",
-        Word::Skipped => "skipped",
-    };
     let followed = match (record.action, &record.pr) {
         (Action::Revert, Some(pr)) => format!("upkeep opened the revert PR #{pr}."),
         (Action::ForwardFix, Some(issue)) => format!("upkeep opened the forward-fix issue {issue}."),
@@ -385,7 +382,7 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
     };
     let view = serde_json::json!({
         "merge_short": act::short(&record.commit),
-        "word": word,
+        "word": record.verdict.said(),
         "reason": crate::render::sanitize_inline(&record.reason),
         "updates": record.updates,
         "evidence": act::sanitize_rows(&record.evidence),

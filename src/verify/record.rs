@@ -40,6 +40,26 @@ pub enum Word {
 }
 
 impl Word {
+    /// The word as the JSON contract spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Word::Success => "success",
+            Word::Failure => "failure",
+            Word::Pending => "pending",
+            Word::Skipped => "skipped",
+        }
+    }
+
+    /// The word in a sentence for people (statuses, comments): "verified", "failed", ...
+    pub fn said(self) -> &'static str {
+        match self {
+            Word::Success => "verified",
+            Word::Failure => "failed",
+            Word::Pending => "pending",
+            Word::Skipped => "skipped",
+        }
+    }
+
     /// Whether nothing more will be done for the merge.
     pub fn is_final(self) -> bool {
         matches!(self, Word::Success | Word::Failure)
@@ -134,13 +154,7 @@ impl Record {
 
     /// The one-line status description (GitHub caps it at 140 characters).
     pub fn status_description(&self) -> String {
-        let word = match self.verdict {
-            Word::Success => "verified",
-            Word::Failure => "failed",
-            Word::Pending => "pending",
-            Word::Skipped => "skipped",
-        };
-        let line = format!("{word}: {}", self.reason.lines().next().unwrap_or(""));
+        let line = format!("{}: {}", self.verdict.said(), self.reason.lines().next().unwrap_or(""));
         if line.chars().count() <= 140 {
             return line;
         }

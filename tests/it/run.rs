@@ -73,21 +73,9 @@ impl Sandbox {
 
     /// `upkeep run` on the sandbox, successful or not.
     pub(crate) fn try_run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_upkeep"))
-            .arg("run")
-            .arg(&self.repo)
-            .args(args)
-            .env("UPKEEP_CACHE_DIR", &self.cache)
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GITHUB_API_URL")
-            .env_remove("GITHUB_REPOSITORY")
-            .env_remove("GITHUB_GRAPHQL_URL")
-            .env_remove("GITHUB_SERVER_URL")
-            .env_remove("GITHUB_STEP_SUMMARY")
-            .env("UPKEEP_FLUX", "off")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap()
+        let repo = self.repo.display().to_string();
+        let all: Vec<&str> = ["run", repo.as_str()].into_iter().chain(args.iter().copied()).collect();
+        super::verify_support::upkeep_in(&self.root, &self.repo, &all, env)
     }
 
     pub(crate) fn branches(&self) -> BTreeMap<String, git2::Oid> {
