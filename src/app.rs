@@ -82,6 +82,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
             writeln!(out)?;
             Ok(())
         }
+        Command::Config(ConfigCommand::Reference) => {
+            write!(out, "{}", crate::config_reference::reference(&config::schema()))?;
+            Ok(())
+        }
         Command::Config(ConfigCommand::Validate { path, config }) => {
             let loaded = config::load(path, config.as_deref())?;
             match &loaded.file {

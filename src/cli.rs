@@ -157,6 +157,9 @@ pub enum ConfigCommand {
     },
     /// Print the config's JSON Schema (point your editor's YAML language server at it).
     Schema,
+    /// Print the configuration reference (a Markdown table generated from the schema; the
+    /// README's copy is checked against it).
+    Reference,
 }
 
 /// Arguments of `upkeep scan`.

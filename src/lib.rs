@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod edit;
 pub mod extract;
 pub mod forge;

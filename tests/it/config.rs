@@ -100,3 +100,25 @@ fn config_commands() {
     let json: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
     assert_eq!(json["title"], "upkeep configuration");
 }
+
+/// The README's configuration reference is generated from the schema: when a config key is
+/// added, renamed or redocumented, this fails until `scripts/config-reference.sh` is run.
+#[test]
+fn readme_config_reference_matches_the_schema() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (start, end) = ("<!-- config-reference:start -->\n", "<!-- config-reference:end -->");
+    let from = readme.find(start).expect("README.md has the config-reference start marker") + start.len();
+    let to = readme[from..].find(end).expect("README.md has the config-reference end marker") + from;
+    let out = Command::new(env!("CARGO_BIN_EXE_upkeep")).args(["config", "reference"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generated = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        readme[from..to] == generated,
+        "README.md's configuration reference differs from `upkeep config reference`: run scripts/config-reference.sh"
+    );
+    // Every top-level key of the schema is in the README's table.
+    let schema = config::schema();
+    for key in schema["properties"].as_object().unwrap().keys() {
+        assert!(readme[from..to].contains(&format!("| `{key}` |")), "{key} is not in the README reference");
+    }
+}
