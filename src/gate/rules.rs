@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use globset::GlobSet;
 
+use super::checks::CheckSpec;
 use super::schedule::Schedule;
 use super::versioning::{Constraint, UpdateType};
 use crate::model::{Component, Dependency, Kind};
@@ -102,6 +103,9 @@ pub struct Rule {
     pub matcher: Matcher,
     /// What it sets.
     pub settings: RuleSettings,
+    /// The user's checks for what it matches (`checks:`): unlike settings, these add up over
+    /// every matching rule.
+    pub checks: Vec<CheckSpec>,
 }
 
 /// The settings in force for one dependency and update type.
@@ -211,6 +215,20 @@ pub fn settings_for(rules: &[Rule], dep: &Dependency, update_type: Option<Update
     s
 }
 
+/// The checks of every rule matching `dep` for an update of `update_type`, in rule order, each
+/// check once (two rules naming the same probe run it once).
+pub fn checks_for<'a>(rules: &'a [Rule], dep: &Dependency, update_type: Option<UpdateType>) -> Vec<&'a CheckSpec> {
+    let mut out: Vec<&CheckSpec> = Vec::new();
+    for rule in rules.iter().filter(|r| r.matcher.matches(dep, update_type)) {
+        for spec in &rule.checks {
+            if !out.iter().any(|c| c.check == spec.check) {
+                out.push(spec);
+            }
+        }
+    }
+    out
+}
+
 /// Parse `3d`, `12h`, `90m`, `2w`, `45s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -276,11 +294,13 @@ mod tests {
                     automerge: Some(false),
                     ..Default::default()
                 },
+                checks: Vec::new(),
             },
             Rule {
                 index: 1,
                 matcher: Matcher { charts: Some(glob(&["kube-prometheus-*"])), ..Default::default() },
                 settings: RuleSettings { group: Some("monitoring".into()), ..Default::default() },
+                checks: Vec::new(),
             },
             Rule {
                 index: 2,
@@ -290,6 +310,7 @@ mod tests {
                     ..Default::default()
                 },
                 settings: RuleSettings { automerge: Some(true), ..Default::default() },
+                checks: Vec::new(),
             },
         ];
         let d = dep("helmrelease/monitoring/kps", "kube-prometheus-stack", "clusters/dev/kps.yaml");

@@ -14,13 +14,15 @@
 //!    still missing.
 //! 4. Soak: once reconciled, workloads must roll out, pods stay out of failing states and
 //!    containers must not restart, for the soak period. Then it is a success.
+//! 5. Checks: once reconciled, a user check (`checks:` in the rules) that failed after its
+//!    retries fails the update at once, naming the check and what it got.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::evidence::{Condition, Evidence, FluxObject, Pod, Workload};
+use super::evidence::{CheckResult, Condition, Evidence, FluxObject, Pod, Workload};
 
 /// Reasons with which helm-controller and kustomize-controller say an attempt failed.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -150,6 +152,9 @@ pub fn decide(
     }
     let ready_since = *progress.ready_since.get_or_insert(now);
     if let Some(failure) = soak_failure(ev, ready_since) {
+        return (failure, progress, Ask::default());
+    }
+    if let Some(failure) = check_failure(&ev.checks) {
         return (failure, progress, Ask::default());
     }
     let soak_end = add(ready_since, deadlines.soak);
@@ -357,6 +362,31 @@ fn soak_failure(ev: &Evidence, ready_since: Timestamp) -> Option<Verdict> {
         return None;
     }
     let reason = format!("during the soak: {}", failure_reason(&rows));
+    Some(Verdict::Failure { reason, rows })
+}
+
+/// The user's checks that failed (after their retries), once reconciled.
+fn check_failure(checks: &[CheckResult]) -> Option<Verdict> {
+    let rows: Vec<Row> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| Row {
+            object: c.name.clone(),
+            type_: "Check".into(),
+            status: c.status.map_or_else(|| "no answer".into(), |s| s.to_string()),
+            reason: "CheckFailed".into(),
+            message: format!(
+                "{} ({} attempt{}; {})",
+                c.detail,
+                c.attempts,
+                if c.attempts == 1 { "" } else { "s" },
+                c.origin
+            ),
+        })
+        .collect();
+    let first = checks.iter().find(|c| !c.ok)?;
+    let more = if rows.len() > 1 { format!(" (and {} more)", rows.len() - 1) } else { String::new() };
+    let reason = format!("check {} failed: {}{more}", first.name, first.detail);
     Some(Verdict::Failure { reason, rows })
 }
 
