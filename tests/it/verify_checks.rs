@@ -261,3 +261,12 @@ async fn a_missing_header_variable_keeps_the_merge_pending_and_names_the_rule_an
     assert_eq!(note(&sb, m).unwrap()["verdict"], "pending");
     assert!(server.received_requests().await.unwrap().is_empty(), "a check without its header is not sent");
 }
+
+#[test]
+fn the_readme_example_of_checks_is_a_valid_config() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("### Checks").nth(1).expect("a Checks section");
+    let yaml = section.split("```yaml\n").nth(1).and_then(|s| s.split("```").next()).expect("its example");
+    let config = upkeep::config::parse(yaml, std::path::Path::new("/r"), "README.md").unwrap();
+    assert_eq!(config.policy.rules[0].checks.len(), 2, "{yaml}");
+}
