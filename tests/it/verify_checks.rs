@@ -270,3 +270,70 @@ fn the_readme_example_of_checks_is_a_valid_config() {
     let config = upkeep::config::parse(yaml, std::path::Path::new("/r"), "README.md").unwrap();
     assert_eq!(config.policy.rules[0].checks.len(), 2, "{yaml}");
 }
+
+/// `openssl s_server -www` on 127.0.0.1 with a fresh self-signed certificate: a real TLS server
+/// whose certificate no trust store knows. Killed when dropped.
+struct SelfSignedServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl SelfSignedServer {
+    fn start() -> SelfSignedServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl command line (Debian's openssl package) makes the test certificate");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let port = closed_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-www", "-quiet", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = SelfSignedServer { child, _dir: dir, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "openssl s_server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for SelfSignedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_unless_the_check_opts_out() {
+    let tls = SelfSignedServer::start();
+    let url = format!("https://127.0.0.1:{}/", tls.port);
+    let checks = format!(
+        "      - http: {{url: \"{url}\", retries: 0}}\n      - http: {{url: \"{url}\", retries: 0, insecureSkipVerify: true}}\n"
+    );
+    let (sb, _, cluster) = merged_with_checks(&checks).await;
+    let (out, report) = verify(&sb, &cluster, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let v = only(&report);
+    let evidence = v["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 1, "only the verifying check failed; the opted-out one passed: {v}");
+    assert_eq!(evidence[0]["object"], format!("http GET {url}"));
+    assert!(evidence[0]["message"].as_str().unwrap().contains("certificate"), "{v}");
+    drop(tls);
+}
