@@ -323,6 +323,37 @@ mod tests {
     }
 
     #[test]
+    fn checks_add_up_over_matching_rules_each_probe_once() {
+        use crate::gate::checks::{Check, CheckSpec, TCP_TIMEOUT, TcpCheck};
+        let spec = |address: &str, origin: &str| CheckSpec {
+            check: Check::Tcp(TcpCheck { address: address.into(), timeout: TCP_TIMEOUT }),
+            origin: origin.into(),
+            path: String::new(),
+        };
+        let rules = vec![
+            Rule { index: 0, checks: vec![spec("db:5432", "a:1")], ..Default::default() },
+            Rule {
+                index: 1,
+                matcher: Matcher { charts: Some(glob(&["podinfo"])), ..Default::default() },
+                checks: vec![spec("db:5432", "a:9"), spec("podinfo:9898", "a:10")],
+                ..Default::default()
+            },
+            Rule {
+                index: 2,
+                matcher: Matcher { update_types: Some(vec![UpdateType::Major]), ..Default::default() },
+                checks: vec![spec("smoke:80", "a:20")],
+                ..Default::default()
+            },
+        ];
+        let d = dep("helmrelease/apps/podinfo", "podinfo", "apps/podinfo.yaml");
+        let origins = |t| checks_for(&rules, &d, t).iter().map(|c| c.origin.clone()).collect::<Vec<_>>();
+        assert_eq!(origins(Some(UpdateType::Minor)), ["a:1", "a:10"], "the same probe twice runs once");
+        assert_eq!(origins(Some(UpdateType::Major)), ["a:1", "a:10", "a:20"]);
+        let other = dep("helmrelease/apps/other", "other", "apps/other.yaml");
+        assert_eq!(checks_for(&rules, &other, None).len(), 1);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(259_200)));
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
