@@ -112,7 +112,10 @@ fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
 
 /// The user's checks of each merge: those of every rule matching one of its updates (with the
 /// update's type, so `updateType` matchers hold) or one of the dependencies it reverts.
-fn checks_of(scan: &Scan, config: &Config, merges: &[Merge]) -> Result<Option<Checks>, AppError> {
+///
+/// Each check's origin is made relative to the work tree: it ends up in PR bodies, where the
+/// runner's own folders mean nothing.
+fn checks_of(scan: &Scan, config: &Config, merges: &[Merge], workdir: &Path) -> Result<Option<Checks>, AppError> {
     if config.policy.rules.iter().all(|r| r.checks.is_empty()) {
         return Ok(None);
     }
@@ -133,7 +136,10 @@ fn checks_of(scan: &Scan, config: &Config, merges: &[Merge]) -> Result<Option<Ch
             let Some(dep) = by_id.get(id) else { continue };
             for spec in checks_for(&config.policy.rules, dep, step) {
                 if !specs.iter().any(|s| s.check == spec.check) {
-                    specs.push(spec.clone());
+                    let origin = Path::new(&spec.origin)
+                        .strip_prefix(workdir)
+                        .map_or_else(|_| spec.origin.clone(), |p| p.display().to_string());
+                    specs.push(CheckSpec { origin, ..spec.clone() });
                 }
             }
         }
@@ -240,7 +246,8 @@ pub fn verify_with<O: Observer>(
         .unwrap_or(started);
     let merges = s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
     let deps = dep_infos(&s.scan, &s.config);
-    let checks = checks_of(&s.scan, &s.config, &merges)?;
+    let workdir = s.writer.workdir().map(Path::to_path_buf).unwrap_or_default();
+    let checks = checks_of(&s.scan, &s.config, &merges, &workdir)?;
     let prove = prover(&s.writer);
     let actor = s.actor(&prove, settings.automerge_reverts);
     let options = Options {
