@@ -248,6 +248,8 @@ impl<O: Observer> Verifier<'_, O> {
             Verdict::Success { reason } => {
                 o.record.verdict = Word::Success;
                 o.record.reason = reason;
+                // What the user's checks got at the end, so the report shows they ran.
+                o.record.evidence = verdict::check_rows(&evidence.checks);
                 o.record.decided_at = Some(now);
                 blocking(|| self.conclude(o, outcome));
             }

@@ -367,27 +367,32 @@ fn soak_failure(ev: &Evidence, ready_since: Timestamp) -> Option<Verdict> {
 
 /// The user's checks that failed (after their retries), once reconciled.
 fn check_failure(checks: &[CheckResult]) -> Option<Verdict> {
-    let rows: Vec<Row> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| Row {
-            object: c.name.clone(),
-            type_: "Check".into(),
-            status: c.status.map_or_else(|| "no answer".into(), |s| s.to_string()),
-            reason: "CheckFailed".into(),
-            message: format!(
-                "{} ({} attempt{}; {})",
-                c.detail,
-                c.attempts,
-                if c.attempts == 1 { "" } else { "s" },
-                c.origin
-            ),
-        })
-        .collect();
-    let first = checks.iter().find(|c| !c.ok)?;
-    let more = if rows.len() > 1 { format!(" (and {} more)", rows.len() - 1) } else { String::new() };
+    let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
+    let first = failed.first()?;
+    let more = if failed.len() > 1 { format!(" (and {} more)", failed.len() - 1) } else { String::new() };
     let reason = format!("check {} failed: {}{more}", first.name, first.detail);
-    Some(Verdict::Failure { reason, rows })
+    Some(Verdict::Failure { reason, rows: failed.into_iter().map(check_row).collect() })
+}
+
+/// The evidence rows of check results: what a success shows it probed, or what failed.
+pub fn check_rows(checks: &[CheckResult]) -> Vec<Row> {
+    checks.iter().map(check_row).collect()
+}
+
+fn check_row(c: &CheckResult) -> Row {
+    let status = match (c.status, c.ok) {
+        (Some(s), _) => s.to_string(),
+        (None, true) => "connected".into(),
+        (None, false) => "no answer".into(),
+    };
+    let plural = if c.attempts == 1 { "" } else { "s" };
+    Row {
+        object: c.name.clone(),
+        type_: "Check".into(),
+        status,
+        reason: if c.ok { "CheckPassed" } else { "CheckFailed" }.into(),
+        message: format!("{} ({} attempt{plural}; {})", c.detail, c.attempts, c.origin),
+    }
 }
 
 fn not_rolled_out(workloads: &[Workload]) -> Vec<Row> {

@@ -136,6 +136,18 @@ async fn passing_http_and_tcp_checks_let_the_update_succeed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = only(&report);
     assert_eq!(v["verdict"], "success", "{v}");
+    let shown: Vec<(String, String)> = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["object"].as_str().unwrap().to_string(), format!("{} {}", r["status"], r["reason"])))
+        .collect();
+    let expected = [
+        (format!("http GET {}/healthz", server.uri()), "\"200\" \"CheckPassed\"".to_string()),
+        (format!("http HEAD {}/readyz", server.uri()), "\"204\" \"CheckPassed\"".to_string()),
+        (format!("tcp {address}"), "\"connected\" \"CheckPassed\"".to_string()),
+    ];
+    assert_eq!(shown, expected, "the report shows what each check got at the end of the soak");
     assert_eq!(note(&sb, m).unwrap()["verdict"], "success");
     let requests = server.received_requests().await.unwrap();
     for (verb, p) in [("GET", "/healthz"), ("HEAD", "/readyz")] {
