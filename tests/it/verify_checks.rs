@@ -353,3 +353,15 @@ async fn tls_is_verified_unless_the_check_opts_out() {
     assert!(evidence[0]["message"].as_str().unwrap().contains("certificate"), "{v}");
     drop(tls);
 }
+
+#[test]
+fn the_schema_describes_checks_with_only_url_and_address_required() {
+    let schema = upkeep::config::schema();
+    let defs = &schema["$defs"];
+    assert!(defs["RawRule"]["properties"]["checks"].is_object(), "rules take checks");
+    assert_eq!(defs["RawHttp"]["required"], serde_json::json!(["url"]), "{}", defs["RawHttp"]);
+    assert_eq!(defs["RawTcp"]["required"], serde_json::json!(["address"]), "{}", defs["RawTcp"]);
+    for key in ["method", "status", "body", "timeout", "retries", "headers", "insecureSkipVerify"] {
+        assert!(defs["RawHttp"]["properties"][key].is_object(), "http.{key}");
+    }
+}
