@@ -180,36 +180,7 @@ fn http(file: &str, path: &str, raw: RawHttp) -> Result<HttpCheck, ConfigError> 
     };
     let mut headers = Vec::new();
     for (name, value) in raw.headers {
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(at(file, &value.referenced, format!("{path}.headers: `{name}` is not a header name")));
-        }
-        let source = match value.value {
-            RawHeader::Env { env } if !env.trim().is_empty() => HeaderSource::Env(env.trim().to_string()),
-            RawHeader::Env { .. } => {
-                return Err(at(file, &value.referenced, format!("{path}.headers.{name}: `env` names no variable")));
-            }
-            RawHeader::Plain(_) if is_secret_header(&name) => {
-                // The value is not echoed: it is the very secret that must not be in git.
-                return Err(at(
-                    file,
-                    &value.referenced,
-                    format!(
-                        "{path}.headers.{name}: this header carries a secret, so its value must come from the \
-                         environment: write `{name}: {{env: VARIABLE}}`"
-                    ),
-                ));
-            }
-            RawHeader::Plain(v) => {
-                if reqwest::header::HeaderValue::from_str(&v).is_err() {
-                    return Err(at(
-                        file,
-                        &value.referenced,
-                        format!("{path}.headers.{name}: not a valid header value"),
-                    ));
-                }
-                HeaderSource::Plain(v)
-            }
-        };
+        let source = header(file, &path, &name, value)?;
         headers.push((name, source));
     }
     Ok(HttpCheck {
@@ -222,6 +193,38 @@ fn http(file: &str, path: &str, raw: RawHttp) -> Result<HttpCheck, ConfigError> 
         headers,
         insecure_skip_verify: raw.insecure_skip_verify,
     })
+}
+
+/// One header: a valid name, and a value from `{env: VAR}`, or written in the file when the
+/// header carries no secret.
+fn header(file: &str, path: &str, name: &str, value: Spanned<RawHeader>) -> Result<HeaderSource, ConfigError> {
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(at(file, &value.referenced, format!("{path}.headers: `{name}` is not a header name")));
+    }
+    let source = match value.value {
+        RawHeader::Env { env } if !env.trim().is_empty() => HeaderSource::Env(env.trim().to_string()),
+        RawHeader::Env { .. } => {
+            return Err(at(file, &value.referenced, format!("{path}.headers.{name}: `env` names no variable")));
+        }
+        RawHeader::Plain(_) if is_secret_header(name) => {
+            // The value is not echoed: it is the very secret that must not be in git.
+            return Err(at(
+                file,
+                &value.referenced,
+                format!(
+                    "{path}.headers.{name}: this header carries a secret, so its value must come from the \
+                     environment: write `{name}: {{env: VARIABLE}}`"
+                ),
+            ));
+        }
+        RawHeader::Plain(v) => {
+            if reqwest::header::HeaderValue::from_str(&v).is_err() {
+                return Err(at(file, &value.referenced, format!("{path}.headers.{name}: not a valid header value")));
+            }
+            HeaderSource::Plain(v)
+        }
+    };
+    Ok(source)
 }
 
 fn tcp(file: &str, path: &str, raw: RawTcp) -> Result<TcpCheck, ConfigError> {
