@@ -40,6 +40,9 @@ pub struct Checks {
     by_commit: BTreeMap<String, Vec<usize>>,
     client: reqwest::Client,
     insecure: reqwest::Client,
+    /// Why checks that were due could not run, each once: a merge already verified does not
+    /// make a missing variable an error on every later pass.
+    problems: std::sync::Mutex<Vec<String>>,
 }
 
 impl Checks {
@@ -77,7 +80,7 @@ impl Checks {
                 by_commit.insert(commit, indices);
             }
         }
-        Ok(Checks { probes, by_commit, client: build(false)?, insecure: build(true)? })
+        Ok(Checks { probes, by_commit, client: build(false)?, insecure: build(true)?, problems: Default::default() })
     }
 
     /// Whether any check applies to the merge.
@@ -85,10 +88,10 @@ impl Checks {
         self.by_commit.contains_key(commit)
     }
 
-    /// Checks that cannot run because a header variable is missing: one line each, naming the
-    /// rule and the variable (never a value).
+    /// Checks that were due and could not run because a header variable is missing: one line
+    /// each, naming the rule and the variable (never a value).
     pub fn problems(&self) -> Vec<String> {
-        self.probes.iter().filter_map(|p| p.headers.as_ref().err().cloned()).collect()
+        self.problems.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Run the merge's checks now, concurrently. A check that cannot run (a missing variable)
@@ -100,7 +103,14 @@ impl Checks {
         for probe in indices.iter().filter_map(|i| self.probes.get(*i)) {
             match &probe.headers {
                 Ok(headers) => runs.push(self.probe(probe, headers)),
-                Err(why) => blind.push(Blind { what: format!("check {}", probe.name), reason: why.clone() }),
+                Err(why) => {
+                    if let Ok(mut seen) = self.problems.lock()
+                        && !seen.contains(why)
+                    {
+                        seen.push(why.clone());
+                    }
+                    blind.push(Blind { what: format!("check {}", probe.name), reason: why.clone() });
+                }
             }
         }
         (futures::future::join_all(runs).await, blind)

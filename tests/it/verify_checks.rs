@@ -276,6 +276,17 @@ async fn a_missing_header_variable_keeps_the_merge_pending_and_names_the_rule_an
     );
     assert_eq!(note(&sb, m).unwrap()["verdict"], "pending");
     assert!(server.received_requests().await.unwrap().is_empty(), "a check without its header is not sent");
+    // With the variable, the next pass verifies the merge...
+    let (out, report) = verify(&sb, &cluster, &[("UPKEEP_TEST_UNSET_KEY", "k-51e0")], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(only(&report)["verdict"], "success", "{report}");
+    let probed = server.received_requests().await.unwrap();
+    assert!(probed.iter().all(|r| r.headers.get("x-api-key").is_some_and(|v| v == "k-51e0")), "the header was sent");
+    // ...and once it is verified, a pass without the variable has nothing to complain about.
+    let (out, report) = verify(&sb, &cluster, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(only(&report)["verdict"], "success");
+    assert!(!text(&out).contains("UPKEEP_TEST_UNSET_KEY"), "{}", text(&out));
 }
 
 #[test]
