@@ -22,6 +22,10 @@
 //!     draft: true              # open as a draft; reviewers: [alice]
 //!     minimumReleaseAge: 3d
 //!     ignoreVersions: [">=70.0.0"]
+//!   - match: { id: ["helmrelease/apps/podinfo"] }
+//!     checks:                  # run through the soak of each merged update; see config/checks.rs
+//!       - http: { url: "https://podinfo.example.com/healthz", headers: { Authorization: { env: PODINFO_TOKEN } } }
+//!       - tcp: { address: "podinfo.apps.svc:9898" }
 //! registryRewrites:            # send lookups for a URL prefix elsewhere (mirrors, air gaps)
 //!   - from: https://charts.example.com
 //!     to: file://./mirror/charts.example.com   # relative to the folder of upkeep.yaml (above .github/)
@@ -57,6 +61,8 @@ use crate::gate::versioning::{Constraint, UpdateType};
 use crate::lookup::HostRule;
 use crate::lookup::rewrite::{Rewrite, Rewrites};
 use crate::model::{Component, Kind};
+
+mod checks;
 
 /// Where upkeep looks for its config, in order.
 pub const CONFIG_FILES: [&str; 2] = [".github/upkeep.yaml", "upkeep.yaml"];
@@ -230,6 +236,10 @@ struct RawRule {
     /// What a failed verification brings: `revert` (a revert PR) or `issue` (a forward-fix
     /// issue, no revert). Longhorn, Flux and k3s always get an issue.
     on_failure: Option<crate::gate::rules::OnFailure>,
+    /// The user's own HTTP and TCP checks, run through the soak of every merged update of what
+    /// the rule matches; a failing one fails the update.
+    #[schemars(with = "Option<Vec<checks::RawCheck>>")]
+    checks: Option<Vec<Spanned<checks::RawCheck>>>,
 }
 
 /// Matchers; globs use `*`, `**`, `?`, `[...]`.
@@ -529,6 +539,7 @@ fn policy(
             Some(s) => Some(schedule(file, s, &default_zone)?),
             None => None,
         };
+        let checks = checks::checks(file, index, r.checks.unwrap_or_default())?;
         rules.push(Rule {
             index,
             matcher,
@@ -547,6 +558,7 @@ fn policy(
                 enabled: r.enabled,
                 on_failure: r.on_failure,
             },
+            checks,
         });
     }
     let mut mem = MemoryPolicy::default();

@@ -11,12 +11,15 @@ use crate::cli::{RevertArgs, VerifyArgs, WriteArgs};
 use crate::config::{self, Config};
 use crate::extract::{self, Scan, ScanOptions};
 use crate::forge::Forge;
-use crate::gate::rules::{OnFailure, parse_duration, settings_for};
+use crate::gate::checks::CheckSpec;
+use crate::gate::rules::{OnFailure, checks_for, parse_duration, settings_for};
+use crate::gate::versioning::{Version, classify};
 use crate::git::{Author, FileChange, Merge, Update, Writer};
 use crate::model::Kind;
 use crate::render::Renderer;
 use crate::report::Format;
 use crate::verify::act::{Actor, Failed, Reverted};
+use crate::verify::checks::Checks;
 use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
 use crate::verify::kube::KubeOptions;
@@ -105,6 +108,44 @@ fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
             (d.id.clone(), info)
         })
         .collect()
+}
+
+/// The user's checks of each merge: those of every rule matching one of its updates (with the
+/// update's type, so `updateType` matchers hold) or one of the dependencies it reverts.
+///
+/// Each check's origin is made relative to the work tree: it ends up in PR bodies, where the
+/// runner's own folders mean nothing.
+fn checks_of(scan: &Scan, config: &Config, merges: &[Merge], workdir: &Path) -> Result<Option<Checks>, AppError> {
+    if config.policy.rules.iter().all(|r| r.checks.is_empty()) {
+        return Ok(None);
+    }
+    let by_id: BTreeMap<&str, &crate::model::Dependency> =
+        scan.dependencies.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut per_commit = Vec::new();
+    for merge in merges {
+        let wanted = merge
+            .updates
+            .iter()
+            .map(|u| {
+                let step = Version::parse(&u.from).zip(Version::parse(&u.to)).and_then(|(a, b)| classify(&a, &b));
+                (u.id.as_str(), step)
+            })
+            .chain(merge.reverts.iter().map(|(id, _)| (id.as_str(), None)));
+        let mut specs: Vec<CheckSpec> = Vec::new();
+        for (id, step) in wanted {
+            let Some(dep) = by_id.get(id) else { continue };
+            for spec in checks_for(&config.policy.rules, dep, step) {
+                if !specs.iter().any(|s| s.check == spec.check) {
+                    let origin = Path::new(&spec.origin)
+                        .strip_prefix(workdir)
+                        .map_or_else(|_| spec.origin.clone(), |p| p.display().to_string());
+                    specs.push(CheckSpec { origin, ..spec.clone() });
+                }
+            }
+        }
+        per_commit.push((merge.commit.clone(), specs));
+    }
+    Checks::new(per_commit).map(Some).map_err(|e| AppError::Environment(e.to_string()))
 }
 
 /// The revert proof: scan the tree the revert would produce and the tip's, and require every
@@ -205,6 +246,8 @@ pub fn verify_with<O: Observer>(
         .unwrap_or(started);
     let merges = s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
     let deps = dep_infos(&s.scan, &s.config);
+    let workdir = s.writer.workdir().map(Path::to_path_buf).unwrap_or_default();
+    let checks = checks_of(&s.scan, &s.config, &merges, &workdir)?;
     let prove = prover(&s.writer);
     let actor = s.actor(&prove, settings.automerge_reverts);
     let options = Options {
@@ -231,9 +274,13 @@ pub fn verify_with<O: Observer>(
                 .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
                 .collect::<Vec<String>>()
         };
-        let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options };
+        let checks = checks.as_ref();
+        let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options, checks };
         verifier.pass(merges, jiff::Timestamp::now).await
     });
+    let mut outcome = outcome;
+    // A check that cannot run (its header variable is missing) kept its merges pending; say why.
+    outcome.errors.extend(checks.iter().flat_map(Checks::problems));
     finish(&s, outcome, args.write.dry_run, args.write.format, started, out)
 }
 

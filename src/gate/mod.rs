@@ -5,6 +5,7 @@
 //! as values, so every decision is reproducible in a test.
 
 pub mod available;
+pub mod checks;
 mod decide;
 pub mod history;
 pub mod paths;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use globset::GlobSet;
 
+use super::checks::CheckSpec;
 use super::schedule::Schedule;
 use super::versioning::{Constraint, UpdateType};
 use crate::model::{Component, Dependency, Kind};
@@ -102,6 +103,9 @@ pub struct Rule {
     pub matcher: Matcher,
     /// What it sets.
     pub settings: RuleSettings,
+    /// The user's checks for what it matches (`checks:`): unlike settings, these add up over
+    /// every matching rule.
+    pub checks: Vec<CheckSpec>,
 }
 
 /// The settings in force for one dependency and update type.
@@ -211,6 +215,20 @@ pub fn settings_for(rules: &[Rule], dep: &Dependency, update_type: Option<Update
     s
 }
 
+/// The checks of every rule matching `dep` for an update of `update_type`, in rule order, each
+/// check once (two rules naming the same probe run it once).
+pub fn checks_for<'a>(rules: &'a [Rule], dep: &Dependency, update_type: Option<UpdateType>) -> Vec<&'a CheckSpec> {
+    let mut out: Vec<&CheckSpec> = Vec::new();
+    for rule in rules.iter().filter(|r| r.matcher.matches(dep, update_type)) {
+        for spec in &rule.checks {
+            if !out.iter().any(|c| c.check == spec.check) {
+                out.push(spec);
+            }
+        }
+    }
+    out
+}
+
 /// Parse `3d`, `12h`, `90m`, `2w`, `45s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -276,11 +294,13 @@ mod tests {
                     automerge: Some(false),
                     ..Default::default()
                 },
+                checks: Vec::new(),
             },
             Rule {
                 index: 1,
                 matcher: Matcher { charts: Some(glob(&["kube-prometheus-*"])), ..Default::default() },
                 settings: RuleSettings { group: Some("monitoring".into()), ..Default::default() },
+                checks: Vec::new(),
             },
             Rule {
                 index: 2,
@@ -290,6 +310,7 @@ mod tests {
                     ..Default::default()
                 },
                 settings: RuleSettings { automerge: Some(true), ..Default::default() },
+                checks: Vec::new(),
             },
         ];
         let d = dep("helmrelease/monitoring/kps", "kube-prometheus-stack", "clusters/dev/kps.yaml");
@@ -299,6 +320,37 @@ mod tests {
         assert!(!minor.automerge, "rule 2 only matches patch updates");
         let other = settings_for(&rules, &dep("helmrelease/a/b", "b", "clusters/prod/b.yaml"), Some(UpdateType::Patch));
         assert!(other.group.is_none() && !other.automerge);
+    }
+
+    #[test]
+    fn checks_add_up_over_matching_rules_each_probe_once() {
+        use crate::gate::checks::{Check, CheckSpec, TCP_TIMEOUT, TcpCheck};
+        let spec = |address: &str, origin: &str| CheckSpec {
+            check: Check::Tcp(TcpCheck { address: address.into(), timeout: TCP_TIMEOUT }),
+            origin: origin.into(),
+            path: String::new(),
+        };
+        let rules = vec![
+            Rule { index: 0, checks: vec![spec("db:5432", "a:1")], ..Default::default() },
+            Rule {
+                index: 1,
+                matcher: Matcher { charts: Some(glob(&["podinfo"])), ..Default::default() },
+                checks: vec![spec("db:5432", "a:9"), spec("podinfo:9898", "a:10")],
+                ..Default::default()
+            },
+            Rule {
+                index: 2,
+                matcher: Matcher { update_types: Some(vec![UpdateType::Major]), ..Default::default() },
+                checks: vec![spec("smoke:80", "a:20")],
+                ..Default::default()
+            },
+        ];
+        let d = dep("helmrelease/apps/podinfo", "podinfo", "apps/podinfo.yaml");
+        let origins = |t| checks_for(&rules, &d, t).iter().map(|c| c.origin.clone()).collect::<Vec<_>>();
+        assert_eq!(origins(Some(UpdateType::Minor)), ["a:1", "a:10"], "the same probe twice runs once");
+        assert_eq!(origins(Some(UpdateType::Major)), ["a:1", "a:10", "a:20"]);
+        let other = dep("helmrelease/apps/other", "other", "apps/other.yaml");
+        assert_eq!(checks_for(&rules, &other, None).len(), 1);
     }
 
     #[test]

@@ -264,4 +264,27 @@ pub struct Evidence {
     /// Reads for the report only (events) that failed: shown to the maintainer, never a reason
     /// to keep a verdict pending (missing RBAC for events must not stall every verification).
     pub gaps: Vec<Blind>,
+    /// The user's HTTP/TCP checks for the merged updates (`checks:` in the rules), each with
+    /// its last result; run only once the update is reconciled, so empty before that.
+    pub checks: Vec<CheckResult>,
+}
+
+/// The last result of one of the user's checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CheckResult {
+    /// What was probed, fit to show: `http GET https://host/healthz` or `tcp host:port` (no
+    /// user info, no query values).
+    pub name: String,
+    /// Where the check is written (`upkeep.yaml:12`).
+    pub origin: String,
+    /// Whether it passed (after its retries).
+    pub ok: bool,
+    /// The HTTP status of the last answer, if one came.
+    pub status: Option<u16>,
+    /// What it got: `status 200`, `expected status 200-399, got 503`, `connection refused`.
+    pub detail: String,
+    /// Attempts made in this observation.
+    pub attempts: u32,
+    /// When the last attempt ended.
+    pub at: Option<jiff::Timestamp>,
 }

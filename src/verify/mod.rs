@@ -9,6 +9,7 @@
 //! stays pending.
 
 pub mod act;
+pub mod checks;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
@@ -82,6 +83,9 @@ pub struct Verifier<'a, O: Observer> {
     pub applying: &'a dyn Fn(&str) -> Vec<String>,
     /// Options.
     pub options: Options,
+    /// The user's checks (`checks:` in the rules), run once a merge is reconciled; `None`
+    /// when no rule has any.
+    pub checks: Option<&'a checks::Checks>,
 }
 
 struct Open {
@@ -218,9 +222,21 @@ impl<O: Observer> Verifier<'_, O> {
     /// Observe one merge, decide, and act on a conclusive verdict.
     async fn observe_once(&self, o: &mut Open, now: Timestamp, outcome: &mut Outcome) {
         let raw = self.observer.observe(&o.target).await;
-        let evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
+        let mut evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
         let exp = Expectation { merged_at: o.merge.merged_at, releases: o.target.releases.clone() };
-        let (verdict, progress, ask) = decide(&exp, &evidence, &self.options.deadlines, &o.record.progress, now);
+        let deadlines = &self.options.deadlines;
+        let (mut verdict, mut progress, mut ask) = decide(&exp, &evidence, deadlines, &o.record.progress, now);
+        // The user's checks speak once the update is reconciled (soaking, or at the soak's end):
+        // probe now and decide again on the same observation with their results in it.
+        if let Some(checks) = self.checks.filter(|c| c.applies(&o.merge.commit))
+            && progress.ready_since.is_some()
+            && !matches!(verdict, Verdict::Failure { .. })
+        {
+            let (results, blind) = checks.run(&o.merge.commit).await;
+            evidence.checks = results;
+            evidence.blind.extend(blind);
+            (verdict, progress, ask) = decide(&exp, &evidence, deadlines, &o.record.progress, now);
+        }
         o.record.progress = progress;
         if ask.nudge && !self.options.dry_run {
             for problem in self.observer.nudge(&evidence, now).await {
@@ -232,6 +248,8 @@ impl<O: Observer> Verifier<'_, O> {
             Verdict::Success { reason } => {
                 o.record.verdict = Word::Success;
                 o.record.reason = reason;
+                // What the user's checks got at the end, so the report shows they ran.
+                o.record.evidence = verdict::check_rows(&evidence.checks);
                 o.record.decided_at = Some(now);
                 blocking(|| self.conclude(o, outcome));
             }

@@ -14,13 +14,15 @@
 //!    still missing.
 //! 4. Soak: once reconciled, workloads must roll out, pods stay out of failing states and
 //!    containers must not restart, for the soak period. Then it is a success.
+//! 5. Checks: once reconciled, a user check (`checks:` in the rules) that failed after its
+//!    retries fails the update at once, naming the check and what it got.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::evidence::{Condition, Evidence, FluxObject, Pod, Workload};
+use super::evidence::{CheckResult, Condition, Evidence, FluxObject, Pod, Workload};
 
 /// Reasons with which helm-controller and kustomize-controller say an attempt failed.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -150,6 +152,9 @@ pub fn decide(
     }
     let ready_since = *progress.ready_since.get_or_insert(now);
     if let Some(failure) = soak_failure(ev, ready_since) {
+        return (failure, progress, Ask::default());
+    }
+    if let Some(failure) = check_failure(&ev.checks) {
         return (failure, progress, Ask::default());
     }
     let soak_end = add(ready_since, deadlines.soak);
@@ -358,6 +363,36 @@ fn soak_failure(ev: &Evidence, ready_since: Timestamp) -> Option<Verdict> {
     }
     let reason = format!("during the soak: {}", failure_reason(&rows));
     Some(Verdict::Failure { reason, rows })
+}
+
+/// The user's checks that failed (after their retries), once reconciled.
+fn check_failure(checks: &[CheckResult]) -> Option<Verdict> {
+    let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
+    let first = failed.first()?;
+    let more = if failed.len() > 1 { format!(" (and {} more)", failed.len() - 1) } else { String::new() };
+    let reason = format!("check {} failed: {}{more}", first.name, first.detail);
+    Some(Verdict::Failure { reason, rows: failed.into_iter().map(check_row).collect() })
+}
+
+/// The evidence rows of check results: what a success shows it probed, or what failed.
+pub fn check_rows(checks: &[CheckResult]) -> Vec<Row> {
+    checks.iter().map(check_row).collect()
+}
+
+fn check_row(c: &CheckResult) -> Row {
+    let status = match (c.status, c.ok) {
+        (Some(s), _) => s.to_string(),
+        (None, true) => "connected".into(),
+        (None, false) => "no answer".into(),
+    };
+    let plural = if c.attempts == 1 { "" } else { "s" };
+    Row {
+        object: c.name.clone(),
+        type_: "Check".into(),
+        status,
+        reason: if c.ok { "CheckPassed" } else { "CheckFailed" }.into(),
+        message: format!("{} ({} attempt{plural}; {})", c.detail, c.attempts, c.origin),
+    }
 }
 
 fn not_rolled_out(workloads: &[Workload]) -> Vec<Row> {

@@ -259,3 +259,56 @@ fn an_older_helmrelease_api_reports_its_chart_as_last_applied_revision() {
     let (v, p, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
     assert!(p.ready_since.is_none(), "still at 6.0.0: {v:?}");
 }
+
+fn check(ok: bool, status: Option<u16>, detail: &str) -> crate::verify::evidence::CheckResult {
+    crate::verify::evidence::CheckResult {
+        name: "http GET https://podinfo.example.com/healthz".into(),
+        origin: "upkeep.yaml:7".into(),
+        ok,
+        status,
+        detail: detail.into(),
+        attempts: 3,
+        at: Some(t(70)),
+    }
+}
+
+#[test]
+fn a_failing_check_during_the_soak_fails_naming_the_check_and_what_it_got() {
+    let mut ev = reconciled("6.1.0", ready());
+    ev.checks =
+        vec![check(true, Some(200), "status 200 OK"), check(false, Some(503), "expected status 200-399, got 503")];
+    let (v, p, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
+    assert_eq!(p.ready_since, Some(t(60)));
+    let Verdict::Failure { reason, rows } = v else { panic!("{v:?}") };
+    assert!(reason.contains("check http GET https://podinfo.example.com/healthz failed") && reason.contains("503"));
+    assert_eq!(rows.len(), 1, "only the failing check is evidence: {rows:?}");
+    assert_eq!((rows[0].type_.as_str(), rows[0].status.as_str()), ("Check", "503"));
+    assert!(rows[0].message.contains("3 attempts") && rows[0].message.contains("upkeep.yaml:7"), "{rows:?}");
+}
+
+#[test]
+fn a_refused_check_has_no_status_and_still_fails() {
+    let mut ev = reconciled("6.1.0", ready());
+    ev.checks = vec![crate::verify::evidence::CheckResult {
+        name: "tcp db:5432".into(),
+        ..check(false, None, "connection refused")
+    }];
+    let (v, _, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
+    let Verdict::Failure { reason, rows } = v else { panic!("{v:?}") };
+    assert!(reason.contains("tcp db:5432") && reason.contains("connection refused"), "{reason}");
+    assert_eq!(rows[0].status, "no answer");
+}
+
+#[test]
+fn passing_checks_let_the_soak_end_in_success_and_a_failing_one_before_reconcile_is_not_counted() {
+    let mut ev = reconciled("6.1.0", ready());
+    ev.checks = vec![check(true, Some(200), "status 200 OK")];
+    let (_, p, _) = decide(&exp(), &ev, &d(), &Progress::default(), t(60));
+    let (v, _, _) = decide(&exp(), &ev, &d(), &p, t(360));
+    assert!(matches!(v, Verdict::Success { .. }), "{v:?}");
+    // Not reconciled yet (the HelmRelease still runs the old chart): a check result says nothing.
+    let mut early = reconciled("6.0.0", ready());
+    early.checks = vec![check(false, Some(503), "expected status 200-399, got 503")];
+    let (v, _, _) = decide(&exp(), &early, &d(), &Progress::default(), t(60));
+    assert!(matches!(v, Verdict::Pending { blind: false, .. }), "{v:?}");
+}

@@ -19,6 +19,7 @@ mod run_scenarios;
 mod servers;
 mod sources;
 mod util;
+mod verify_checks;
 mod verify_kube;
 mod verify_revert;
 mod verify_scenarios;

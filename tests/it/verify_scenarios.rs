@@ -13,13 +13,13 @@ use super::kube_fake::{Change, FakeKube, load, unreachable_url, write_kubeconfig
 use super::run::Sandbox;
 use super::verify_support::{MergeStyle, decision, local_pr, merge, text, upkeep_in};
 
-const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
-const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
+pub(crate) const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
+pub(crate) const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
 const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
 const OLD_NGINX: &str = "4.10.0";
 
 /// A fixture object retargeted from the Flux docs' `default/podinfo` to the example's release.
-fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
+pub(crate) fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
     let text = load(fixture).to_string();
     let text = text
         .replace("default/podinfo", &format!("{ns}/{name}"))
@@ -32,14 +32,14 @@ fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value 
 }
 
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
-struct Cluster {
-    fake: FakeKube,
+pub(crate) struct Cluster {
+    pub(crate) fake: FakeKube,
     dir: tempfile::TempDir,
     new: String,
 }
 
 impl Cluster {
-    async fn start(old_commit: &str, new: &str) -> Cluster {
+    pub(crate) async fn start(old_commit: &str, new: &str) -> Cluster {
         let fake = FakeKube::start().await;
         let mut git = load("gitrepository-v1-ready.json");
         git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
@@ -71,7 +71,7 @@ impl Cluster {
         Cluster { fake, dir, new: new.to_string() }
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.fake.kubeconfig(self.dir.path())
     }
 
@@ -96,7 +96,7 @@ impl Cluster {
     }
 
     /// Now, Flux has fetched and applied `commit`.
-    fn fetched_and_applied(&self, commit: &str) {
+    pub(crate) fn fetched_and_applied(&self, commit: &str) {
         for change in Cluster::fetch_and_apply(commit) {
             self.fake.apply(change);
         }
@@ -104,7 +104,7 @@ impl Cluster {
 
     /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
     /// its new generation).
-    fn applies(&self, at: Duration, commit: &str) {
+    pub(crate) fn applies(&self, at: Duration, commit: &str) {
         for change in Cluster::fetch_and_apply(commit) {
             self.fake.at(at, change);
         }
@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// At `at`, helm-controller upgraded the release to the new chart, Ready.
-    fn upgraded(&self, at: Duration) {
+    pub(crate) fn upgraded(&self, at: Duration) {
         let mut hr =
             retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
         hr["metadata"]["generation"] = json!(2);
@@ -156,20 +156,20 @@ async fn verify(sb: &Sandbox, kubeconfig: &std::path::Path, extra: &[&str]) -> (
     (out, json)
 }
 
-fn only(report: &Value) -> &Value {
+pub(crate) fn only(report: &Value) -> &Value {
     let all = report["verifications"].as_array().unwrap();
     assert_eq!(all.len(), 1, "{report}");
     &all[0]
 }
 
-fn note(sb: &Sandbox, commit: git2::Oid) -> Option<Value> {
+pub(crate) fn note(sb: &Sandbox, commit: git2::Oid) -> Option<Value> {
     let git = sb.git();
     let note = git.find_note(Some("refs/notes/upkeep"), commit).ok()?;
     serde_json::from_str(note.message().unwrap()).ok()
 }
 
 /// The merge of the ingress-nginx PR, and the version it set.
-fn merged(sb: &Sandbox, style: MergeStyle) -> (git2::Oid, String) {
+pub(crate) fn merged(sb: &Sandbox, style: MergeStyle) -> (git2::Oid, String) {
     sb.run(&[], &[]);
     let target = decision(sb, NGINX_ID)["target"].as_str().unwrap().to_string();
     (merge(sb, NGINX, style), target)
@@ -212,7 +212,7 @@ async fn succeeds(style: MergeStyle) {
     assert_eq!(forge_files(&sb), files, "no new write");
 }
 
-fn forge_files(sb: &Sandbox) -> Vec<(String, String)> {
+pub(crate) fn forge_files(sb: &Sandbox) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![sb.repo.join(".upkeep")];
     while let Some(dir) = stack.pop() {
