@@ -264,4 +264,21 @@ pub struct Evidence {
     /// Reads for the report only (events) that failed: shown to the maintainer, never a reason
     /// to keep a verdict pending (missing RBAC for events must not stall every verification).
     pub gaps: Vec<Blind>,
+    /// Set when the evidence is the commit statuses Flux's notification-controller posted on the
+    /// forge (`--evidence github-status`), not the cluster: the source, HelmReleases and
+    /// workloads are then not seen, and each Kustomization's status is the whole story.
+    pub statuses: Option<StatusEvidence>,
+    /// What the maintainer should know that changes no verdict (a Kustomization whose status
+    /// says nothing about the health of what it applies); shown in the report.
+    pub warnings: Vec<String>,
+}
+
+/// What was read of the forge's commit statuses for one merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct StatusEvidence {
+    /// Commits read, from the branch tip down to the merge.
+    pub commits: usize,
+    /// Flux Kustomization statuses found on them (of any Kustomization): none at all past the
+    /// timeout means notification-controller is not posting statuses here.
+    pub flux_statuses: usize,
 }

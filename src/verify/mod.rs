@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod evidence;
 pub mod kube;
 pub mod record;
+pub mod statuses;
 pub mod target;
 pub mod verdict;
 
@@ -30,8 +31,8 @@ use crate::forge::{CommitStatus, StatusState};
 use crate::git::Merge;
 use crate::model::Component;
 
-/// Where evidence comes from: the Kubernetes API (or, later, the forge's commit statuses).
-/// Implementations gather; they never decide.
+/// Where evidence comes from: the Kubernetes API ([`cluster`]) or the commit statuses Flux
+/// posts on the forge ([`statuses`]). Implementations gather; they never decide.
 pub trait Observer {
     /// What the cluster shows for one merge now.
     fn observe(&self, target: &Target) -> impl Future<Output = Evidence>;
@@ -212,6 +213,7 @@ impl<O: Observer> Verifier<'_, O> {
             progress: Progress::default(),
             first_seen: Some(now),
             decided_at: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -219,6 +221,7 @@ impl<O: Observer> Verifier<'_, O> {
     async fn observe_once(&self, o: &mut Open, now: Timestamp, outcome: &mut Outcome) {
         let raw = self.observer.observe(&o.target).await;
         let evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
+        o.record.warnings.clone_from(&evidence.warnings);
         let exp = Expectation { merged_at: o.merge.merged_at, releases: o.target.releases.clone() };
         let (verdict, progress, ask) = decide(&exp, &evidence, &self.options.deadlines, &o.record.progress, now);
         o.record.progress = progress;
