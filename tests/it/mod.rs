@@ -22,5 +22,6 @@ mod util;
 mod verify_kube;
 mod verify_revert;
 mod verify_scenarios;
+mod verify_statuses;
 mod verify_support;
 mod walk;
