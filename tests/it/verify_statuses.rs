@@ -276,3 +276,49 @@ async fn statuses_of_other_kustomizations_and_other_tools_are_ignored() {
         "{v}"
     );
 }
+
+#[test]
+fn the_evidence_is_chosen_in_the_config_and_a_wrong_value_names_its_line() {
+    let root = std::path::Path::new("/repo");
+    let parse = |yaml: &str| upkeep::config::parse(yaml, root, ".github/upkeep.yaml");
+    use upkeep::config::EvidenceSource;
+    assert_eq!(parse("").unwrap().verify.evidence, EvidenceSource::Kube, "the default");
+    assert_eq!(parse("verify:\n  evidence: github-status\n").unwrap().verify.evidence, EvidenceSource::GithubStatus);
+    let err = parse("verify:\n  timeout: 10m\n  evidence: github-statuses\n").err().unwrap().to_string();
+    assert!(err.contains(".github/upkeep.yaml:3"), "{err}");
+    assert!(err.contains("github-status") && err.contains("kube"), "the choices are named: {err}");
+}
+
+#[test]
+fn the_flux_graph_knows_which_kustomizations_wait_or_check_health() {
+    let ks = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  path: ./{name}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n{extra}"
+        )
+    };
+    let release = super::util::helmrelease("podinfo", "6.5.0");
+    let (waits, checks, neither, off) = (
+        ks("waits", "  wait: true\n"),
+        ks("checks", "  healthChecks:\n    - kind: HelmRelease\n      name: podinfo\n      namespace: apps\n"),
+        ks("neither", "  healthChecks: []\n"),
+        ks("off", "  wait: false\n"),
+    );
+    let all = format!("{waits}---\n{checks}---\n{neither}---\n{off}");
+    let dir = super::util::tree(&[
+        ("clusters/prod/apps.yaml", all.as_bytes()),
+        ("waits/release.yaml", release.as_bytes()),
+        ("checks/release.yaml", release.as_bytes()),
+        ("neither/release.yaml", release.as_bytes()),
+        ("off/release.yaml", release.as_bytes()),
+    ]);
+    let scan = super::util::scan_dir(dir.path());
+    let facts = |file: &str| {
+        let found = scan.flux_graph.kustomizations_applying(file);
+        assert_eq!(found.len(), 1, "{file}: {found:?}");
+        (found[0].wait, found[0].health_checks, found[0].checks_health())
+    };
+    assert_eq!(facts("waits/release.yaml"), (true, false, true));
+    assert_eq!(facts("checks/release.yaml"), (false, true, true));
+    assert_eq!(facts("neither/release.yaml"), (false, false, false), "an empty list checks nothing");
+    assert_eq!(facts("off/release.yaml"), (false, false, false));
+}
