@@ -19,6 +19,17 @@ const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
 const PROVIDER: &str = "0c9c2e41-6b0e-4d8a-9a43-3f1f7c2d9e10";
 const WARNING: &str = "has neither `wait: true` nor `healthChecks`";
 
+/// How the example's Flux Kustomizations are changed before the first run.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// As bundled: `infrastructure` applies ingress-nginx, without `wait`.
+    AsIs,
+    /// `infrastructure` has `wait: true`.
+    Waits,
+    /// No Kustomization applies ingress-nginx (and the config updates unapplied files).
+    Unapplied,
+}
+
 /// The example on the fake GitHub, verified through Flux's statuses, its PRs opened.
 struct OnGithub {
     sb: Sandbox,
@@ -32,6 +43,10 @@ impl OnGithub {
     /// `wait`: whether the example's `infrastructure` Kustomization (which applies the
     /// ingress-nginx release) waits for what it applies.
     async fn start(wait: bool) -> OnGithub {
+        OnGithub::start_with(if wait { Layout::Waits } else { Layout::AsIs }).await
+    }
+
+    async fn start_with(layout: Layout) -> OnGithub {
         let fake = FakeGithub::new(REPO);
         let server = MockServer::start().await;
         Mock::given(any()).respond_with(fake.clone()).mount(&server).await;
@@ -40,12 +55,22 @@ impl OnGithub {
         let mut text_now = std::fs::read_to_string(&config).unwrap().replace("https://api.github.com", &server.uri());
         text_now.push_str("verify:\n  evidence: github-status\n");
         std::fs::write(&config, text_now).unwrap();
-        if wait {
-            let file = sb.repo.join("clusters/home/infrastructure.yaml");
-            let yaml = std::fs::read_to_string(&file).unwrap();
-            let waits = yaml.replacen("  path: ./infrastructure\n", "  path: ./infrastructure\n  wait: true\n", 1);
-            assert_ne!(waits, yaml);
-            std::fs::write(&file, waits).unwrap();
+        let file = sb.repo.join("clusters/home/infrastructure.yaml");
+        match layout {
+            Layout::AsIs => {}
+            Layout::Waits => {
+                let yaml = std::fs::read_to_string(&file).unwrap();
+                let waits = yaml.replacen("  path: ./infrastructure\n", "  path: ./infrastructure\n  wait: true\n", 1);
+                assert_ne!(waits, yaml);
+                std::fs::write(&file, waits).unwrap();
+            }
+            Layout::Unapplied => {
+                // No Kustomization applies infrastructure/ any more; upkeep still updates it.
+                std::fs::remove_file(&file).unwrap();
+                let mut config = std::fs::read_to_string(sb.repo.join("upkeep.yaml")).unwrap();
+                config.push_str("includeNotApplied: true\n");
+                std::fs::write(sb.repo.join("upkeep.yaml"), config).unwrap();
+            }
         }
         commit_all(&sb.git(), "chore: upkeep on GitHub, verified by Flux's statuses", "Maintainer");
         let bare = sb.root.join("remote.git");
@@ -321,4 +346,30 @@ fn the_flux_graph_knows_which_kustomizations_wait_or_check_health() {
     assert_eq!(facts("checks/release.yaml"), (false, true, true));
     assert_eq!(facts("neither/release.yaml"), (false, false, false), "an empty list checks nothing");
     assert_eq!(facts("off/release.yaml"), (false, false, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_no_kustomization_applies_cannot_be_verified_and_stays_pending() {
+    let gh = OnGithub::start_with(Layout::Unapplied).await;
+    let body = gh.fake.pulls_for(NGINX)[0]["body"].as_str().unwrap().to_string();
+    assert!(
+        body.contains("No Flux Kustomization in this repository applies `infrastructure/ingress-nginx/release.yaml`"),
+        "{body}"
+    );
+    let m = gh.merge();
+    // The root Kustomization reconciled the merge fine; it does not apply the release.
+    gh.fake.post_status(&m, flux_status("flux-system", PROVIDER, "info", "ReconciliationSucceeded", 1));
+    let (out, report) = gh.verify(&["--timeout", "1s", "--no-wait"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = only(&report);
+    assert_eq!(v["verdict"], "pending", "never decided blind: {v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(
+            "`infrastructure/ingress-nginx/release.yaml`: no Flux Kustomization in this repository applies it"
+        ),
+        "{reason}"
+    );
+    assert!(gh.revert_prs(&m).is_empty(), "no revert");
+    assert_eq!(gh.fake.statuses(&m)[0]["state"], "pending", "upkeep/verify says pending");
 }
