@@ -390,6 +390,7 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
         "updates": record.updates,
         "evidence": act::sanitize_rows(&record.evidence),
         "followed": followed,
+        "warnings": record.warnings.iter().map(|w| crate::render::sanitize_inline(w)).collect::<Vec<_>>(),
     });
     let body = actor.renderer.render("verify-report", &view).map_err(|e| e.to_string())?;
     Ok(format!("{body}\n{marker}\n"))

@@ -245,6 +245,12 @@ async fn a_kustomization_without_wait_or_health_checks_is_warned_about_in_the_pr
     assert!(warnings[0].as_str().unwrap().starts_with(&format!(
         "Kustomization flux-system/infrastructure (clusters/home/infrastructure.yaml:2) {WARNING}"
     )));
+    // So does the comment on the merged PR.
+    let comments = gh.fake.comments_on(gh.fake.pulls_for(NGINX)[0]["number"].as_u64().unwrap());
+    assert!(
+        comments[0].contains("> ⚠️ Kustomization flux-system/infrastructure") && comments[0].contains(WARNING),
+        "{comments:?}"
+    );
     // The table says it on its own line too.
     let out = gh.upkeep(&["verify", ".", "--forge", "github", "--format", "table", "--dry-run"]).await;
     assert!(
