@@ -379,3 +379,63 @@ async fn a_change_no_kustomization_applies_cannot_be_verified_and_stays_pending(
     assert!(gh.revert_prs(&m).is_empty(), "no revert");
     assert_eq!(gh.fake.statuses(&m)[0]["state"], "pending", "upkeep/verify says pending");
 }
+
+/// The flag overrides the config, and any forge that keeps statuses serves them: the local
+/// forge's `.upkeep/statuses/<sha>.json` here.
+#[test]
+fn the_flag_chooses_the_evidence_and_the_local_forge_serves_statuses_too() {
+    use super::verify_support::{MergeStyle, merge, upkeep};
+    let sb = Sandbox::example();
+    let file = sb.repo.join("clusters/home/infrastructure.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, yaml.replacen("  path: ./infrastructure\n", "  path: ./infrastructure\n  wait: true\n", 1))
+        .unwrap();
+    commit_all(&sb.git(), "infrastructure waits", "Maintainer");
+    sb.run(&[], &[]);
+    let m = merge(&sb, NGINX, MergeStyle::Squash);
+    std::fs::create_dir_all(sb.repo.join(".upkeep/statuses")).unwrap();
+    let posted = serde_json::json!([{
+        "context": "kustomization/infrastructure/0c9c2e41",
+        "state": "success",
+        "description": "reconciliation succeeded",
+        "target_url": null,
+        "created_at": "2026-11-24T00:01:00Z"
+    }]);
+    std::fs::write(sb.repo.join(format!(".upkeep/statuses/{m}.json")), posted.to_string()).unwrap();
+
+    // The config says kube (the default) and there is no cluster: blind, pending.
+    let args = ["verify", ".", "--format", "json", "--soak", "0s", "--no-wait", "--dry-run"];
+    let out = upkeep(&sb, &args, &[]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(only(&report)["verdict"], "pending", "{report}");
+    assert!(only(&report)["reason"].as_str().unwrap().contains("cannot see the cluster"), "{report}");
+
+    let with_flag: Vec<&str> = args.iter().copied().chain(["--evidence", "github-status"]).collect();
+    let out = upkeep(&sb, &with_flag, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let v = only(&report);
+    assert_eq!((v["commit"].as_str(), v["verdict"].as_str()), (Some(m.to_string().as_str()), Some("success")), "{v}");
+}
+
+#[test]
+fn the_commits_that_speak_for_a_merge_are_its_first_parent_descendants() {
+    use upkeep::git::{Author, Writer};
+    let dir = tempfile::tempdir().unwrap();
+    let repo =
+        git2::Repository::init_opts(dir.path(), git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    let sig = git2::Signature::now("M", "m@example.com").unwrap();
+    let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+    let a = repo.commit(Some("HEAD"), &sig, &sig, "a", &tree, &[]).unwrap();
+    let a_commit = repo.find_commit(a).unwrap();
+    let side = repo.commit(None, &sig, &sig, "side", &tree, &[&a_commit]).unwrap();
+    let side_commit = repo.find_commit(side).unwrap();
+    let m = repo.commit(Some("HEAD"), &sig, &sig, "merge", &tree, &[&a_commit, &side_commit]).unwrap();
+    let m_commit = repo.find_commit(m).unwrap();
+    let tip = repo.commit(Some("HEAD"), &sig, &sig, "later", &tree, &[&m_commit]).unwrap();
+    let writer = Writer::open(dir.path(), Author::default()).unwrap();
+    assert_eq!(writer.first_parent_down_to(&m.to_string(), 10).unwrap(), vec![tip.to_string(), m.to_string()]);
+    let err = writer.first_parent_down_to(&side.to_string(), 10).unwrap_err().to_string();
+    assert!(err.contains("is not within the newest 10 commits"), "a side commit is not on the line: {err}");
+    assert!(writer.first_parent_down_to(&a.to_string(), 2).is_err(), "bounded");
+}
