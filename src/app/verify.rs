@@ -244,7 +244,7 @@ pub fn verify_with<O: Observer>(
             }
             EvidenceSource::GithubStatus => {
                 let appliers = |file: &str| appliers(graph, file);
-                let source = StatusSource { forge: s.forge.as_ref(), writer: &s.writer, applying: &appliers };
+                let source = StatusSource::new(s.forge.as_ref(), &s.writer, &appliers);
                 let verifier = Verifier { observer: &source, actor, deps: &deps, applying: &applying, options };
                 verifier.pass(merges, jiff::Timestamp::now).await
             }

@@ -24,7 +24,8 @@
 //! `failure` fails the merge, and success needs every one of them at `success`. Statuses of
 //! other Kustomizations, of other kinds and of other tools are ignored.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -196,15 +197,30 @@ fn warning(a: &Applier) -> String {
 
 /// Flux's commit statuses on the forge, as evidence for the merges of one repository.
 pub struct StatusSource<'a> {
-    /// Where the statuses are.
-    pub forge: &'a dyn Forge,
-    /// The repository: the first-parent line from the tip down to a merge.
-    pub writer: &'a Writer,
-    /// The Flux Kustomizations of the repository's own manifests that apply a file.
-    pub applying: &'a dyn Fn(&str) -> Vec<Applier>,
+    forge: &'a dyn Forge,
+    writer: &'a Writer,
+    applying: &'a dyn Fn(&str) -> Vec<Applier>,
+    /// Statuses read since the last wait, by commit: open merges share the commits near the
+    /// tip, and each is read once per round, not once per merge.
+    round: RefCell<HashMap<String, Vec<CommitStatus>>>,
 }
 
-impl StatusSource<'_> {
+impl<'a> StatusSource<'a> {
+    /// Statuses from `forge` for the merges of `writer`'s repository; `applying` names the
+    /// Flux Kustomizations of the repository's own manifests that apply a file.
+    pub fn new(forge: &'a dyn Forge, writer: &'a Writer, applying: &'a dyn Fn(&str) -> Vec<Applier>) -> Self {
+        StatusSource { forge, writer, applying, round: RefCell::new(HashMap::new()) }
+    }
+
+    fn statuses(&self, sha: &str) -> Result<Vec<CommitStatus>, crate::forge::ForgeError> {
+        if let Some(known) = self.round.borrow().get(sha) {
+            return Ok(known.clone());
+        }
+        let read = self.forge.statuses(sha)?;
+        self.round.borrow_mut().insert(sha.to_string(), read.clone());
+        Ok(read)
+    }
+
     /// Read everything for one merge (blocking: git and the forge).
     fn read(&self, target: &Target) -> Evidence {
         let mut appliers: Vec<Applier> = Vec::new();
@@ -230,7 +246,7 @@ impl StatusSource<'_> {
         });
         let mut read = Vec::new();
         for sha in commits {
-            match self.forge.statuses(&sha) {
+            match self.statuses(&sha) {
                 Ok(statuses) => read.push((sha, statuses)),
                 Err(e) => {
                     // One failed read is enough to know: the next observation asks again.
@@ -258,8 +274,9 @@ impl Observer for StatusSource<'_> {
     }
 
     async fn changed(&self, _targets: &[Target], timeout: Duration) {
-        // Statuses cannot be watched: ask again after a while.
+        // Statuses cannot be watched: ask again after a while, afresh.
         tokio::time::sleep(timeout.min(POLL)).await;
+        self.round.borrow_mut().clear();
     }
 }
 

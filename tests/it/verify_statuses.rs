@@ -439,3 +439,39 @@ fn the_commits_that_speak_for_a_merge_are_its_first_parent_descendants() {
     assert!(err.contains("is not within the newest 10 commits"), "a side commit is not on the line: {err}");
     assert!(writer.first_parent_down_to(&a.to_string(), 2).is_err(), "bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_open_together_read_the_commits_they_share_once() {
+    const CERT_MANAGER: &str = "upkeep/helmrelease-cert-manager-cert-manager";
+    let gh = OnGithub::start(true).await;
+    let nginx = gh.merge();
+    // The cert-manager PR merged after it, then a maintainer's commit: Flux applied the tip.
+    let git = gh.sb.git();
+    let side = git.find_commit(git.refname_to_id(&format!("refs/heads/{CERT_MANAGER}")).unwrap()).unwrap();
+    let main = git.find_commit(gh.sb.main_tip()).unwrap();
+    let sig = git2::Signature::now("GitHub", "noreply@github.com").unwrap();
+    let merged = git.merge_commits(&main, &side, None).unwrap();
+    assert!(!merged.has_conflicts());
+    let mut index = merged;
+    let tree = git.find_tree(index.write_tree_to(&git).unwrap()).unwrap();
+    let cert =
+        git.commit(Some("refs/heads/main"), &sig, &sig, "Merge pull request #3", &tree, &[&main, &side]).unwrap();
+    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+    gh.fake.merge_pr(CERT_MANAGER, &cert.to_string());
+    let tip = gh.later_commit();
+    gh.fake.post_status(&tip, infrastructure("info", "ReconciliationSucceeded", 1));
+    let (out, report) = gh.verify(&["--soak", "0s", "--no-wait"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = report["verifications"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{report}");
+    assert!(all.iter().all(|v| v["verdict"] == "success"), "{report}");
+    assert!(
+        all.iter().any(|v| v["commit"] == nginx.as_str())
+            && all.iter().any(|v| v["commit"] == cert.to_string().as_str())
+    );
+    let reads = |sha: &str| {
+        let route = format!("GET /repos/{REPO}/commits/{sha}/statuses");
+        gh.fake.requests().iter().filter(|r| r.starts_with(&route)).count()
+    };
+    assert_eq!(reads(&tip), 1, "both merges looked at the tip in one round; it was read once");
+}
