@@ -171,7 +171,7 @@ fn object_of(a: &Applier, mine: &[&Newest<'_>]) -> FluxObject {
         return object;
     }
     if !mine.is_empty() && mine.iter().all(|n| n.status.state == StatusState::Success) {
-        // The newest commit any of them succeeded on; all of them contain the merge.
+        // A commit one of them succeeded on: every commit read contains the merge.
         let first = mine[0];
         object.last_applied_revision = Some(format!("sha1:{}", first.sha));
         object.last_attempted_revision = object.last_applied_revision.clone();
