@@ -128,6 +128,11 @@ pub struct VerifyArgs {
     /// The kubeconfig context (default: its current context).
     #[arg(long)]
     pub context: Option<String>,
+    /// Where evidence comes from: `kube` (the Kubernetes API, the default) or `github-status`
+    /// (the commit statuses Flux's notification-controller posts; no cluster credentials).
+    /// Config `verify.evidence`.
+    #[arg(long, value_enum)]
+    pub evidence: Option<crate::config::EvidenceSource>,
 }
 
 /// Arguments of `upkeep revert`.

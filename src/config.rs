@@ -35,6 +35,7 @@
 //!   horizon: 7d                # older merges, when first seen, are not verified
 //!   gitRepository: flux-system/flux-system
 //!   automergeReverts: false
+//!   evidence: kube             # or github-status: Flux's commit statuses, no cluster access
 //! hostRules:                   # credentials, read from environment variables, never the file
 //!   - host: ghcr.io
 //!     usernameEnv: GHCR_USER
@@ -119,6 +120,21 @@ struct RawVerify {
     git_repository: Option<Spanned<String>>,
     /// Turn on auto-merge for revert PRs.
     automerge_reverts: Option<bool>,
+    /// Where the verifier's evidence comes from: `kube` (the Kubernetes API) or `github-status`
+    /// (the commit statuses Flux's notification-controller posts); `--evidence` overrides.
+    evidence: Option<EvidenceSource>,
+}
+
+/// Where the verifier's evidence comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceSource {
+    /// The Kubernetes API: Flux objects, workloads, pods (needs cluster credentials).
+    #[default]
+    Kube,
+    /// The commit statuses Flux's notification-controller posts on GitHub (a `github`
+    /// Provider and an Alert on Kustomization events): no cluster credentials at all.
+    GithubStatus,
 }
 
 /// How merged updates are verified.
@@ -134,6 +150,8 @@ pub struct VerifySettings {
     pub git_repository: (String, String),
     /// Auto-merge revert PRs.
     pub automerge_reverts: bool,
+    /// Where the evidence comes from (`verify.evidence`).
+    pub evidence: EvidenceSource,
 }
 
 impl Default for VerifySettings {
@@ -144,6 +162,7 @@ impl Default for VerifySettings {
             horizon: std::time::Duration::from_secs(7 * 86_400),
             git_repository: ("flux-system".into(), "flux-system".into()),
             automerge_reverts: false,
+            evidence: EvidenceSource::Kube,
         }
     }
 }
@@ -179,6 +198,7 @@ fn verify_settings(file: &str, raw: Option<RawVerify>) -> Result<VerifySettings,
         };
     }
     v.automerge_reverts = raw.automerge_reverts.unwrap_or(false);
+    v.evidence = raw.evidence.unwrap_or_default();
     Ok(v)
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::AppError;
 use crate::cli::{RevertArgs, VerifyArgs, WriteArgs};
-use crate::config::{self, Config};
+use crate::config::{self, Config, EvidenceSource};
 use crate::extract::{self, Scan, ScanOptions};
 use crate::forge::Forge;
 use crate::gate::checks::CheckSpec;
@@ -24,6 +24,7 @@ use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
 use crate::verify::kube::KubeOptions;
 use crate::verify::record::{Record, UpdateView, Word};
+use crate::verify::statuses::{Applier, StatusSource};
 use crate::verify::target::DepInfo;
 use crate::verify::verdict::Deadlines;
 use crate::verify::{Observer, Options, Outcome, Verifier};
@@ -233,11 +234,16 @@ pub fn verify_with<O: Observer>(
         s.writer.fetch_notes(remote, s.token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?;
     }
     let settings = &s.config.verify;
+    let evidence = args.evidence.unwrap_or(settings.evidence);
     let timeout = duration(args.timeout.as_deref(), "timeout", settings.timeout)?;
     let deadlines = Deadlines {
         timeout,
         soak: duration(args.soak.as_deref(), "soak", settings.soak)?,
-        nudge_grace: Deadlines::default().nudge_grace.min(timeout),
+        // Commit statuses give nothing to nudge: the timeout is final when it passes.
+        nudge_grace: match evidence {
+            EvidenceSource::Kube => Deadlines::default().nudge_grace.min(timeout),
+            EvidenceSource::GithubStatus => std::time::Duration::ZERO,
+        },
     };
     let started = jiff::Timestamp::now();
     let reach = settings.horizon + deadlines.timeout + deadlines.soak + std::time::Duration::from_secs(30 * 86_400);
@@ -263,25 +269,52 @@ pub fn verify_with<O: Observer>(
         .enable_all()
         .build()
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+    // The repository's own Flux graph names the Kustomizations that apply a changed file.
+    let graph = &s.scan.flux_graph;
+    let applying = |file: &str| {
+        graph
+            .kustomizations_applying(file)
+            .into_iter()
+            .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
+            .collect::<Vec<String>>()
+    };
+    let checks = checks.as_ref();
     let outcome = runtime.block_on(async {
-        let observer = observer().await;
-        // The repository's own Flux graph names the Kustomizations that apply a changed file.
-        let applying = |file: &str| {
-            s.scan
-                .flux_graph
-                .kustomizations_applying(file)
-                .into_iter()
-                .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
-                .collect::<Vec<String>>()
-        };
-        let checks = checks.as_ref();
-        let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options, checks };
-        verifier.pass(merges, jiff::Timestamp::now).await
+        match evidence {
+            EvidenceSource::Kube => {
+                let observer = observer().await;
+                let verifier =
+                    Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options, checks };
+                verifier.pass(merges, jiff::Timestamp::now).await
+            }
+            EvidenceSource::GithubStatus => {
+                let appliers = |file: &str| appliers(graph, file);
+                let source = StatusSource::new(s.forge.as_ref(), &s.writer, &appliers);
+                let verifier = Verifier { observer: &source, actor, deps: &deps, applying: &applying, options, checks };
+                verifier.pass(merges, jiff::Timestamp::now).await
+            }
+        }
     });
     let mut outcome = outcome;
     // A check that cannot run (its header variable is missing) kept its merges pending; say why.
-    outcome.errors.extend(checks.iter().flat_map(Checks::problems));
+    outcome.errors.extend(checks.iter().flat_map(|c| c.problems()));
     finish(&s, outcome, args.write.dry_run, args.write.format, started, out)
+}
+
+/// The Flux Kustomizations of the repository's own manifests that apply `file`, as the status
+/// observer matches them.
+fn appliers(graph: &crate::extract::flux_graph::FluxGraph, file: &str) -> Vec<Applier> {
+    graph
+        .kustomizations_applying(file)
+        .into_iter()
+        .map(|k| Applier {
+            checks_health: k.checks_health(),
+            namespace: k.namespace,
+            name: k.name,
+            file: k.file,
+            line: k.line,
+        })
+        .collect()
 }
 
 /// Push the notes, print the report, and choose the exit code.
@@ -331,6 +364,9 @@ pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Wr
             for r in records {
                 let action = format!("{:?}", r.action).to_lowercase();
                 writeln!(out, "{:<12}  {:<8}  {:<12}  {}", short(&r.commit), r.verdict.as_str(), action, r.reason)?;
+                for w in &r.warnings {
+                    writeln!(out, "{:<38}  warning: {w}", "")?;
+                }
             }
             Ok(())
         }
@@ -350,12 +386,21 @@ pub fn write_report(records: &[Record], format: Option<Format>, out: &mut dyn Wr
                     updates.join(", "),
                     r.verdict.as_str(),
                     action.to_lowercase(),
-                    crate::render::sanitize_inline(&r.reason).replace('|', "\\|")
+                    with_warnings(r).replace('|', "\\|")
                 )?;
             }
             Ok(())
         }
     }
+}
+
+/// A record's reason with its warnings, for one Markdown cell.
+fn with_warnings(r: &Record) -> String {
+    let mut cell = crate::render::sanitize_inline(&r.reason);
+    for w in &r.warnings {
+        cell.push_str(&format!("<br>⚠️ {}", crate::render::sanitize_inline(w)));
+    }
+    cell
 }
 
 fn short(commit: &str) -> &str {

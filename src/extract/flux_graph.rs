@@ -69,6 +69,19 @@ pub struct FluxKustomizationRef {
     pub file: String,
     /// The line its document starts on.
     pub line: usize,
+    /// `spec.wait: true`: kustomize-controller waits for everything it applied to be Ready
+    /// before it reports Ready (and posts a `success` commit status).
+    pub wait: bool,
+    /// A non-empty `spec.healthChecks`: it waits for those objects.
+    pub health_checks: bool,
+}
+
+impl FluxKustomizationRef {
+    /// Whether its Ready (and its commit status) says anything about the health of what it
+    /// applies, rather than only that the manifests were accepted by the API server.
+    pub fn checks_health(&self) -> bool {
+        self.wait || self.health_checks
+    }
 }
 
 /// How a cluster's entry point was recognised.
@@ -349,6 +362,8 @@ impl<'a> Inputs<'a> {
                     },
                     file,
                     line: 1,
+                    wait: false,
+                    health_checks: false,
                 },
                 path: Some(path),
                 entry: Some(EntryKind::Bootstrap),
@@ -403,6 +418,12 @@ impl<'a> Inputs<'a> {
                 source_ref: source,
                 file: relative.to_string(),
                 line: root.line,
+                // YAML 1.2 core booleans, as Kubernetes' decoder reads them.
+                wait: matches!(root.str_at(&["spec", "wait"]), Some("true" | "True" | "TRUE")),
+                health_checks: root
+                    .path(&["spec", "healthChecks"])
+                    .and_then(Node::as_seq)
+                    .is_some_and(|s| !s.is_empty()),
             },
             path: resolvable(written),
             entry: bootstrap.then_some(EntryKind::Bootstrap),
@@ -427,6 +448,9 @@ impl<'a> Inputs<'a> {
                 source_ref: SourceRefName { kind, name, namespace },
                 file: relative.to_string(),
                 line: root.line,
+                // flux-operator's sync Kustomization is not written here: nothing is known of it.
+                wait: false,
+                health_checks: false,
             },
             path: resolvable(written),
             entry: Some(EntryKind::FluxInstance),

@@ -161,6 +161,28 @@ impl Writer {
         self.repo.graph_descendant_of(rev, merge).ok()
     }
 
+    /// The commits of the checked-out branch's first-parent line from its tip down to `merge`
+    /// (included), tip first, at most `max`: the commits whose Flux statuses speak for the merge.
+    /// An error when `merge` is not on that line within `max` commits.
+    pub fn first_parent_down_to(&self, merge: &str, max: usize) -> Result<Vec<String>, GitError> {
+        let target = git2::Oid::from_str(merge).map_err(git_err("commit id"))?;
+        let mut walk = self.repo.revwalk().map_err(git_err("revwalk"))?;
+        walk.push_head().map_err(git_err("HEAD"))?;
+        walk.simplify_first_parent().map_err(git_err("revwalk"))?;
+        let mut out = Vec::new();
+        for oid in walk.take(max) {
+            let oid = oid.map_err(git_err("revwalk"))?;
+            out.push(oid.to_string());
+            if oid == target {
+                return Ok(out);
+            }
+        }
+        Err(GitError(format!(
+            "{} is not within the newest {max} commits of the checked-out branch's first-parent line",
+            &merge[..merge.len().min(12)]
+        )))
+    }
+
     /// The verdict note on `commit`, if any.
     pub fn note(&self, commit: &str) -> Result<Option<String>, GitError> {
         let oid = git2::Oid::from_str(commit).map_err(git_err(commit))?;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use super::write::Regenerated;
 use super::{Change, Ctx, display_name};
+use crate::config::EvidenceSource;
+use crate::extract::flux_graph::FluxGraph;
 use crate::forge::marker;
 use crate::gate::versioning::{Version, newest_first};
 use crate::model::{Component, Dependency, Kind, SignalKind};
@@ -109,7 +111,9 @@ pub(super) fn pr_body(
                 });
             }
         }
-        view.after_merge.extend(after_merge(d, &to));
+        if ctx.evidence == EvidenceSource::Kube {
+            view.after_merge.extend(after_merge(d, &to));
+        }
     }
     for (path, regenerated) in whole {
         view.warnings.push(format!(
@@ -118,11 +122,16 @@ pub(super) fn pr_body(
         ));
     }
     view.warnings.dedup();
-    view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
-    view.after_merge.push(format!(
-        "Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). {}",
-        on_failure(change)
-    ));
+    match ctx.evidence {
+        EvidenceSource::Kube => {
+            view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
+            view.after_merge.push(format!(
+                "Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). {}",
+                on_failure(change)
+            ));
+        }
+        EvidenceSource::GithubStatus => view.after_merge.extend(status_after_merge(ctx.graph, change)),
+    }
     view.after_merge.dedup();
     let markers: String = change
         .items
@@ -135,6 +144,48 @@ pub(super) fn pr_body(
     body.push('\n');
     body.push_str(&markers);
     Ok(body)
+}
+
+/// What the verifier waits for when its evidence is Flux's commit statuses: the Kustomizations
+/// that apply each changed file, with a warning for those whose status says nothing about health
+/// and for files no Kustomization applies (then nothing can be verified).
+fn status_after_merge(graph: &FluxGraph, change: &Change<'_>) -> Vec<String> {
+    let mut lines = vec!["upkeep reads the commit statuses Flux's notification-controller posts on the merge commit and later commits (`verify.evidence: github-status`): a `failure` fails the update, and so does no status within the timeout.".to_string()];
+    let mut warnings = Vec::new();
+    for (d, x) in &change.items {
+        let file = d.file();
+        let appliers = graph.kustomizations_applying(file);
+        if appliers.is_empty() {
+            warnings.push(format!(
+                "⚠️ No Flux Kustomization in this repository applies `{file}`: with commit statuses as evidence upkeep cannot verify this update, and its merge stays pending."
+            ));
+        }
+        let what = match d.kind {
+            Kind::HelmRelease => format!(
+                "HelmRelease {}/{} became Ready at chart {}",
+                d.namespace.as_deref().unwrap_or("-"),
+                d.name,
+                x.target.as_deref().unwrap_or("?")
+            ),
+            _ => format!("{} {} runs {}", d.kind.as_str(), d.name, x.target.as_deref().unwrap_or("?")),
+        };
+        for k in appliers {
+            let name = format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name);
+            lines.push(format!(
+                "Kustomization {name} posts `success` (context `kustomization/{}/…`) on the merge commit or a later one.",
+                k.name
+            ));
+            if !k.checks_health() {
+                warnings.push(format!(
+                    "⚠️ Kustomization {name} (`{}:{}`) has neither `wait: true` nor `healthChecks`: its commit status says its manifests were applied, not that {what}. Add `wait: true` so that its status covers it.",
+                    k.file, k.line
+                ));
+            }
+        }
+    }
+    lines.push(format!("Then a soak period during which none of them posts a failure. {}", on_failure(change)));
+    lines.extend(warnings);
+    lines
 }
 
 /// What a failed verification of this PR brings: a revert where one is safe, else an issue.

@@ -169,6 +169,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         remote_heads,
         digests: &digests,
         token: token.as_deref(),
+        evidence: config.verify.evidence,
+        graph: &scan.flux_graph,
     };
     let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
     outcome.errors.extend(renderer.problems().iter().cloned());
@@ -215,6 +217,11 @@ struct Ctx<'a> {
     /// The digest of a tag, for OCIRepositories that pin one beside their tag.
     digests: &'a dyn Fn(&crate::model::Package, &str) -> Result<String, String>,
     token: Option<&'a str>,
+    /// Where the verifier's evidence will come from (`verify.evidence`): PR bodies say what it
+    /// will wait for.
+    evidence: crate::config::EvidenceSource,
+    /// What the repository's Flux Kustomizations apply.
+    graph: &'a crate::extract::flux_graph::FluxGraph,
 }
 
 /// Branches are cut from the checked-out commit, so it must be the remote's default branch at

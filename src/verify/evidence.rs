@@ -267,6 +267,13 @@ pub struct Evidence {
     /// The user's HTTP/TCP checks for the merged updates (`checks:` in the rules), each with
     /// its last result; run only once the update is reconciled, so empty before that.
     pub checks: Vec<CheckResult>,
+    /// Set when the evidence is the commit statuses Flux's notification-controller posted on the
+    /// forge (`--evidence github-status`), not the cluster: the source, HelmReleases and
+    /// workloads are then not seen, and each Kustomization's status is the whole story.
+    pub statuses: Option<StatusEvidence>,
+    /// What the maintainer should know that changes no verdict (a Kustomization whose status
+    /// says nothing about the health of what it applies); shown in the report.
+    pub warnings: Vec<String>,
 }
 
 /// The last result of one of the user's checks.
@@ -287,4 +294,14 @@ pub struct CheckResult {
     pub attempts: u32,
     /// When the last attempt ended.
     pub at: Option<jiff::Timestamp>,
+}
+
+/// What was read of the forge's commit statuses for one merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct StatusEvidence {
+    /// Commits read, from the branch tip down to the merge.
+    pub commits: usize,
+    /// Flux Kustomization statuses found on them (of any Kustomization): none at all past the
+    /// timeout means notification-controller is not posting statuses here.
+    pub flux_statuses: usize,
 }

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod evidence;
 pub mod kube;
 pub mod record;
+pub mod statuses;
 pub mod target;
 pub mod verdict;
 
@@ -31,8 +32,8 @@ use crate::forge::{CommitStatus, StatusState};
 use crate::git::Merge;
 use crate::model::Component;
 
-/// Where evidence comes from: the Kubernetes API (or, later, the forge's commit statuses).
-/// Implementations gather; they never decide.
+/// Where evidence comes from: the Kubernetes API ([`cluster`]) or the commit statuses Flux
+/// posts on the forge ([`statuses`]). Implementations gather; they never decide.
 pub trait Observer {
     /// What the cluster shows for one merge now.
     fn observe(&self, target: &Target) -> impl Future<Output = Evidence>;
@@ -216,6 +217,7 @@ impl<O: Observer> Verifier<'_, O> {
             progress: Progress::default(),
             first_seen: Some(now),
             decided_at: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -223,6 +225,7 @@ impl<O: Observer> Verifier<'_, O> {
     async fn observe_once(&self, o: &mut Open, now: Timestamp, outcome: &mut Outcome) {
         let raw = self.observer.observe(&o.target).await;
         let mut evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
+        o.record.warnings.clone_from(&evidence.warnings);
         let exp = Expectation { merged_at: o.merge.merged_at, releases: o.target.releases.clone() };
         let deadlines = &self.options.deadlines;
         let (mut verdict, mut progress, mut ask) = decide(&exp, &evidence, deadlines, &o.record.progress, now);
@@ -405,6 +408,7 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
         "updates": record.updates,
         "evidence": act::sanitize_rows(&record.evidence),
         "followed": followed,
+        "warnings": record.warnings.iter().map(|w| crate::render::sanitize_inline(w)).collect::<Vec<_>>(),
     });
     let body = actor.renderer.render("verify-report", &view).map_err(|e| e.to_string())?;
     Ok(format!("{body}\n{marker}\n"))

@@ -106,6 +106,10 @@ pub struct Record {
     /// When the verdict became final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Timestamp>,
+    /// What the maintainer should know that changed no verdict (a Kustomization whose commit
+    /// status says nothing about health).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn is_default(p: &Progress) -> bool {
@@ -123,6 +127,8 @@ pub struct RecordView<'a> {
     action: Action,
     branch: Option<&'a str>,
     pr: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 impl Record {
@@ -137,6 +143,7 @@ impl Record {
             action: self.action,
             branch: self.branch.as_deref(),
             pr: self.pr.as_deref(),
+            warnings: &self.warnings,
         }
     }
 
@@ -198,6 +205,7 @@ mod tests {
             progress: Progress::default(),
             first_seen: None,
             decided_at: Some(Timestamp::UNIX_EPOCH),
+            warnings: Vec::new(),
         }
     }
 

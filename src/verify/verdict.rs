@@ -16,13 +16,18 @@
 //!    containers must not restart, for the soak period. Then it is a success.
 //! 5. Checks: once reconciled, a user check (`checks:` in the rules) that failed after its
 //!    retries fails the update at once, naming the check and what it got.
+//!
+//! Evidence from Flux's commit statuses ([`Evidence::statuses`]) sees only Kustomizations: a
+//! `failure` status is conclusive whatever its reason, reconciled means every applying
+//! Kustomization posted `success` for the merge or a later commit, and no status at all past
+//! the timeout names the likely cause (notification-controller not set up to post them).
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::evidence::{CheckResult, Condition, Evidence, FluxObject, Pod, Workload};
+use super::evidence::{CheckResult, Condition, Evidence, FluxObject, KustomizationState, Pod, Workload};
 
 /// Reasons with which helm-controller and kustomize-controller say an attempt failed.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -148,7 +153,7 @@ pub fn decide(
     let missing = missing(exp, ev);
     if !missing.is_empty() {
         progress.ready_since = None;
-        return waiting(exp, deadlines, progress, now, missing);
+        return waiting(exp, ev, deadlines, progress, now, missing);
     }
     let ready_since = *progress.ready_since.get_or_insert(now);
     if let Some(failure) = soak_failure(ev, ready_since) {
@@ -169,7 +174,16 @@ pub fn decide(
         let reason = format!("the soak ended with workloads not rolled out: {}", names.join(", "));
         return (Verdict::Failure { reason, rows: unrolled }, progress, Ask::default());
     }
-    let reason = format!("reconciled at the merge and healthy through a {}s soak", deadlines.soak.as_secs());
+    let reason = if ev.statuses.is_some() {
+        let names: Vec<String> = ev.kustomizations.iter().map(|k| k.object.reference()).collect();
+        format!(
+            "{} posted success for the merge or a later commit, and no failure through a {}s soak",
+            names.join(", "),
+            deadlines.soak.as_secs()
+        )
+    } else {
+        format!("reconciled at the merge and healthy through a {}s soak", deadlines.soak.as_secs())
+    };
     (Verdict::Success { reason }, progress, Ask::default())
 }
 
@@ -181,6 +195,7 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 /// Not reconciled yet: wait, nudge once near the deadline, fail after it.
 fn waiting(
     exp: &Expectation,
+    ev: &Evidence,
     deadlines: &Deadlines,
     mut progress: Progress,
     now: Timestamp,
@@ -193,7 +208,8 @@ fn waiting(
         return (Verdict::Pending { reason, blind: false }, progress, Ask::default());
     }
     match progress.nudged_at {
-        None => {
+        // No grace, nothing to nudge (commit statuses): the timeout is final at once.
+        None if !deadlines.nudge_grace.is_zero() => {
             progress.nudged_at = Some(now);
             let reason = format!("past the timeout, sources nudged once: {}", summary.join("; "));
             (Verdict::Pending { reason, blind: false }, progress, Ask { nudge: true })
@@ -202,14 +218,29 @@ fn waiting(
             let reason = format!("past the timeout, waiting after the nudge: {}", summary.join("; "));
             (Verdict::Pending { reason, blind: false }, progress, Ask::default())
         }
-        Some(_) => {
-            let reason = format!(
-                "not reconciled {} min after the merge: {}",
-                deadlines.timeout.as_secs() / 60,
-                summary.join("; ")
-            );
+        _ => {
+            let reason = match &ev.statuses {
+                Some(s) if s.flux_statuses == 0 => format!(
+                    "no Flux commit status arrived within {}: is notification-controller's github Provider/Alert set up?",
+                    span(deadlines.timeout)
+                ),
+                _ => format!(
+                    "not reconciled {} min after the merge: {}",
+                    deadlines.timeout.as_secs() / 60,
+                    summary.join("; ")
+                ),
+            };
             (Verdict::Failure { reason, rows: missing }, progress, Ask::default())
         }
+    }
+}
+
+/// A duration as people write it: `15m`, `90s`, `2h`.
+fn span(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -263,7 +294,10 @@ fn failure_signal(exp: &Expectation, ev: &Evidence, progress: &Progress) -> Opti
         let k = &state.object;
         let attempted = state.attempted_merge == Some(true) || state.applied_merge == Some(true);
         let ready = k.condition("Ready");
-        if attempted && is(ready, "False") && ready.is_some_and(|c| FAILURE_REASONS.contains(&c.reason.as_str())) {
+        // A posted `failure` status is conclusive whatever its reason: Flux posts one only for
+        // an error event.
+        let conclusive = |c: &Condition| ev.statuses.is_some() || FAILURE_REASONS.contains(&c.reason.as_str());
+        if attempted && is(ready, "False") && ready.is_some_and(conclusive) {
             rows.extend(ready.map(|c| row(k, c)));
         }
         if attempted && is(k.condition("Stalled"), "True") {
@@ -417,6 +451,10 @@ fn not_rolled_out(workloads: &[Workload]) -> Vec<Row> {
 
 /// What is still missing for "reconciled at the merge", as rows for the report.
 fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
+    if ev.statuses.is_some() {
+        // Commit statuses show no source and no release: the Kustomizations are all there is.
+        return ev.kustomizations.iter().filter_map(status_missing).collect();
+    }
     let mut rows = Vec::new();
     let revision = |o: &FluxObject| o.artifact_revision.clone().unwrap_or_else(|| "none".into());
     match (&ev.source, ev.source_has_merge) {
@@ -431,21 +469,7 @@ fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
         (Some(src), _) if !is(src.condition("Ready"), "True") => rows.push(not_ready(src)),
         _ => {}
     }
-    for state in &ev.kustomizations {
-        let k = &state.object;
-        if state.applied_merge != Some(true) {
-            let at = k.last_applied_revision.clone().unwrap_or_else(|| "none".into());
-            rows.push(Row {
-                object: k.reference(),
-                type_: "Revision".into(),
-                status: at.clone(),
-                reason: "MergeNotApplied".into(),
-                message: format!("stopped at revision {at}"),
-            });
-        } else if !is(k.condition("Ready"), "True") {
-            rows.push(not_ready(k));
-        }
-    }
+    rows.extend(ev.kustomizations.iter().filter_map(kustomization_missing));
     for (id, version) in &exp.releases {
         match release(ev, id) {
             None => {
@@ -455,6 +479,35 @@ fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
         }
     }
     rows
+}
+
+fn kustomization_missing(state: &KustomizationState) -> Option<Row> {
+    let k = &state.object;
+    if state.applied_merge != Some(true) {
+        let at = k.last_applied_revision.clone().unwrap_or_else(|| "none".into());
+        return Some(Row {
+            object: k.reference(),
+            type_: "Revision".into(),
+            status: at.clone(),
+            reason: "MergeNotApplied".into(),
+            message: format!("stopped at revision {at}"),
+        });
+    }
+    (!is(k.condition("Ready"), "True")).then(|| not_ready(k))
+}
+
+/// A Kustomization that has not posted `success` for the merge or a later commit.
+fn status_missing(state: &KustomizationState) -> Option<Row> {
+    if state.applied_merge == Some(true) && is(state.object.condition("Ready"), "True") {
+        return None;
+    }
+    Some(Row {
+        object: state.object.reference(),
+        type_: "CommitStatus".into(),
+        status: "none".into(),
+        reason: "NoStatus".into(),
+        message: "has posted no success status on the merge or a later commit".into(),
+    })
 }
 
 fn release_missing(hr: &FluxObject, version: &str) -> Option<Row> {

@@ -312,3 +312,76 @@ fn passing_checks_let_the_soak_end_in_success_and_a_failing_one_before_reconcile
     let (v, _, _) = decide(&exp(), &early, &d(), &Progress::default(), t(60));
     assert!(matches!(v, Verdict::Pending { blind: false, .. }), "{v:?}");
 }
+
+/// Evidence from commit statuses: one Kustomization, in the state its statuses give.
+fn from_statuses(state: Option<Condition>, applied: Option<bool>, flux_statuses: usize) -> Evidence {
+    let mut k = FluxObject::named(FluxKind::Kustomization, "flux-system", "infrastructure");
+    k.conditions.extend(state);
+    Evidence {
+        kustomizations: vec![KustomizationState { object: k, applied_merge: applied, attempted_merge: applied }],
+        statuses: Some(crate::verify::evidence::StatusEvidence { commits: 2, flux_statuses }),
+        ..Evidence::default()
+    }
+}
+
+fn status_deadlines() -> Deadlines {
+    Deadlines { timeout: Duration::from_secs(15 * 60), soak: Duration::from_secs(60), nudge_grace: Duration::ZERO }
+}
+
+#[test]
+fn with_statuses_a_success_soaks_without_a_source_or_release_in_sight() {
+    let ev = from_statuses(Some(cond("Ready", "True", "ReconciliationSucceeded", "posted success")), Some(true), 1);
+    let (v, p, _) = decide(&exp(), &ev, &status_deadlines(), &Progress::default(), t(10));
+    assert!(matches!(v, Verdict::Pending { .. }), "soaking: {v:?}");
+    let (v, _, _) = decide(&exp(), &ev, &status_deadlines(), &p, t(71));
+    match v {
+        Verdict::Success { reason } => {
+            assert!(reason.contains("Kustomization/flux-system/infrastructure posted success"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn with_statuses_any_failure_reason_is_conclusive() {
+    // `SomethingNew` is no failure reason upkeep knows in the cluster; posted as `failure`, it is one.
+    let failed = cond("Ready", "False", "ArtifactFailed", "kustomization/infrastructure/0c9c2e41 posted failure");
+    for reason in ["HealthCheckFailed", "SomethingNew"] {
+        let c = Condition { reason: reason.into(), ..failed.clone() };
+        let (v, _, _) =
+            decide(&exp(), &from_statuses(Some(c), Some(true), 1), &status_deadlines(), &Progress::default(), t(5));
+        assert!(matches!(&v, Verdict::Failure { rows, .. } if rows[0].reason == reason), "{reason}: {v:?}");
+    }
+    // The same condition read from the cluster with an unknown reason is not conclusive.
+    let mut cluster = from_statuses(Some(Condition { reason: "SomethingNew".into(), ..failed }), Some(true), 1);
+    cluster.statuses = None;
+    let (v, _, _) = decide(&exp(), &cluster, &status_deadlines(), &Progress::default(), t(5));
+    assert!(!matches!(v, Verdict::Failure { .. }), "{v:?}");
+}
+
+#[test]
+fn with_statuses_no_status_at_all_fails_at_the_timeout_naming_the_likely_cause() {
+    let ev = from_statuses(None, None, 0);
+    let (v, _, ask) = decide(&exp(), &ev, &status_deadlines(), &Progress::default(), t(60));
+    assert!(matches!(&v, Verdict::Pending { reason, .. } if reason.contains("has posted no success status")), "{v:?}");
+    assert!(!ask.nudge);
+    let (v, p, ask) = decide(&exp(), &ev, &status_deadlines(), &Progress::default(), t(15 * 60 + 1));
+    assert!(!ask.nudge && p.nudged_at.is_none(), "nothing to nudge, no grace");
+    match v {
+        Verdict::Failure { reason, rows } => {
+            assert_eq!(
+                reason,
+                "no Flux commit status arrived within 15m: is notification-controller's github Provider/Alert set up?"
+            );
+            assert_eq!(rows[0].object, "Kustomization/flux-system/infrastructure");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Statuses of other Kustomizations arrived: the timeout names the one that stayed silent.
+    let (v, _, _) =
+        decide(&exp(), &from_statuses(None, None, 3), &status_deadlines(), &Progress::default(), t(15 * 60 + 1));
+    assert!(
+        matches!(&v, Verdict::Failure { reason, .. } if reason.starts_with("not reconciled 15 min after the merge: Kustomization/flux-system/infrastructure")),
+        "{v:?}"
+    );
+}

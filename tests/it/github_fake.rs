@@ -463,3 +463,38 @@ fn commits(s: &mut State, c: &Call, segments: &[&str]) -> ResponseTemplate {
         _ => not_found(),
     }
 }
+
+/// A commit status as Flux's notification-controller posts it for a Kustomization event
+/// (fluxcd/notification-controller `internal/notifier/github.go` and
+/// `internal/server/provider_commit_status.go`): the context is `kustomization/<name>/<first
+/// segment of the Provider's UID>`, lowercased; the state `success` for an info event and
+/// `failure` for an error event; the description the event's reason split at its capitals and
+/// lowercased; no target URL. `n` orders them in time.
+pub(crate) fn flux_status(kustomization: &str, provider_uid: &str, severity: &str, reason: &str, n: usize) -> Value {
+    let uid = provider_uid.split('-').next().unwrap_or_default();
+    let context = format!("Kustomization/{kustomization}/{uid}").to_lowercase();
+    let state = match severity {
+        "info" => "success",
+        "error" => "failure",
+        other => panic!("notification-controller posts no status for severity {other}"),
+    };
+    let mut words: Vec<String> = Vec::new();
+    for c in reason.chars() {
+        if c.is_uppercase() || words.is_empty() {
+            words.push(String::new());
+        }
+        if let Some(w) = words.last_mut() {
+            w.push(c);
+        }
+    }
+    let mut status = commit_status(&context, state, &words.join(" ").to_lowercase(), n);
+    status["target_url"] = Value::Null;
+    status
+}
+
+impl FakeGithub {
+    /// notification-controller posts `status` on `sha` (it becomes the newest there).
+    pub(crate) fn post_status(&self, sha: &str, status: Value) {
+        self.state.lock().unwrap().statuses.entry(sha.to_string()).or_default().insert(0, status);
+    }
+}

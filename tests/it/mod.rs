@@ -23,5 +23,6 @@ mod verify_checks;
 mod verify_kube;
 mod verify_revert;
 mod verify_scenarios;
+mod verify_statuses;
 mod verify_support;
 mod walk;
