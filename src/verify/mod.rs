@@ -12,6 +12,7 @@ pub mod act;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
+pub mod notify;
 pub mod record;
 pub mod target;
 pub mod verdict;
@@ -67,6 +68,9 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Whether anything was written (notes, statuses, PRs, issues).
     pub wrote: bool,
+    /// Webhook notifications that could not be delivered: reported, but they change neither
+    /// a verdict nor the exit code (`verify::notify`).
+    pub notify_errors: Vec<String>,
 }
 
 /// The verifier over one repository.
@@ -212,6 +216,7 @@ impl<O: Observer> Verifier<'_, O> {
             progress: Progress::default(),
             first_seen: Some(now),
             decided_at: None,
+            notified: None,
         }
     }
 

@@ -106,6 +106,10 @@ pub struct Record {
     /// When the verdict became final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Timestamp>,
+    /// When the failure's webhook notification was delivered (`verify::notify`); absent
+    /// while it is owed, so a pass that crashed or met a dead webhook sends it next time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<Timestamp>,
 }
 
 fn is_default(p: &Progress) -> bool {
@@ -198,6 +202,7 @@ mod tests {
             progress: Progress::default(),
             first_seen: None,
             decided_at: Some(Timestamp::UNIX_EPOCH),
+            notified: None,
         }
     }
 

@@ -14,7 +14,7 @@ use super::run::Sandbox;
 use super::verify_support::{MergeStyle, decision, local_pr, merge, text, upkeep_in};
 
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
-const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
+pub(super) const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
 const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
 const OLD_NGINX: &str = "4.10.0";
 
@@ -32,8 +32,8 @@ fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value 
 }
 
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
-struct Cluster {
-    fake: FakeKube,
+pub(super) struct Cluster {
+    pub(super) fake: FakeKube,
     dir: tempfile::TempDir,
     new: String,
 }
@@ -71,7 +71,7 @@ impl Cluster {
         Cluster { fake, dir, new: new.to_string() }
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(super) fn kubeconfig(&self) -> PathBuf {
         self.fake.kubeconfig(self.dir.path())
     }
 
@@ -156,13 +156,13 @@ async fn verify(sb: &Sandbox, kubeconfig: &std::path::Path, extra: &[&str]) -> (
     (out, json)
 }
 
-fn only(report: &Value) -> &Value {
+pub(super) fn only(report: &Value) -> &Value {
     let all = report["verifications"].as_array().unwrap();
     assert_eq!(all.len(), 1, "{report}");
     &all[0]
 }
 
-fn note(sb: &Sandbox, commit: git2::Oid) -> Option<Value> {
+pub(super) fn note(sb: &Sandbox, commit: git2::Oid) -> Option<Value> {
     let git = sb.git();
     let note = git.find_note(Some("refs/notes/upkeep"), commit).ok()?;
     serde_json::from_str(note.message().unwrap()).ok()
@@ -212,7 +212,7 @@ async fn succeeds(style: MergeStyle) {
     assert_eq!(forge_files(&sb), files, "no new write");
 }
 
-fn forge_files(sb: &Sandbox) -> Vec<(String, String)> {
+pub(super) fn forge_files(sb: &Sandbox) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![sb.repo.join(".upkeep")];
     while let Some(dir) = stack.pop() {
@@ -538,7 +538,7 @@ async fn on_github_a_failed_merge_gets_a_failure_status_a_comment_and_a_revert_p
 }
 
 /// The ingress-nginx PR merged with a merge commit; Flux applies it and the upgrade fails.
-async fn merged_then_upgrade_fails(sb: &Sandbox) -> (git2::Oid, String, Cluster) {
+pub(super) async fn merged_then_upgrade_fails(sb: &Sandbox) -> (git2::Oid, String, Cluster) {
     let before = sb.main_tip();
     let (m, new) = merged(sb, MergeStyle::MergeCommit);
     let cluster = Cluster::start(&before.to_string(), &new).await;
