@@ -7,6 +7,7 @@ mod forge_github;
 mod fuzz;
 mod gate;
 mod github_fake;
+mod history;
 mod kube_fake;
 mod lookup_github;
 mod lookup_helm;
