@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::run::Sandbox;
-use super::verify_support::{local_pr, text, upkeep};
+use super::verify_support::{local_pr, text, upkeep, upkeep_in};
 
 const CERT: &str = "upkeep/helmrelease-cert-manager-cert-manager";
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -237,4 +237,57 @@ fn the_dashboard_shows_the_recent_verdicts() {
     let section: String =
         dashboard[start..].lines().take_while(|l| !l.starts_with("## Not")).collect::<Vec<_>>().join("\n");
     insta::assert_snapshot!("dashboard-recently-verified", scrub(&script, section.trim_end()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_a_merge_without_a_note_takes_its_verdict_from_the_upkeep_verify_status() {
+    use super::github_fake::{FakeGithub, commit_status};
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer};
+    const REPO: &str = "home-ops/cluster";
+    let script = tokio::task::spawn_blocking(scripted).await.unwrap();
+    let fake = FakeGithub::new(REPO);
+    let server = MockServer::start().await;
+    Mock::given(any()).respond_with(fake.clone()).mount(&server).await;
+    // GitHub's recorded status payloads: the newest `upkeep/verify` wins over an older one,
+    // and Flux's own statuses on the same commit are not upkeep's verdict.
+    let (k3s, longhorn) = (script.expected[0].merge.to_string(), script.expected[1].merge.to_string());
+    {
+        let mut state = fake.state.lock().unwrap();
+        state.statuses.insert(
+            k3s.clone(),
+            vec![
+                commit_status("kustomization/flux-system/2c9c2e41", "success", "ReconciliationSucceeded", 3),
+                commit_status("upkeep/verify", "failure", "failed: Plan/system-upgrade/k3s-server not Complete", 2),
+                commit_status("upkeep/verify", "pending", "pending: not looked at yet", 1),
+            ],
+        );
+        state
+            .statuses
+            .insert(longhorn.clone(), vec![commit_status("upkeep/verify", "success", "verified: healthy", 4)]);
+    }
+    let uri = server.uri();
+    let (root, repo) = (script.sb.root.clone(), script.sb.repo.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let env = [("GITHUB_API_URL", uri.as_str()), ("GITHUB_TOKEN", "ghs_historytoken"), ("GITHUB_REPOSITORY", REPO)];
+        upkeep_in(&root, &repo, &["history", ".", "--forge", "github", "--format", "json"], &env)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines = report["history"].as_array().unwrap();
+    let of = |commit: &str| lines.iter().filter(|l| l["commit"] == commit).cloned().collect::<Vec<_>>();
+    for l in of(&k3s) {
+        assert_eq!((l["verdict"].as_str(), l["source"].as_str()), (Some("failure"), Some("status")), "{l}");
+        assert_eq!(l["reason"], "failed: Plan/system-upgrade/k3s-server not Complete");
+    }
+    let l = &of(&longhorn)[0];
+    assert_eq!((l["verdict"].as_str(), l["source"].as_str()), (Some("success"), Some("status")), "{l}");
+    // The note still wins where there is one: no status was asked for the failed merge.
+    let failed = script.expected[2].merge.to_string();
+    assert_eq!(of(&failed)[0]["source"], "note");
+    let asked = fake.requests();
+    assert!(asked.iter().any(|r| r.contains(&k3s)) && !asked.iter().any(|r| r.contains(&failed)), "{asked:?}");
+    assert!(fake.writes().is_empty(), "history writes nothing: {:?}", fake.writes());
 }

@@ -11,7 +11,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::run::Sandbox;
-use super::verify_scenarios::{NGINX_ID, merged_then_upgrade_fails, note, only};
+use super::verify_scenarios::{NGINX_ID, forge_files, merged_then_upgrade_fails, note, only};
 use super::verify_support::{local_pr, text, upkeep_in};
 
 const VAR: &str = "UPKEEP_TEST_WEBHOOK";
@@ -137,6 +137,10 @@ async fn a_failure_sends_one_json_event_even_when_the_webhook_first_answers_500(
     // Delivery is recorded in the verdict note; a second pass sends nothing.
     let recorded = note(&sb, m).unwrap();
     assert!(recorded["notified"].is_string(), "{recorded}");
+    for (file, content) in forge_files(&sb) {
+        assert!(!content.contains("s3cr3t"), "the webhook URL is in {file}");
+    }
+    assert!(!recorded.to_string().contains("s3cr3t"));
     let (out, again) = verify(&sb, &cluster.kubeconfig(), &config, &url(&hook), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(only(&again)["verdict"], "failure");
