@@ -17,6 +17,7 @@ use crate::model::Release;
 use crate::model::{LookupFailure, Package};
 use crate::report::{self, Format, Report};
 
+pub mod history;
 pub mod verify;
 
 /// A command that finished with something to say through its exit code (a failed
@@ -77,6 +78,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
         Command::Run(args) => crate::run::run(args, out),
         Command::Verify(args) => exit_with(verify::verify(args, out)?),
         Command::Revert(args) => exit_with(verify::revert(args, out)?),
+        Command::History(args) => history::history(args, out),
         Command::Config(ConfigCommand::Schema) => {
             serde_json::to_writer_pretty(&mut *out, &config::schema()).map_err(std::io::Error::other)?;
             writeln!(out)?;

@@ -36,6 +36,9 @@ pub enum Command {
     /// Check or describe the repository's upkeep config.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List every update upkeep made: when it merged, its verdict, and the revert or
+    /// forward-fix that followed (from trailers, verdict notes and statuses).
+    History(HistoryArgs),
 }
 
 /// Where PRs go.
@@ -195,4 +198,27 @@ pub struct ScanArgs {
     /// The upkeep config file (default: `.github/upkeep.yaml` or `upkeep.yaml` in PATH).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// Arguments of `upkeep history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The repository.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Where statuses are read for merges without a verdict note.
+    #[arg(long, value_enum, default_value = "local", env = "UPKEEP_FORGE")]
+    pub forge: ForgeKind,
+    /// Directory of the local forge's PR files (default: `.upkeep/prs` in the repository).
+    #[arg(long)]
+    pub prs_dir: Option<PathBuf>,
+    /// The GitHub repository, `owner/name`.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: Option<String>,
+    /// The upkeep config file (default: `.github/upkeep.yaml` or `upkeep.yaml`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output format; `table` on a terminal, `json` otherwise.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }

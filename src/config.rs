@@ -40,6 +40,10 @@
 //!   - host: ghcr.io
 //!     usernameEnv: GHCR_USER
 //!     passwordEnv: GHCR_TOKEN
+//! notify:                      # a webhook for failed verifications (optional)
+//!   urlEnv: UPKEEP_WEBHOOK_URL # the variable holding the URL: a secret, never in this file
+//!   format: slack              # or json (upkeep's event, the default)
+//!   on: [failure]              # failure (every one), revert, forward-fix; default all
 //! sources:                     # Flux sources another repository defines (platform/apps split)
 //!   - kind: HelmRepository     # or OCIRepository (url oci:// only)
 //!     name: bitnami
@@ -62,6 +66,7 @@ use crate::gate::versioning::{Constraint, UpdateType};
 use crate::lookup::HostRule;
 use crate::lookup::rewrite::{Rewrite, Rewrites};
 use crate::model::{Component, Kind};
+use crate::verify::notify::{Format as NotifyFormat, Settings as NotifySettings, Trigger};
 
 mod checks;
 
@@ -100,6 +105,51 @@ pub struct RawConfig {
     /// templates, retired clusters); by default they are skipped as `not-applied`.
     #[serde(default)]
     include_not_applied: bool,
+    /// A webhook told about failed verifications (revert PRs, forward-fix issues).
+    notify: Option<RawNotify>,
+}
+
+/// `notify:`: a webhook for failed verifications. The URL is a secret (a Slack webhook URL is a
+/// credential), so the file names the environment variable that holds it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNotify {
+    /// The environment variable holding the webhook URL (e.g. `UPKEEP_WEBHOOK_URL`).
+    #[schemars(with = "String")]
+    url_env: Spanned<String>,
+    /// `json` (upkeep's event, the default) or `slack` (a Slack incoming-webhook message).
+    #[serde(default)]
+    format: NotifyFormat,
+    /// Which failures are sent: `failure` (every one), `revert`, `forward-fix`. Default: all.
+    on: Option<Vec<Trigger>>,
+    /// Refused: the URL never goes in the file (see `urlEnv`).
+    #[schemars(skip)]
+    url: Option<Spanned<String>>,
+}
+
+fn notify_settings(file: &str, raw: Option<RawNotify>) -> Result<Option<NotifySettings>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if let Some(url) = &raw.url {
+        return Err(at(
+            file,
+            &url.referenced,
+            "notify.url: a webhook URL is a secret and does not go in the file; put it in an environment variable and name that with `urlEnv`",
+        ));
+    }
+    let var = raw.url_env.value.trim();
+    let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(at(
+            file,
+            &raw.url_env.referenced,
+            format!("notify.urlEnv: `{var}` is not an environment variable name (e.g. `UPKEEP_WEBHOOK_URL`)"),
+        ));
+    }
+    let mut on = raw.on.unwrap_or_else(|| vec![Trigger::Failure, Trigger::Revert, Trigger::ForwardFix]);
+    on.sort();
+    on.dedup();
+    Ok(Some(NotifySettings { url_env: var.to_string(), format: raw.format, on }))
 }
 
 /// How merged updates are verified (`upkeep verify`); command-line flags override.
@@ -376,6 +426,8 @@ pub struct Config {
     pub sources: Vec<ExternalSource>,
     /// `includeNotApplied`: update dependencies no cluster applies, too.
     pub include_not_applied: bool,
+    /// `notify:`: the webhook for failed verifications, if any.
+    pub notify: Option<NotifySettings>,
 }
 
 /// A config that cannot be used.
@@ -647,7 +699,17 @@ pub fn parse(text: &str, root: &Path, file: &str) -> Result<Config, ConfigError>
         .collect();
     let sources = sources(file, raw.sources)?;
     let include_not_applied = raw.include_not_applied;
-    Ok(Config { file: None, rewrites: Rewrites(rewrites), host_rules, policy, verify, sources, include_not_applied })
+    let notify = notify_settings(file, raw.notify)?;
+    Ok(Config {
+        file: None,
+        rewrites: Rewrites(rewrites),
+        host_rules,
+        policy,
+        verify,
+        sources,
+        include_not_applied,
+        notify,
+    })
 }
 
 /// Check `sources:` entries: a name, a URL Flux would accept for the kind, no entry twice.

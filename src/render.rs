@@ -233,6 +233,8 @@ pub struct DashboardView {
     pub not_updatable: Vec<String>,
     /// How many entries each list had before any was cut for size (set when rendering).
     pub counts: DashboardCounts,
+    /// The newest verdicts on upkeep's merged updates (from `upkeep history`'s lines).
+    pub recently_verified: Vec<String>,
 }
 
 /// The size of each dashboard list, whole.

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use super::AppError;
-use crate::cli::{RevertArgs, VerifyArgs, WriteArgs};
+use crate::cli::{ForgeKind, RevertArgs, VerifyArgs, WriteArgs};
 use crate::config::{self, Config, EvidenceSource};
 use crate::extract::{self, Scan, ScanOptions};
 use crate::forge::Forge;
@@ -15,6 +15,7 @@ use crate::gate::checks::CheckSpec;
 use crate::gate::rules::{OnFailure, checks_for, parse_duration, settings_for};
 use crate::gate::versioning::{Version, classify};
 use crate::git::{Author, FileChange, Merge, Update, Writer};
+use crate::lookup::http::HttpConfig;
 use crate::model::Kind;
 use crate::render::Renderer;
 use crate::report::Format;
@@ -23,6 +24,7 @@ use crate::verify::checks::Checks;
 use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
 use crate::verify::kube::KubeOptions;
+use crate::verify::notify;
 use crate::verify::record::{Record, UpdateView, Word};
 use crate::verify::statuses::{Applier, StatusSource};
 use crate::verify::target::DepInfo;
@@ -298,6 +300,9 @@ pub fn verify_with<O: Observer>(
     let mut outcome = outcome;
     // A check that cannot run (its header variable is missing) kept its merges pending; say why.
     outcome.errors.extend(checks.iter().flat_map(|c| c.problems()));
+    if !args.write.dry_run {
+        runtime.block_on(notify_owed(&s, &args.write, &mut outcome));
+    }
     finish(&s, outcome, args.write.dry_run, args.write.format, started, out)
 }
 
@@ -317,6 +322,61 @@ fn appliers(graph: &crate::extract::flux_graph::FluxGraph, file: &str) -> Vec<Ap
         .collect()
 }
 
+/// Send the webhook notification each failed record still owes (`verify::notify`), after its
+/// verdict note is written, and record each delivery in that note. Nothing here changes a
+/// verdict: an undelivered notification is an error line, and the next pass tries again.
+async fn notify_owed(s: &Setup, w: &WriteArgs, outcome: &mut Outcome) {
+    let Some(settings) = &s.config.notify else { return };
+    let now = jiff::Timestamp::now();
+    let owed: Vec<usize> = (0..outcome.records.len())
+        .filter(|&i| {
+            let r = &outcome.records[i];
+            notify::owed(r, now, s.config.verify.horizon) && settings.wants(r).is_some()
+        })
+        .collect();
+    if owed.is_empty() {
+        return;
+    }
+    let http = match HttpConfig::from_env() {
+        Ok(h) => h,
+        Err(e) => return outcome.notify_errors.push(format!("notify: {e}")),
+    };
+    let policy = crate::retry::Policy {
+        retries: http.retries,
+        backoff: http.backoff,
+        max_wait: http.max_wait,
+        bare_limit_wait: None,
+        server: "the webhook",
+    };
+    let lookup = |var: &str| std::env::var(var).ok();
+    let hook = match notify::Webhook::new(&settings.url_env, lookup, policy, http.total_timeout) {
+        Ok(h) => h,
+        Err(e) => return outcome.notify_errors.push(e.to_string()),
+    };
+    let server = std::env::var("GITHUB_SERVER_URL").ok().filter(|v| !v.is_empty());
+    let server = server.as_deref().unwrap_or("https://github.com");
+    for i in owed {
+        let record = &mut outcome.records[i];
+        let Some(kind) = settings.wants(record) else { continue };
+        let links = match (w.forge, w.repo.as_deref()) {
+            (ForgeKind::Github, Some(repo)) => notify::Links::github(server, repo, record),
+            _ => notify::Links::local(record),
+        };
+        let body = notify::payload(settings.format, record, kind, &links);
+        if let Err(e) = hook.deliver(&record.commit, &body).await {
+            outcome.notify_errors.push(e.to_string());
+            continue;
+        }
+        record.notified = Some(jiff::Timestamp::now());
+        if let Err(e) = tokio::task::block_in_place(|| s.writer.set_note(&record.commit, &record.to_note())) {
+            // Delivered but not recorded: the next pass sends it again (at least once).
+            outcome
+                .notify_errors
+                .push(format!("notify: the delivery to {} was not recorded: {e}", short(&record.commit)));
+        }
+    }
+}
+
 /// Push the notes, print the report, and choose the exit code.
 fn finish(
     s: &Setup,
@@ -334,6 +394,11 @@ fn finish(
         }
     }
     write_report(&outcome.records, format, out)?;
+    // On stderr: they change neither a verdict nor the exit code, and the JSON report on stdout
+    // stays parseable.
+    for e in &outcome.notify_errors {
+        tracing::error!("{e}");
+    }
     for e in &outcome.errors {
         writeln!(out, "error: {e}")?;
     }

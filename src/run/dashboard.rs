@@ -1,12 +1,16 @@
-//! The dependency dashboard's view: open, pending, held, blocked, errored and not updatable.
+//! The dependency dashboard's view: open, pending, held, blocked, errored, recently verified
+//! and not updatable.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::Outcome;
 use crate::app::Versions;
+use crate::app::history;
 use crate::extract::Scan;
 use crate::forge::{Forge, PrState, PullRequest};
 use crate::gate::{Action, Plan};
+use crate::git::Writer;
 use crate::render::DashboardView;
 
 pub(super) fn dashboard(
@@ -55,6 +59,45 @@ pub(super) fn dashboard(
     view.errors.extend(versions.failures.iter().map(|f| format!("`{}`: {}: {}", f.id, f.url, f.message)));
     view.errors.extend(outcome.errors.iter().cloned());
     view
+}
+
+/// How many verdicts "Recently verified" shows.
+pub(super) const RECENTLY_VERIFIED: usize = 10;
+/// Merges read for it: few, so a GitHub forge is asked for few statuses per run.
+const RECENT_MERGES: usize = 30;
+
+/// Fill "Recently verified" from the same lines as `upkeep history`: the newest final verdicts
+/// (verified or failed), with the revert or issue that followed. Dates, not ages, so an
+/// unchanged history is an unchanged dashboard.
+pub(super) fn recently_verified(writer: &Writer, forge: &dyn Forge, horizon: Duration, view: &mut DashboardView) {
+    let found = history::lines(writer, forge, horizon, jiff::Timestamp::now(), RECENT_MERGES);
+    let lines = match found {
+        Ok((lines, problems)) => {
+            view.notes.extend(problems.into_iter().map(|p| format!("recent verdicts: {p}")));
+            lines
+        }
+        Err(e) => {
+            view.notes.push(format!("recent verdicts could not be read: {e}"));
+            return;
+        }
+    };
+    let done = lines.iter().filter(|l| matches!(l.verdict, history::Verdict::Success | history::Verdict::Failure));
+    view.recently_verified = done
+        .take(RECENTLY_VERIFIED)
+        .map(|l| {
+            let word = if l.verdict == history::Verdict::Success { "verified" } else { "**failed**" };
+            let follow = history::follow_up(l);
+            let follow = if follow.is_empty() { String::new() } else { format!(", {follow}") };
+            format!(
+                "{} `{}` `{}` {} → {}: {word}{follow}",
+                history::date(l.merged_at),
+                &l.commit[..l.commit.len().min(12)],
+                l.dependency,
+                l.from,
+                l.to
+            )
+        })
+        .collect();
 }
 
 #[cfg(test)]

@@ -185,7 +185,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     if !args.dry_run {
         // The updates are written by now: a dashboard that cannot be (issues turned off, a
         // broken template override) is one more error to report, not a reason to hide the rest.
-        let view = dashboard(&scan, &versions, &plan, &outcome, forge);
+        let mut view = dashboard(&scan, &versions, &plan, &outcome, forge);
+        self::dashboard::recently_verified(&writer, forge, config.verify.horizon, &mut view);
         let written = renderer
             .render_dashboard(view)
             .map_err(|e| e.to_string())

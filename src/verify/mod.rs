@@ -13,6 +13,7 @@ pub mod checks;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
+pub mod notify;
 pub mod record;
 pub mod statuses;
 pub mod target;
@@ -69,6 +70,9 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Whether anything was written (notes, statuses, PRs, issues).
     pub wrote: bool,
+    /// Webhook notifications that could not be delivered: reported, but they change neither
+    /// a verdict nor the exit code (`verify::notify`).
+    pub notify_errors: Vec<String>,
 }
 
 /// The verifier over one repository.
@@ -218,6 +222,7 @@ impl<O: Observer> Verifier<'_, O> {
             first_seen: Some(now),
             decided_at: None,
             warnings: Vec::new(),
+            notified: None,
         }
     }
 

@@ -110,6 +110,10 @@ pub struct Record {
     /// status says nothing about health).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// When the failure's webhook notification was delivered (`verify::notify`); absent
+    /// while it is owed, so a pass that crashed or met a dead webhook sends it next time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<Timestamp>,
 }
 
 fn is_default(p: &Progress) -> bool {
@@ -206,6 +210,7 @@ mod tests {
             first_seen: None,
             decided_at: Some(Timestamp::UNIX_EPOCH),
             warnings: Vec::new(),
+            notified: None,
         }
     }
 

@@ -79,6 +79,9 @@ fn the_schema_describes_every_key() {
         "ignoreVersions",
         "updateType",
         "schedule",
+        "notify",
+        "urlEnv",
+        "forward-fix",
     ] {
         assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
     }

@@ -538,7 +538,7 @@ async fn on_github_a_failed_merge_gets_a_failure_status_a_comment_and_a_revert_p
 }
 
 /// The ingress-nginx PR merged with a merge commit; Flux applies it and the upgrade fails.
-async fn merged_then_upgrade_fails(sb: &Sandbox) -> (git2::Oid, String, Cluster) {
+pub(super) async fn merged_then_upgrade_fails(sb: &Sandbox) -> (git2::Oid, String, Cluster) {
     let before = sb.main_tip();
     let (m, new) = merged(sb, MergeStyle::MergeCommit);
     let cluster = Cluster::start(&before.to_string(), &new).await;
