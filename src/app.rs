@@ -17,7 +17,9 @@ use crate::model::Release;
 use crate::model::{LookupFailure, Package};
 use crate::report::{self, Format, Report};
 
+pub mod listen;
 pub mod verify;
+pub mod watch;
 
 /// A command that finished with something to say through its exit code (a failed
 /// verification: a verdict, not a crash).
@@ -75,6 +77,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
         Command::Scan(args) => scan(args, args.plan, out),
         Command::Plan(args) => scan(args, true, out),
         Command::Run(args) => crate::run::run(args, out),
+        Command::Verify(args) if args.watch => exit_with(watch::watch(args, out)?),
         Command::Verify(args) => exit_with(verify::verify(args, out)?),
         Command::Revert(args) => exit_with(verify::revert(args, out)?),
         Command::Config(ConfigCommand::Schema) => {

@@ -12,6 +12,7 @@ pub mod act;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
+pub mod metrics;
 pub mod record;
 pub mod target;
 pub mod verdict;
