@@ -79,7 +79,7 @@ pub fn watch_with<O: Observer>(
             tokio::spawn(listen::serve(listener, metrics.clone()));
         }
         let observer = observer().await;
-        let mut watcher = Watcher { args, token, observer: &observer, metrics, stop, out };
+        let mut watcher = Watcher { args, token, observer: &observer, metrics, stop, out, unpushed: false };
         watcher.run().await
     })
 }
@@ -140,6 +140,8 @@ struct Watcher<'a, O: Observer> {
     metrics: listen::Shared,
     stop: watch::Receiver<bool>,
     out: &'a mut dyn Write,
+    /// Notes were written and not pushed yet (a failed push is retried after the next pass).
+    unpushed: bool,
 }
 
 /// What the loop remembers between passes.
@@ -268,13 +270,15 @@ impl<O: Observer> Watcher<'_, O> {
         merged_at: &BTreeMap<String, Timestamp>,
         started: Timestamp,
     ) -> Result<(), AppError> {
-        if let Some(remote) = s.remote.as_deref() {
+        self.unpushed |= outcome.wrote;
+        if let Some(remote) = s.remote.as_deref().filter(|_| self.unpushed) {
             let pushed = tokio::task::block_in_place(|| {
                 let lease = s.writer.fetch_notes(remote, s.token.as_deref())?;
                 s.writer.push_notes(remote, lease, s.token.as_deref())
             });
-            if let Err(e) = pushed {
-                tracing::error!("verdict notes were not pushed: {e}");
+            match pushed {
+                Ok(()) => self.unpushed = false,
+                Err(e) => tracing::error!("verdict notes were not pushed (retried after the next pass): {e}"),
             }
         }
         for e in &outcome.errors {

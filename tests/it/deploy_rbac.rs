@@ -297,8 +297,10 @@ async fn the_cluster_role_covers_every_call_the_verifier_makes() {
         })
         .await
         .unwrap();
-        let expected = if nudge { 3 } else { 0 };
-        assert_eq!(out.status.code(), Some(expected), "{}", text(&out));
+        // Nudged, then reverted after the grace (3), or still pending when a loaded machine
+        // made the pass give up first (0): either way the nudge's patch was sent.
+        let codes: &[i32] = if nudge { &[0, 3] } else { &[0] };
+        assert!(out.status.code().is_some_and(|c| codes.contains(&c)), "{}", text(&out));
         let requests = flux.fake.requests();
         if nudge {
             assert!(requests.iter().any(|r| r.starts_with("PATCH ")), "nudged: {requests:?}");
