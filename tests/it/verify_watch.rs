@@ -540,3 +540,60 @@ fn the_exposition_parser_refuses_what_prometheus_would() {
         assert!(std::panic::catch_unwind(|| parse_exposition(bad)).is_err(), "accepted: {bad}");
     }
 }
+
+/// A clone of `bare` at `dir`, and a commit pushed to `bare` after it (from the sandbox).
+fn clone_then_advance(sb: &Sandbox, bare: &Path, dir: &Path) -> git2::Oid {
+    upkeep::git::clone_into(bare.to_str().unwrap(), dir, None).unwrap();
+    std::fs::write(sb.repo.join("apps/NOTES.md"), "a maintainer's note\n").unwrap();
+    let tip = super::run::commit_all(&sb.git(), "docs: a note", "Maintainer");
+    push_main(sb, bare);
+    tip
+}
+
+#[test]
+fn the_checkout_only_ever_fast_forwards_and_a_humans_work_is_left_alone() {
+    use upkeep::git::{Author, Synced, Writer};
+    let sb = Sandbox::example();
+    let bare = bare_remote(&sb);
+    let remote = bare.to_str().unwrap();
+
+    // Clean and behind: forwarded, work tree and branch together.
+    let clean = sb.root.join("clean");
+    let tip = clone_then_advance(&sb, &bare, &clean);
+    let writer = Writer::open(&clean, Author::default()).unwrap();
+    assert!(matches!(writer.fast_forward(remote, None).unwrap(), Synced::Forwarded { to, .. } if to == tip));
+    assert_eq!(std::fs::read_to_string(clean.join("apps/NOTES.md")).unwrap(), "a maintainer's note\n");
+    assert_eq!(changed(&git2::Repository::open(&clean).unwrap()), Vec::<String>::new());
+    assert_eq!(writer.fast_forward(remote, None).unwrap(), Synced::UpToDate);
+
+    // Uncommitted changes: nothing moves, the edit stays.
+    let dirty = sb.root.join("dirty");
+    upkeep::git::clone_into(remote, &dirty, None).unwrap();
+    let head = git2::Repository::open(&dirty).unwrap().refname_to_id("refs/heads/main").unwrap();
+    let edited = dirty.join("upkeep.yaml");
+    std::fs::write(&edited, "# work in progress\n").unwrap();
+    std::fs::write(sb.repo.join("apps/NOTES.md"), "a second note\n").unwrap();
+    super::run::commit_all(&sb.git(), "docs: another note", "Maintainer");
+    push_main(&sb, &bare);
+    let writer = Writer::open(&dirty, Author::default()).unwrap();
+    match writer.fast_forward(remote, None).unwrap() {
+        Synced::Refused(why) => assert!(why.contains("uncommitted changes (upkeep.yaml)"), "{why}"),
+        other => panic!("moved a dirty work tree: {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "# work in progress\n");
+    assert_eq!(git2::Repository::open(&dirty).unwrap().refname_to_id("refs/heads/main").unwrap(), head);
+
+    // A local commit the remote lacks: diverged, left alone.
+    let diverged = sb.root.join("diverged");
+    upkeep::git::clone_into(remote, &diverged, None).unwrap();
+    let local = super::run::commit_all(&git2::Repository::open(&diverged).unwrap(), "local work", "Maintainer");
+    std::fs::write(sb.repo.join("apps/NOTES.md"), "a third note\n").unwrap();
+    super::run::commit_all(&sb.git(), "docs: a third note", "Maintainer");
+    push_main(&sb, &bare);
+    let writer = Writer::open(&diverged, Author::default()).unwrap();
+    match writer.fast_forward(remote, None).unwrap() {
+        Synced::Refused(why) => assert!(why.contains("has commits"), "{why}"),
+        other => panic!("moved a diverged branch: {other:?}"),
+    }
+    assert_eq!(git2::Repository::open(&diverged).unwrap().refname_to_id("refs/heads/main").unwrap(), local);
+}
