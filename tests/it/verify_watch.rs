@@ -392,6 +392,11 @@ async fn watch_verifies_two_merges_in_a_row_and_its_metrics_show_the_verdicts() 
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, _, _) = get(watch.port, "/nope").await.unwrap();
     assert_eq!(status, 404);
+    let mut post = tokio::net::TcpStream::connect(("127.0.0.1", watch.port)).await.unwrap();
+    post.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    post.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 ") && answer.contains("Allow: GET, HEAD"), "{answer}");
 
     // The first merge reconciles and soaks: verified.
     flux.fetched(first);
