@@ -7,7 +7,7 @@
 //! Flux GitRepository and on what the pending merges depend on, or the next deadline (end of a
 //! soak, a timeout), or at most [`RESYNC`].
 //!
-//! The checkout: with `--remote`, when Flux's artifact revision changes (and every [`RESYNC`]
+//! The checkout: with a remote (`--remote`, or `origin` on the GitHub forge), when Flux's artifact revision changes (and every [`RESYNC`]
 //! in case Flux itself is stuck), the checked-out branch is fetched and the checkout
 //! fast-forwarded, never anything else: a work tree with uncommitted changes or a branch with
 //! commits the remote lacks is verified as it is (`git::Synced::Refused`). An empty or missing
@@ -102,6 +102,15 @@ fn clone_if_empty(path: &Path, remote: Option<&str>, token: Option<&str>) -> Res
         ))
     })?;
     tracing::info!("cloning {} into {}", crate::redact::url(url), path.display());
+    // Into a sibling first, renamed into place when complete: a container killed mid-clone
+    // must not leave a half repository its restart would refuse. Where no sibling can be
+    // written (PATH is the volume's mount point), in place.
+    let partial = path.with_extension("upkeep-partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    if clone_into(url, &partial, token).is_ok() && std::fs::rename(&partial, path).is_ok() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&partial);
     clone_into(url, path, token).map_err(|e| AppError::Run(e.to_string()))
 }
 
@@ -161,9 +170,10 @@ impl<O: Observer> Watcher<'_, O> {
             }
             // The GitRepository to watch is the config's, read from the checkout.
             self.refresh_setup(&mut memory)?;
-            let source = memory.setup.as_ref().map(|(_, s)| s.config.verify.git_repository.clone());
-            if let Some(source) = source {
-                self.sync(&mut memory, &source).await;
+            // The remote is the setup's: `--remote`, or `origin` for the GitHub forge.
+            let source = memory.setup.as_ref().map(|(_, s)| (s.config.verify.git_repository.clone(), s.remote.clone()));
+            if let Some((source, Some(remote))) = source {
+                self.sync(&mut memory, &source, &remote).await;
                 self.refresh_setup(&mut memory)?;
             }
             let Some((_, s)) = memory.setup.as_ref() else { return Ok(0) };
@@ -198,9 +208,9 @@ impl<O: Observer> Watcher<'_, O> {
     }
 
     /// Fetch and fast-forward when Flux's revision moved, on the first pass, and every
-    /// [`RESYNC`]; without `--remote`, the checkout is read as it is (someone else moves it).
-    async fn sync(&self, memory: &mut Memory, source: &(String, String)) {
-        let Some(remote) = self.args.write.remote.as_deref() else { return };
+    /// [`RESYNC`]. Without a remote (the local forge and no `--remote`) the checkout is read as
+    /// it is: someone else moves it.
+    async fn sync(&self, memory: &mut Memory, source: &(String, String), remote: &str) {
         let probe = Target {
             commit: String::new(),
             source: source.clone(),

@@ -376,6 +376,10 @@ async fn watch_verifies_two_merges_in_a_row_and_its_metrics_show_the_verdicts() 
     let bare = bare_remote(&sb);
     let flux = Flux::start(&before.to_string()).await;
     let clone = sb.root.join("in-cluster");
+    // A clone a killed container left half done is started over, not taken for the checkout.
+    let partial = sb.root.join("in-cluster.upkeep-partial");
+    std::fs::create_dir_all(partial.join(".git")).unwrap();
+    std::fs::write(partial.join(".git/HEAD"), "garbage").unwrap();
     let started = jiff::Timestamp::now().as_second() as f64;
     let watch = Watch::start(&sb, &clone, &bare, &flux.kubeconfig(), "2s", "watch");
 
@@ -390,6 +394,7 @@ async fn watch_verifies_two_merges_in_a_row_and_its_metrics_show_the_verdicts() 
     };
     let (status, _, body) = health.await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(!partial.exists() && clone.join(".git").is_dir(), "cloned whole, then moved into place");
     let (status, _, _) = get(watch.port, "/nope").await.unwrap();
     assert_eq!(status, 404);
     let mut post = tokio::net::TcpStream::connect(("127.0.0.1", watch.port)).await.unwrap();
