@@ -190,7 +190,12 @@ impl<O: Observer> Watcher<'_, O> {
                 () = stopped(&mut stop) => tokio::time::timeout(SHUTDOWN_GRACE, &mut pass).await.ok(),
             };
             let Some(outcome) = outcome else {
-                tracing::warn!("the pass in flight did not finish within {SHUTDOWN_GRACE:?}; the previous notes stand");
+                tracing::warn!(
+                    "the pass in flight did not finish within {SHUTDOWN_GRACE:?}; the notes written so far stand"
+                );
+                // What the dropped pass wrote whole (a verdict and its revert) still goes out.
+                self.unpushed = true;
+                self.push(s);
                 return Ok(0);
             };
             self.finish(s, &outcome, &merged_at, started)?;
@@ -281,16 +286,7 @@ impl<O: Observer> Watcher<'_, O> {
         started: Timestamp,
     ) -> Result<(), AppError> {
         self.unpushed |= outcome.wrote;
-        if let Some(remote) = s.remote.as_deref().filter(|_| self.unpushed) {
-            let pushed = tokio::task::block_in_place(|| {
-                let lease = s.writer.fetch_notes(remote, s.token.as_deref())?;
-                s.writer.push_notes(remote, lease, s.token.as_deref())
-            });
-            match pushed {
-                Ok(()) => self.unpushed = false,
-                Err(e) => tracing::error!("verdict notes were not pushed (retried after the next pass): {e}"),
-            }
-        }
+        self.push(s);
         for e in &outcome.errors {
             tracing::error!("{e}");
         }
@@ -307,6 +303,19 @@ impl<O: Observer> Watcher<'_, O> {
         let mut metrics = self.metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         metrics.record_pass(&outcome.records, &|c| merged_at.get(c).copied(), started, Timestamp::now());
         Ok(())
+    }
+
+    /// Push the verdict notes when a pass wrote some since the last push.
+    fn push(&mut self, s: &Setup) {
+        let Some(remote) = s.remote.as_deref().filter(|_| self.unpushed) else { return };
+        let pushed = tokio::task::block_in_place(|| {
+            let lease = s.writer.fetch_notes(remote, s.token.as_deref())?;
+            s.writer.push_notes(remote, lease, s.token.as_deref())
+        });
+        match pushed {
+            Ok(()) => self.unpushed = false,
+            Err(e) => tracing::error!("verdict notes were not pushed (retried after the next pass): {e}"),
+        }
     }
 
     /// What the wait between passes watches: the pending merges' objects, and always the source.
