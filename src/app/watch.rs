@@ -15,8 +15,8 @@
 //!
 //! SIGTERM or SIGINT: the pass in flight finishes (its writes — a note, a status, a revert PR —
 //! are synchronous and never cut in half; an observation still waiting on the API server after
-//! [`SHUTDOWN_GRACE`] is dropped, leaving the notes of the previous pass), the notes are pushed,
-//! and the process exits 0. A merge interrupted mid-soak stays pending in its note, with the
+//! [`SHUTDOWN_GRACE`] is dropped: what it wrote whole stands, what it had not reached keeps its
+//! earlier note), the notes are pushed, and the process exits 0. A merge interrupted mid-soak stays pending in its note, with the
 //! time it became ready, and the next run resumes the soak from there.
 
 use std::collections::BTreeMap;
