@@ -18,7 +18,9 @@ use crate::model::{LookupFailure, Package};
 use crate::report::{self, Format, Report};
 
 pub mod history;
+pub mod listen;
 pub mod verify;
+pub mod watch;
 
 /// A command that finished with something to say through its exit code (a failed
 /// verification: a verdict, not a crash).
@@ -51,6 +53,9 @@ pub enum AppError {
     /// Writing the report failed (a closed pipe): exit 1.
     #[error("cannot write the report: {0}")]
     Output(#[from] std::io::Error),
+    /// Flags that cannot go together, beyond what the argument parser knows: exit 2.
+    #[error("{0}")]
+    Flags(String),
 }
 
 impl From<HttpError> for AppError {
@@ -63,7 +68,7 @@ impl AppError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Usage(_) | AppError::Config(_) => 2,
+            AppError::Usage(_) | AppError::Config(_) | AppError::Flags(_) => 2,
             AppError::Environment(_) | AppError::Output(_) | AppError::Run(_) => 1,
             AppError::Verdict(code) => *code,
         }
@@ -76,6 +81,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
         Command::Scan(args) => scan(args, args.plan, out),
         Command::Plan(args) => scan(args, true, out),
         Command::Run(args) => crate::run::run(args, out),
+        Command::Verify(args) if args.watch => exit_with(watch::watch(args, out)?),
         Command::Verify(args) => exit_with(verify::verify(args, out)?),
         Command::Revert(args) => exit_with(verify::revert(args, out)?),
         Command::History(args) => history::history(args, out),

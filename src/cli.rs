@@ -136,6 +136,16 @@ pub struct VerifyArgs {
     /// Config `verify.evidence`.
     #[arg(long, value_enum)]
     pub evidence: Option<crate::config::EvidenceSource>,
+    /// Keep running (an in-cluster Deployment): watch Flux's GitRepository and verify each new
+    /// merge as it arrives. With `--remote`, fetch and fast-forward the checkout on each new
+    /// revision (an empty or missing PATH is cloned from a `--remote` URL). SIGTERM or SIGINT
+    /// finishes what is being written and exits 0.
+    #[arg(long, conflicts_with_all = ["no_wait", "dry_run"])]
+    pub watch: bool,
+    /// With `--watch`: serve `/healthz` and Prometheus `/metrics` on ADDR (`0.0.0.0:9090`;
+    /// port 0 picks a free one).
+    #[arg(long, requires = "watch", value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Arguments of `upkeep revert`.

@@ -11,8 +11,10 @@ use crate::gate::history::{Event, HistorySource};
 use crate::lookup::http::origin;
 
 mod merges;
+mod sync;
 
 pub use merges::{FileChange, Merge, NOTES_REF, Update, verdict_notes};
+pub use sync::{Synced, clone_into};
 
 /// How far back history is read; older facts no longer steer decisions.
 pub const MAX_COMMITS: usize = 5_000;

@@ -32,25 +32,25 @@ use crate::verify::verdict::Deadlines;
 use crate::verify::{Observer, Options, Outcome, Verifier};
 
 /// How far back the verifier reads the default branch, at most.
-const MAX_MERGES_READ: usize = 2_000;
+pub(super) const MAX_MERGES_READ: usize = 2_000;
 
 /// The exit code of a pass that found an update failed (a verdict, not a crashed run).
 pub const EXIT_FAILED_VERIFICATION: i32 = 3;
 
 /// Everything both commands open.
-struct Setup {
-    writer: Writer,
+pub(super) struct Setup {
+    pub(super) writer: Writer,
     forge: Box<dyn Forge>,
-    remote: Option<String>,
-    token: Option<String>,
+    pub(super) remote: Option<String>,
+    pub(super) token: Option<String>,
     renderer: Renderer,
-    config: Config,
-    scan: Scan,
+    pub(super) config: Config,
+    pub(super) scan: Scan,
 }
 
 impl Setup {
     /// The actor over this setup's repository and forge.
-    fn actor<'a>(&'a self, prove: crate::verify::act::Prove<'a>, automerge: bool) -> Actor<'a> {
+    pub(super) fn actor<'a>(&'a self, prove: crate::verify::act::Prove<'a>, automerge: bool) -> Actor<'a> {
         Actor {
             writer: &self.writer,
             forge: self.forge.as_ref(),
@@ -63,7 +63,7 @@ impl Setup {
     }
 }
 
-fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
+pub(super) fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
     let author = match &w.author {
         Some(a) => Author::parse(a).ok_or_else(|| AppError::Run(format!("--author `{a}` is not `Name <email>`")))?,
         None => Author::default(),
@@ -92,7 +92,7 @@ fn setup(path: &Path, w: &WriteArgs) -> Result<Setup, AppError> {
 }
 
 /// What the verifier needs to know of each dependency in the checkout.
-fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
+pub(super) fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
     scan.dependencies
         .iter()
         .map(|d| {
@@ -118,7 +118,12 @@ fn dep_infos(scan: &Scan, config: &Config) -> BTreeMap<String, DepInfo> {
 ///
 /// Each check's origin is made relative to the work tree: it ends up in PR bodies, where the
 /// runner's own folders mean nothing.
-fn checks_of(scan: &Scan, config: &Config, merges: &[Merge], workdir: &Path) -> Result<Option<Checks>, AppError> {
+pub(super) fn checks_of(
+    scan: &Scan,
+    config: &Config,
+    merges: &[Merge],
+    workdir: &Path,
+) -> Result<Option<Checks>, AppError> {
     if config.policy.rules.iter().all(|r| r.checks.is_empty()) {
         return Ok(None);
     }
@@ -153,7 +158,7 @@ fn checks_of(scan: &Scan, config: &Config, merges: &[Merge], workdir: &Path) -> 
 
 /// The revert proof: scan the tree the revert would produce and the tip's, and require every
 /// reverted dependency back at its old version and every other dependency unchanged.
-fn prover<'a>(writer: &'a Writer) -> impl Fn(&[FileChange], &[Update]) -> Result<(), String> + 'a {
+pub(super) fn prover<'a>(writer: &'a Writer) -> impl Fn(&[FileChange], &[Update]) -> Result<(), String> + 'a {
     move |changes, updates| {
         let (_, tip) = writer.default_branch().map_err(|e| e.to_string())?;
         let before = scan_tree(writer, writer.tree_of(tip).map_err(|e| e.to_string())?, &[])?;
@@ -218,7 +223,11 @@ pub fn prove_revert(before: &Scan, after: &Scan, updates: &[Update]) -> Result<(
     Ok(())
 }
 
-fn duration(flag: Option<&str>, name: &str, default: std::time::Duration) -> Result<std::time::Duration, AppError> {
+pub(super) fn duration(
+    flag: Option<&str>,
+    name: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, AppError> {
     match flag {
         Some(text) => parse_duration(text).map_err(|e| AppError::Run(format!("--{name}: {e}"))),
         None => Ok(default),
@@ -325,7 +334,7 @@ fn appliers(graph: &crate::extract::flux_graph::FluxGraph, file: &str) -> Vec<Ap
 /// Send the webhook notification each failed record still owes (`verify::notify`), after its
 /// verdict note is written, and record each delivery in that note. Nothing here changes a
 /// verdict: an undelivered notification is an error line, and the next pass tries again.
-async fn notify_owed(s: &Setup, w: &WriteArgs, outcome: &mut Outcome) {
+pub(super) async fn notify_owed(s: &Setup, w: &WriteArgs, outcome: &mut Outcome) {
     let Some(settings) = &s.config.notify else { return };
     let now = jiff::Timestamp::now();
     let owed: Vec<usize> = (0..outcome.records.len())

@@ -13,6 +13,7 @@ pub mod checks;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
+pub mod metrics;
 pub mod notify;
 pub mod record;
 pub mod statuses;
