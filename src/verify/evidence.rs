@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use super::platform::PlatformEvidence;
+
 /// A Kubernetes-style condition, as Flux and the workload controllers report them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 pub struct Condition {
@@ -264,4 +266,7 @@ pub struct Evidence {
     /// Reads for the report only (events) that failed: shown to the maintainer, never a reason
     /// to keep a verdict pending (missing RBAC for events must not stall every verification).
     pub gaps: Vec<Blind>,
+    /// Platform health (nodes and Plans, Longhorn, Flux's controllers), read only for merges
+    /// that upgrade k3s, Longhorn or Flux; empty otherwise.
+    pub platform: PlatformEvidence,
 }

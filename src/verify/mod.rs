@@ -12,6 +12,7 @@ pub mod act;
 pub mod cluster;
 pub mod evidence;
 pub mod kube;
+pub mod platform;
 pub mod record;
 pub mod target;
 pub mod verdict;
@@ -109,7 +110,8 @@ impl<O: Observer> Verifier<'_, O> {
                     if record.verdict == Word::Skipped {
                         outcome.records.push(record);
                     } else {
-                        let target = target::target(&merge, self.deps, &self.options.source);
+                        let mut target = target::target(&merge, self.deps, &self.options.source);
+                        target.platform = self.platform_targets(&merge);
                         open.push(Open { merge, record, target });
                     }
                 }
@@ -140,6 +142,17 @@ impl<O: Observer> Verifier<'_, O> {
         }
         outcome.records.sort_by_key(|r| order.get(&r.commit).copied());
         outcome
+    }
+
+    /// The platform components `merge` upgrades; Flux's expected controller images are read
+    /// from the merged tree.
+    fn platform_targets(&self, merge: &Merge) -> Vec<platform::PlatformTarget> {
+        let commit = git2::Oid::from_str(&merge.commit).ok();
+        let read = |path: &str| {
+            let commit = commit?;
+            blocking(|| self.actor.writer.read(commit, path)).ok().flatten()
+        };
+        platform::targets(merge, self.deps, &self.options.source.0, &read)
     }
 
     /// How long a waiting pass may run: the longest timeout plus soak plus grace among the open
@@ -219,7 +232,11 @@ impl<O: Observer> Verifier<'_, O> {
     async fn observe_once(&self, o: &mut Open, now: Timestamp, outcome: &mut Outcome) {
         let raw = self.observer.observe(&o.target).await;
         let evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
-        let exp = Expectation { merged_at: o.merge.merged_at, releases: o.target.releases.clone() };
+        let exp = Expectation {
+            merged_at: o.merge.merged_at,
+            releases: o.target.releases.clone(),
+            platform: o.target.platform.clone(),
+        };
         let (verdict, progress, ask) = decide(&exp, &evidence, &self.options.deadlines, &o.record.progress, now);
         o.record.progress = progress;
         if ask.nudge && !self.options.dry_run {

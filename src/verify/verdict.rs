@@ -21,6 +21,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::evidence::{Condition, Evidence, FluxObject, Pod, Workload};
+use super::platform::PlatformTarget;
+
+mod platform;
 
 /// Reasons with which helm-controller and kustomize-controller say an attempt failed.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -41,12 +44,14 @@ pub const BAD_WAITING_REASONS: &[&str] =
     &["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"];
 
 /// What the merge should have brought about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Expectation {
     /// When the merge reached the default branch: timeouts count from here.
     pub merged_at: Timestamp,
     /// The HelmReleases whose chart version the merge set: `(namespace/name, version)`.
     pub releases: Vec<(String, String)>,
+    /// The platform components the merge upgrades (k3s, Longhorn, Flux), judged by their own rules.
+    pub platform: Vec<PlatformTarget>,
 }
 
 /// How long to wait.
@@ -278,6 +283,7 @@ fn failure_signal(exp: &Expectation, ev: &Evidence, progress: &Progress) -> Opti
     if all_attempted && (applied || !exp.releases.is_empty()) {
         rows.extend(pod_failures(&ev.pods, progress.ready_since.unwrap_or(Timestamp::MAX)));
     }
+    rows.extend(platform::failures(&exp.platform, ev, exp.merged_at));
     if rows.is_empty() {
         return None;
     }
@@ -419,6 +425,7 @@ fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
             Some(hr) => rows.extend(release_missing(hr, version)),
         }
     }
+    rows.extend(platform::waiting(&exp.platform, ev, exp.merged_at));
     rows
 }
 
