@@ -20,6 +20,7 @@ mod servers;
 mod sources;
 mod util;
 mod verify_kube;
+mod verify_platform;
 mod verify_revert;
 mod verify_scenarios;
 mod verify_support;
