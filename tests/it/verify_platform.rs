@@ -186,6 +186,11 @@ async fn k3s_with_one_node_stuck_on_the_old_version_opens_a_forward_fix_naming_i
     assert!(body.contains("kubelet is posting ready status"), "the node's condition message: {body}");
     assert!(!body.contains("`Node/k3s-server-0`"), "the upgraded node is not named: {body}");
     assert!(body.contains("Job was active longer than specified deadline"), "the Plan's message: {body}");
+    assert!(body.contains("#### Platform objects to look at"), "{body}");
+    assert!(
+        body.contains("- `Node/k3s-agent-1`: KubeletVersion NotUpgraded (`kubectl describe node k3s-agent-1`)"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +209,10 @@ async fn k3s_leaving_a_node_cordoned_or_not_ready_opens_a_forward_fix_naming_eac
     assert!(body.contains("`Node/k3s-agent-1` | Unschedulable | True | Cordoned"), "{body}");
     assert!(body.contains("`Node/k3s-server-0` | Ready | Unknown | NodeStatusUnknown"), "{body}");
     assert!(body.contains("Kubelet stopped posting node status."), "{body}");
+    assert!(
+        body.contains("- `Node/k3s-server-0`: Ready NodeStatusUnknown (`kubectl describe node k3s-server-0`)"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,6 +285,8 @@ async fn longhorn_with_a_degraded_volume_opens_a_forward_fix() {
     let body = forward_fix(&out, &report, &sb);
     assert!(body.contains("Longhorn refuses downgrades"), "{body}");
     assert!(body.contains(&format!("`Volume/longhorn-system/{volume}` | Robustness | degraded | Degraded")), "{body}");
+    let look = format!("(`kubectl -n longhorn-system describe volumes.longhorn.io {volume}`)");
+    assert!(body.contains(&look), "{body}");
 }
 
 // ---- Flux ----
