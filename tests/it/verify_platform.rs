@@ -171,6 +171,11 @@ async fn k3s_with_every_node_upgraded_and_uncordoned_is_verified() {
     plans_at(&cluster, Duration::from_millis(1300), &target, "True");
     let (out, report) = cluster.verify(&sb).await;
     succeeded(&out, &report);
+    // It waited on watches of the nodes and the Plans, not by polling.
+    let requests = cluster.fake.requests();
+    let watched = |prefix: &str| requests.iter().any(|r| r.starts_with(prefix) && r.contains("watch=true"));
+    assert!(watched("GET /api/v1/nodes?"), "{requests:?}");
+    assert!(watched("GET /apis/upgrade.cattle.io/v1/namespaces/system-upgrade/plans?"), "{requests:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
