@@ -351,12 +351,10 @@ async fn a_flux_upgrade_after_which_a_kustomization_fails_opens_a_forward_fix() 
     assert!(body.contains("`Kustomization/apps/podinfo` | Ready | False | BuildFailed"), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_platform_call_the_verifier_makes_is_in_the_published_list() {
+/// Every request the verifier made to the fake is one of `API_CALLS` (what the ClusterRole in
+/// `deploy/` must allow).
+fn assert_calls_listed(cluster: &Cluster) {
     use upkeep::verify::kube::platform::API_CALLS;
-    let (sb, cluster, _) = flux_merged().await;
-    let (out, _) = cluster.verify(&sb).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let requests = cluster.fake.requests();
     for request in &requests {
         let (method, target) = request.split_once(' ').unwrap();
@@ -382,5 +380,29 @@ async fn every_platform_call_the_verifier_makes_is_in_the_published_list() {
         let listed = API_CALLS.iter().any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb));
         assert!(listed, "{verb} {group}/{resource} ({request}) is not in API_CALLS");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_platform_call_the_verifier_makes_is_in_the_published_list() {
+    let (sb, cluster, _) = flux_merged().await;
+    let (out, _) = cluster.verify(&sb).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_calls_listed(&cluster);
+    let requests = cluster.fake.requests();
     assert!(requests.iter().any(|r| r.contains("/apis/apps/v1/namespaces/flux-system/deployments")), "{requests:?}");
+    let (sb, cluster, _) = longhorn_merged().await;
+    cluster.verify(&sb).await;
+    assert_calls_listed(&cluster);
+    assert!(
+        cluster
+            .fake
+            .requests()
+            .iter()
+            .any(|r| r.contains("/apis/longhorn.io/v1beta2/namespaces/longhorn-system/engineimages"))
+    );
+    let (sb, cluster, target, _) = k3s_merged().await;
+    plans_at(&cluster, Duration::from_millis(500), &target, "True");
+    cluster.verify(&sb).await;
+    assert_calls_listed(&cluster);
+    assert!(cluster.fake.requests().iter().any(|r| r.starts_with("GET /api/v1/nodes")));
 }
