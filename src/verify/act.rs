@@ -318,7 +318,13 @@ impl Actor<'_> {
 
     /// The forward-fix issue (found again by its marker, so never opened twice).
     pub fn forward_fix(&self, f: &Failed<'_>, why: &str, dry_run: bool) -> Result<Done, String> {
-        let names: Vec<String> = f.updates.iter().map(|u| format!("{} {}", u.name, u.to)).collect();
+        let mut names: Vec<String> = Vec::new();
+        // Two k3s Plans moved to one version are one k3s upgrade in the title.
+        for name in f.updates.iter().map(|u| format!("{} {}", u.name, u.to)) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         let title = format!("Forward fix needed: {}", names.join(", "));
         if dry_run {
             return Ok(Done::ForwardFix { issue: "(dry run)".into() });

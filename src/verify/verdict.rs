@@ -14,6 +14,11 @@
 //!    still missing.
 //! 4. Soak: once reconciled, workloads must roll out, pods stay out of failing states and
 //!    containers must not restart, for the soak period. Then it is a success.
+//!
+//! Platform upgrades (k3s, Longhorn, Flux) add their own rows (`verdict/platform.rs`): what is
+//! not healthy yet waits like rule 3 (at the timeout, "the platform not healthy"), and what
+//! failed for sure (a faulted volume, a Kustomization broken by the new controllers) is
+//! conclusive like rule 1.
 
 use std::time::Duration;
 
@@ -148,10 +153,13 @@ pub fn decide(
         let reason = format!("cannot see the cluster, so no verdict yet ({})", what.join("; "));
         return (Verdict::Pending { reason, blind: true }, progress, Ask::default());
     }
-    let missing = missing(exp, ev);
+    let mut missing = missing(exp, ev);
+    let unreconciled = !missing.is_empty();
+    missing.extend(platform::waiting(&exp.platform, ev, exp.merged_at));
     if !missing.is_empty() {
         progress.ready_since = None;
-        return waiting(exp, deadlines, progress, now, missing);
+        let what = if unreconciled { "not reconciled" } else { "the platform not healthy" };
+        return waiting(exp, deadlines, progress, now, missing, what);
     }
     let ready_since = *progress.ready_since.get_or_insert(now);
     if let Some(failure) = soak_failure(ev, ready_since) {
@@ -173,6 +181,14 @@ pub fn decide(
     (Verdict::Success { reason }, progress, Ask::default())
 }
 
+/// `15 min`, or `40s` under a minute.
+fn minutes(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s}s"),
+        s => format!("{} min", s / 60),
+    }
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
     t.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap_or(t)
@@ -185,6 +201,7 @@ fn waiting(
     mut progress: Progress,
     now: Timestamp,
     missing: Vec<Row>,
+    what: &str,
 ) -> (Verdict, Progress, Ask) {
     let summary: Vec<String> = missing.iter().map(|r| format!("{} {}", r.object, r.message)).collect();
     let deadline = add(exp.merged_at, deadlines.timeout);
@@ -203,11 +220,7 @@ fn waiting(
             (Verdict::Pending { reason, blind: false }, progress, Ask::default())
         }
         Some(_) => {
-            let reason = format!(
-                "not reconciled {} min after the merge: {}",
-                deadlines.timeout.as_secs() / 60,
-                summary.join("; ")
-            );
+            let reason = format!("{what} {} after the merge: {}", minutes(deadlines.timeout), summary.join("; "));
             (Verdict::Failure { reason, rows: missing }, progress, Ask::default())
         }
     }
@@ -425,7 +438,6 @@ fn missing(exp: &Expectation, ev: &Evidence) -> Vec<Row> {
             Some(hr) => rows.extend(release_missing(hr, version)),
         }
     }
-    rows.extend(platform::waiting(&exp.platform, ev, exp.merged_at));
     rows
 }
 

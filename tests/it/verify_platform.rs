@@ -185,6 +185,8 @@ async fn k3s_with_one_node_stuck_on_the_old_version_opens_a_forward_fix_naming_i
     cluster.fake.at(Duration::from_millis(900), Change::Put(node("k3s-server-0", &target)));
     let (out, report) = cluster.verify(&sb).await;
     let body = forward_fix(&out, &report, &sb);
+    assert!(body.starts_with(&format!("# Forward fix needed: k3s {target}\n")), "both Plans, one k3s: {body}");
+    assert!(body.contains("the platform not healthy 4s after the merge: Node/k3s-agent-1"), "{body}");
     assert!(body.contains("k3s cannot be downgraded"), "{body}");
     assert!(body.contains("`Node/k3s-agent-1` | KubeletVersion"), "{body}");
     assert!(body.contains(&format!("still runs kubelet {K3S_OLD}, not {target}")), "{body}");

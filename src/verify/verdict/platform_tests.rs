@@ -111,7 +111,12 @@ fn a_node_still_on_the_old_kubelet_waits_then_fails_naming_the_node() {
     );
     let (v, _, _) = decide(&expect(k3s()), &ev, &deadlines(), &Progress::default(), t(10));
     assert!(matches!(&v, Verdict::Pending { reason, .. } if reason.contains("Node/k3s-agent-1")), "{v:?}");
-    let rows = rows_of(&after_timeout(&expect(k3s()), &ev));
+    let failed = after_timeout(&expect(k3s()), &ev);
+    assert!(
+        matches!(&failed, Verdict::Failure { reason, .. } if reason.starts_with("the platform not healthy 10 min after the merge: Node/k3s-agent-1")),
+        "{failed:?}"
+    );
+    let rows = rows_of(&failed);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].object, "Node/k3s-agent-1");
     assert_eq!(rows[0].reason, "NotUpgraded");
