@@ -304,6 +304,11 @@ const HELM_CONTROLLER_NEW: &str = "ghcr.io/fluxcd/helm-controller:v1.1.0";
 /// its new controller images, and the trailer), on a cluster whose helm-controller and one
 /// application Kustomization are healthy; at 0.6 s the controller rolls out at the new version.
 async fn flux_merged() -> (Sandbox, Cluster, git2::Oid) {
+    flux_merged_with(true).await
+}
+
+/// As [`flux_merged`]; `rolls_out` false leaves helm-controller at the old version.
+async fn flux_merged_with(rolls_out: bool) -> (Sandbox, Cluster, git2::Oid) {
     let sb = Sandbox::example();
     let before = sb.main_tip();
     let path = sb.repo.join(FLUX_DIR).join("gotk-components.yaml");
@@ -328,7 +333,9 @@ async fn flux_merged() -> (Sandbox, Cluster, git2::Oid) {
     let mut upgraded: Value = serde_json::from_str(&text).unwrap();
     upgraded["metadata"]["generation"] = json!(2);
     upgraded["status"]["observedGeneration"] = json!(2);
-    cluster.fake.at(Duration::from_millis(600), Change::Put(upgraded));
+    if rolls_out {
+        cluster.fake.at(Duration::from_millis(600), Change::Put(upgraded));
+    }
     (sb, cluster, m)
 }
 
@@ -337,6 +344,17 @@ async fn flux_controllers_at_the_new_version_with_everything_ready_is_verified()
     let (sb, cluster, _) = flux_merged().await;
     let (out, report) = cluster.verify(&sb).await;
     succeeded(&out, &report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_controllers_left_at_the_old_version_open_a_forward_fix_naming_them() {
+    let (sb, cluster, _) = flux_merged_with(false).await;
+    let (out, report) = cluster.verify(&sb).await;
+    let body = forward_fix(&out, &report, &sb);
+    assert!(body.contains("`Deployment/flux-system/helm-controller` | Version | v2.3.0 | NotUpgraded"), "{body}");
+    let image =
+        "`Deployment/flux-system/helm-controller` | Image | ghcr.io/fluxcd/helm-controller:v1.0.1 | NotUpgraded";
+    assert!(body.contains(image), "the image the merged file names: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
