@@ -342,6 +342,13 @@ async fn flux_merged_with(rolls_out: bool) -> (Sandbox, Cluster, git2::Oid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flux_controllers_at_the_new_version_with_everything_ready_is_verified() {
     let (sb, cluster, _) = flux_merged().await;
+    // A Kustomization suspended mid-reconciliation says nothing about the new controllers.
+    let mut paused = load("kustomization-v1-ready.json");
+    paused["metadata"] = json!({"name": "paused", "namespace": "apps", "generation": 1});
+    paused["spec"]["suspend"] = json!(true);
+    paused["status"]["conditions"] = json!([{"type": "Ready", "status": "Unknown", "reason": "Progressing",
+        "message": "Reconciliation in progress", "lastTransitionTime": jiff::Timestamp::now().to_string()}]);
+    cluster.fake.apply(Change::Put(paused));
     let (out, report) = cluster.verify(&sb).await;
     succeeded(&out, &report);
 }

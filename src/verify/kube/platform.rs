@@ -140,6 +140,12 @@ pub fn engine_image(o: &Value) -> EngineImage {
     }
 }
 
+/// Whether a Flux object is suspended (`spec.suspend: true`): no controller reconciles it, so
+/// its conditions say nothing about the new controllers, whatever they are.
+pub fn suspended(o: &DynamicObject) -> bool {
+    o.data["spec"]["suspend"].as_bool() == Some(true)
+}
+
 impl KubeSource {
     /// Read what the platform targets of `want` need into `evidence.platform`.
     pub(super) async fn observe_platform(&self, evidence: &mut Evidence, want: &Want, versions: &ServedVersions) {
@@ -279,8 +285,8 @@ impl KubeSource {
         evidence.platform.workloads.push(w);
     }
 
-    /// Every Kustomization and HelmRelease in the cluster: after a Flux upgrade, all of them
-    /// must still reconcile.
+    /// Every Kustomization and HelmRelease in the cluster but the suspended ones: after a Flux
+    /// upgrade, all of them must still reconcile.
     async fn read_all_flux(&self, evidence: &mut Evidence, versions: &ServedVersions) {
         for (kind, group, plural) in
             [(FluxKind::Kustomization, KUSTOMIZE, "kustomizations"), (FluxKind::HelmRelease, HELM, "helmreleases")]
@@ -294,7 +300,7 @@ impl KubeSource {
             let what = format!("every {} in the cluster", kind.as_str());
             match self.list(api, &ListParams::default(), &access, what).await {
                 Ok(items) => {
-                    for o in &items {
+                    for o in items.iter().filter(|o| !suspended(o)) {
                         self.remember(kind.as_str(), &o.metadata);
                         let parsed = serde_json::to_value(o).and_then(|json| flux_object(kind, json));
                         match parsed {
@@ -418,6 +424,18 @@ mod tests {
         assert_eq!(p.latest_version.as_deref(), Some("v1.30.4-k3s1"));
         assert_eq!(p.applying, vec!["k3s-agent-1".to_string()]);
         assert_eq!(p.conditions[0].reason, "JobFailed");
+    }
+
+    #[test]
+    fn a_suspended_flux_object_is_left_out() {
+        let object = |spec: Value| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": {"name": "apps", "namespace": "flux-system"}, "spec": spec}))
+            .unwrap()
+        };
+        assert!(suspended(&object(json!({"suspend": true, "path": "./apps"}))));
+        assert!(!suspended(&object(json!({"suspend": false}))));
+        assert!(!suspended(&object(json!({"path": "./apps"}))));
     }
 
     #[test]
