@@ -236,6 +236,7 @@ impl<O: Observer> Watcher<'_, O> {
             releases: Vec::new(),
             chart_sources: Vec::new(),
             files: Vec::new(),
+            platform: Vec::new(),
         };
         let revision = self.observer.observe(&probe).await.source.and_then(|s| s.artifact_revision);
         let moved = revision.is_some() && revision != memory.revision;
@@ -340,7 +341,14 @@ impl<O: Observer> Watcher<'_, O> {
             .iter()
             .filter(|r| r.verdict == Word::Pending)
             .filter_map(|r| merges.iter().find(|m| m.commit == r.commit))
-            .map(|m| target::target(m, &deps, &options.source))
+            .map(|m| {
+                let mut t = target::target(m, &deps, &options.source);
+                // What a platform upgrade waits for (nodes, Plans, volumes) is watched too.
+                let commit = git2::Oid::from_str(&m.commit).ok();
+                let read = |path: &str| s.writer.read(commit?, path).ok().flatten();
+                t.platform = crate::verify::platform::targets(m, &deps, &options.source.0, &read);
+                t
+            })
             .collect();
         if targets.is_empty() {
             targets.push(Target {
@@ -349,6 +357,7 @@ impl<O: Observer> Watcher<'_, O> {
                 releases: Vec::new(),
                 chart_sources: Vec::new(),
                 files: Vec::new(),
+                platform: Vec::new(),
             });
         }
         targets

@@ -85,6 +85,9 @@ struct BodyView {
     pods: Vec<String>,
     why_no_revert: String,
     advice: Vec<String>,
+    /// The platform objects of the evidence (nodes, Plans, Longhorn volumes and engine images),
+    /// each once, with what is wrong and the command that shows it.
+    platform: Vec<String>,
 }
 
 /// The short form of a commit id used in branch names and messages.
@@ -136,6 +139,7 @@ fn view(f: &Failed<'_>, why_no_revert: &str, title: &str) -> BodyView {
         .filter(|r| r.object.starts_with("Pod/"))
         .map(|r| format!("{}: {} {}", r.object, r.type_, r.reason))
         .collect();
+    let platform = platform_objects(&evidence);
     BodyView {
         merge_short: short(&f.merge.commit).to_string(),
         original_title: sanitize_inline(title),
@@ -147,7 +151,39 @@ fn view(f: &Failed<'_>, why_no_revert: &str, title: &str) -> BodyView {
         pods,
         why_no_revert: why_no_revert.to_string(),
         advice: advice(f.updates),
+        platform,
     }
+}
+
+/// The platform objects among the (sanitised) evidence rows: one line each, naming every problem
+/// the rows show for it and the `kubectl` command that shows more.
+fn platform_objects(rows: &[Row]) -> Vec<String> {
+    let mut objects: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rows {
+        let Some((kind, rest)) = r.object.split_once('/') else { continue };
+        if !matches!(kind, "Node" | "Plan" | "Volume" | "EngineImage") {
+            continue;
+        }
+        let problem = format!("{} {}", r.type_, r.reason).trim().to_string();
+        match objects.iter_mut().find(|(o, _)| *o == r.object) {
+            Some((_, problems)) => problems.push(problem),
+            None => objects.push((format!("{kind}/{rest}"), vec![problem])),
+        }
+    }
+    objects
+        .into_iter()
+        .map(|(object, problems)| {
+            let (kind, rest) = object.split_once('/').unwrap_or((&object, ""));
+            let (namespace, name) = rest.split_once('/').unwrap_or(("", rest));
+            let command = match kind {
+                "Node" => format!("kubectl describe node {name}"),
+                "Plan" => format!("kubectl -n {namespace} describe plans.upgrade.cattle.io {name}"),
+                "Volume" => format!("kubectl -n {namespace} describe volumes.longhorn.io {name}"),
+                _ => format!("kubectl -n {namespace} get engineimages.longhorn.io"),
+            };
+            format!("`{object}`: {} (`{command}`)", problems.join(", "))
+        })
+        .collect()
 }
 
 /// What a maintainer can try when upkeep will not revert.
@@ -282,7 +318,13 @@ impl Actor<'_> {
 
     /// The forward-fix issue (found again by its marker, so never opened twice).
     pub fn forward_fix(&self, f: &Failed<'_>, why: &str, dry_run: bool) -> Result<Done, String> {
-        let names: Vec<String> = f.updates.iter().map(|u| format!("{} {}", u.name, u.to)).collect();
+        let mut names: Vec<String> = Vec::new();
+        // Two k3s Plans moved to one version are one k3s upgrade in the title.
+        for name in f.updates.iter().map(|u| format!("{} {}", u.name, u.to)) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         let title = format!("Forward fix needed: {}", names.join(", "));
         if dry_run {
             return Ok(Done::ForwardFix { issue: "(dry run)".into() });

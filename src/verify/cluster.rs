@@ -40,6 +40,7 @@ fn want(target: &Target) -> Want {
         source: ObjectName::new(&target.source.0, &target.source.1),
         helmreleases: target.releases.iter().map(|(r, v)| (name(r), v.clone())).collect(),
         chart_sources: target.chart_sources.iter().map(|(k, ns, n)| (*k, ObjectName::new(ns, n))).collect(),
+        platform: target.platform.clone(),
     }
 }
 
@@ -56,6 +57,11 @@ fn union(targets: &[Target]) -> Option<Want> {
         for s in w.chart_sources {
             if !all.chart_sources.contains(&s) {
                 all.chart_sources.push(s);
+            }
+        }
+        for p in w.platform {
+            if !all.platform.contains(&p) {
+                all.platform.push(p);
             }
         }
     }

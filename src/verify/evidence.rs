@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use super::platform::PlatformEvidence;
+
 /// A Kubernetes-style condition, as Flux and the workload controllers report them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 pub struct Condition {
@@ -274,6 +276,9 @@ pub struct Evidence {
     /// What the maintainer should know that changes no verdict (a Kustomization whose status
     /// says nothing about the health of what it applies); shown in the report.
     pub warnings: Vec<String>,
+    /// Platform health (nodes and Plans, Longhorn, Flux's controllers), read only for merges
+    /// that upgrade k3s, Longhorn or Flux; empty otherwise.
+    pub platform: PlatformEvidence,
 }
 
 /// The last result of one of the user's checks.

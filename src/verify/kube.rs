@@ -8,6 +8,7 @@
 //! because upkeep never reverts on its own blindness.
 
 pub mod flux;
+pub mod platform;
 pub mod workloads;
 
 mod access;
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 use self::access::{Access, blind, chain, discovery_blind, is_not_found, is_unserved};
 use self::flux::{FluxGroup, HELM, KUSTOMIZE, REQUESTED_AT, SOURCE, api_resource, flux_object, group_of, plural_of};
 use crate::verify::evidence::{Blind, Evidence, FluxKind, FluxObject, KustomizationState, Workload};
+use crate::verify::platform::PlatformTarget;
 
 pub use self::watch::Wake;
 
@@ -42,7 +44,7 @@ pub struct KubeOptions {
 }
 
 /// A namespaced object's name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ObjectName {
     /// Namespace.
     pub namespace: String,
@@ -58,7 +60,7 @@ impl ObjectName {
 }
 
 /// What to observe for one merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Want {
     /// The GitRepository Flux syncs this repository from (usually `flux-system/flux-system`).
     /// Every Kustomization whose sourceRef is this GitRepository is reported.
@@ -67,6 +69,8 @@ pub struct Want {
     pub helmreleases: Vec<(ObjectName, String)>,
     /// The sources of the changed charts (HelmRepository, OCIRepository).
     pub chart_sources: Vec<(FluxKind, ObjectName)>,
+    /// The platform components the merge upgrades: their health is read too.
+    pub platform: Vec<PlatformTarget>,
 }
 
 /// The API version read for each Flux group; `None` when the server does not serve the group.
@@ -78,6 +82,10 @@ pub struct ServedVersions {
     pub kustomize: Option<String>,
     /// `helm.toolkit.fluxcd.io`.
     pub helm: Option<String>,
+    /// `longhorn.io` (Longhorn's volumes and engine images).
+    pub longhorn: Option<String>,
+    /// `upgrade.cattle.io` (system-upgrade-controller's Plans).
+    pub upgrade: Option<String>,
 }
 
 impl ServedVersions {
@@ -86,6 +94,8 @@ impl ServedVersions {
         match group.name {
             n if n == SOURCE.name => self.source.as_deref(),
             n if n == KUSTOMIZE.name => self.kustomize.as_deref(),
+            n if n == platform::LONGHORN.name => self.longhorn.as_deref(),
+            n if n == platform::UPGRADE.name => self.upgrade.as_deref(),
             _ => self.helm.as_deref(),
         }
     }
@@ -163,7 +173,13 @@ impl KubeSource {
             let preferred = found.preferred_version.as_ref().map(|v| v.version.as_str());
             flux::choose_version(group, &served, preferred)
         };
-        let versions = ServedVersions { source: pick(SOURCE), kustomize: pick(KUSTOMIZE), helm: pick(HELM) };
+        let versions = ServedVersions {
+            source: pick(SOURCE),
+            kustomize: pick(KUSTOMIZE),
+            helm: pick(HELM),
+            longhorn: pick(platform::LONGHORN),
+            upgrade: pick(platform::UPGRADE),
+        };
         *self.cached_versions() = Some(versions.clone());
         Ok(versions)
     }
@@ -208,6 +224,7 @@ impl KubeSource {
         }
         self.read_pods(&mut evidence, &found).await;
         evidence.workloads = found.into_iter().map(|f| f.workload).collect();
+        self.observe_platform(&mut evidence, want, &versions).await;
         self.read_events(&mut evidence).await;
         evidence
     }

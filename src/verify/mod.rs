@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod kube;
 pub mod metrics;
 pub mod notify;
+pub mod platform;
 pub mod record;
 pub mod statuses;
 pub mod target;
@@ -119,7 +120,8 @@ impl<O: Observer> Verifier<'_, O> {
                     if record.verdict == Word::Skipped {
                         outcome.records.push(record);
                     } else {
-                        let target = target::target(&merge, self.deps, &self.options.source);
+                        let mut target = target::target(&merge, self.deps, &self.options.source);
+                        target.platform = self.platform_targets(&merge);
                         open.push(Open { merge, record, target });
                     }
                 }
@@ -150,6 +152,17 @@ impl<O: Observer> Verifier<'_, O> {
         }
         outcome.records.sort_by_key(|r| order.get(&r.commit).copied());
         outcome
+    }
+
+    /// The platform components `merge` upgrades; Flux's expected controller images are read
+    /// from the merged tree.
+    fn platform_targets(&self, merge: &Merge) -> Vec<platform::PlatformTarget> {
+        let commit = git2::Oid::from_str(&merge.commit).ok();
+        let read = |path: &str| {
+            let commit = commit?;
+            blocking(|| self.actor.writer.read(commit, path)).ok().flatten()
+        };
+        platform::targets(merge, self.deps, &self.options.source.0, &read)
     }
 
     /// How long a waiting pass may run: the longest timeout plus soak plus grace among the open
@@ -232,7 +245,11 @@ impl<O: Observer> Verifier<'_, O> {
         let raw = self.observer.observe(&o.target).await;
         let mut evidence = target::annotate(raw, &o.merge, self.actor.writer, self.applying);
         o.record.warnings.clone_from(&evidence.warnings);
-        let exp = Expectation { merged_at: o.merge.merged_at, releases: o.target.releases.clone() };
+        let exp = Expectation {
+            merged_at: o.merge.merged_at,
+            releases: o.target.releases.clone(),
+            platform: o.target.platform.clone(),
+        };
         let deadlines = &self.options.deadlines;
         let (mut verdict, mut progress, mut ask) = decide(&exp, &evidence, deadlines, &o.record.progress, now);
         // The user's checks speak once the update is reconciled (soaking, or at the soak's end):

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::evidence::{Evidence, FluxKind, KustomizationState};
 use super::kube::flux::revision_commit;
+use super::platform::PlatformTarget;
 use crate::git::{Merge, Writer};
 use crate::model::Component;
 
@@ -39,6 +40,8 @@ pub struct Target {
     pub chart_sources: Vec<(FluxKind, String, String)>,
     /// Files the merge changed.
     pub files: Vec<String>,
+    /// The platform components the merge upgrades (k3s, Longhorn, Flux), with what to expect.
+    pub platform: Vec<PlatformTarget>,
 }
 
 /// The display name of an id upkeep no longer finds in the checkout.
@@ -89,7 +92,14 @@ pub fn target(merge: &Merge, deps: &BTreeMap<String, DepInfo>, source: &(String,
             chart_sources.push(src);
         }
     }
-    Target { commit: merge.commit.clone(), source: source.clone(), releases, chart_sources, files: merge.files.clone() }
+    Target {
+        commit: merge.commit.clone(),
+        source: source.clone(),
+        releases,
+        chart_sources,
+        files: merge.files.clone(),
+        platform: Vec::new(),
+    }
 }
 
 /// `spec.path` as a repository folder: `./clusters/prod/` → `clusters/prod`, `./` → ``.

@@ -21,6 +21,11 @@
 //! `failure` status is conclusive whatever its reason, reconciled means every applying
 //! Kustomization posted `success` for the merge or a later commit, and no status at all past
 //! the timeout names the likely cause (notification-controller not set up to post them).
+//!
+//! Platform upgrades (k3s, Longhorn, Flux) add their own rows (`verdict/platform.rs`): what is
+//! not healthy yet waits like rule 3 (at the timeout, "the platform not healthy"), and what
+//! failed for sure (a faulted volume, a Kustomization broken by the new controllers) is
+//! conclusive like rule 1.
 
 use std::time::Duration;
 
@@ -28,6 +33,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::evidence::{CheckResult, Condition, Evidence, FluxObject, KustomizationState, Pod, Workload};
+use super::platform::PlatformTarget;
+
+mod platform;
 
 /// Reasons with which helm-controller and kustomize-controller say an attempt failed.
 pub const FAILURE_REASONS: &[&str] = &[
@@ -48,12 +56,14 @@ pub const BAD_WAITING_REASONS: &[&str] =
     &["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"];
 
 /// What the merge should have brought about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Expectation {
     /// When the merge reached the default branch: timeouts count from here.
     pub merged_at: Timestamp,
     /// The HelmReleases whose chart version the merge set: `(namespace/name, version)`.
     pub releases: Vec<(String, String)>,
+    /// The platform components the merge upgrades (k3s, Longhorn, Flux), judged by their own rules.
+    pub platform: Vec<PlatformTarget>,
 }
 
 /// How long to wait.
@@ -150,10 +160,13 @@ pub fn decide(
         let reason = format!("cannot see the cluster, so no verdict yet ({})", what.join("; "));
         return (Verdict::Pending { reason, blind: true }, progress, Ask::default());
     }
-    let missing = missing(exp, ev);
+    let mut missing = missing(exp, ev);
+    let unreconciled = !missing.is_empty();
+    missing.extend(platform::waiting(&exp.platform, ev, exp.merged_at));
     if !missing.is_empty() {
         progress.ready_since = None;
-        return waiting(exp, ev, deadlines, progress, now, missing);
+        let what = if unreconciled { "not reconciled" } else { "the platform not healthy" };
+        return waiting(exp, ev, deadlines, progress, now, missing, what);
     }
     let ready_since = *progress.ready_since.get_or_insert(now);
     if let Some(failure) = soak_failure(ev, ready_since) {
@@ -187,6 +200,14 @@ pub fn decide(
     (Verdict::Success { reason }, progress, Ask::default())
 }
 
+/// `15 min`, or `40s` under a minute.
+fn minutes(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s}s"),
+        s => format!("{} min", s / 60),
+    }
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
     t.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap_or(t)
@@ -200,6 +221,7 @@ fn waiting(
     mut progress: Progress,
     now: Timestamp,
     missing: Vec<Row>,
+    what: &str,
 ) -> (Verdict, Progress, Ask) {
     let summary: Vec<String> = missing.iter().map(|r| format!("{} {}", r.object, r.message)).collect();
     let deadline = add(exp.merged_at, deadlines.timeout);
@@ -224,11 +246,7 @@ fn waiting(
                     "no Flux commit status arrived within {}: is notification-controller's github Provider/Alert set up?",
                     span(deadlines.timeout)
                 ),
-                _ => format!(
-                    "not reconciled {} min after the merge: {}",
-                    deadlines.timeout.as_secs() / 60,
-                    summary.join("; ")
-                ),
+                _ => format!("{what} {} after the merge: {}", minutes(deadlines.timeout), summary.join("; ")),
             };
             (Verdict::Failure { reason, rows: missing }, progress, Ask::default())
         }
@@ -317,6 +335,7 @@ fn failure_signal(exp: &Expectation, ev: &Evidence, progress: &Progress) -> Opti
     if all_attempted && (applied || !exp.releases.is_empty()) {
         rows.extend(pod_failures(&ev.pods, progress.ready_since.unwrap_or(Timestamp::MAX)));
     }
+    rows.extend(platform::failures(&exp.platform, ev, exp.merged_at));
     if rows.is_empty() {
         return None;
     }

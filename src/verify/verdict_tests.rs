@@ -41,7 +41,7 @@ fn release(version: &str, ready: Condition) -> FluxObject {
 }
 
 fn exp() -> Expectation {
-    Expectation { merged_at: t(0), releases: vec![("apps/podinfo".into(), "6.1.0".into())] }
+    Expectation { merged_at: t(0), releases: vec![("apps/podinfo".into(), "6.1.0".into())], platform: Vec::new() }
 }
 
 /// Everything reconciled at the merge, HelmRelease at `version` with `ready`.

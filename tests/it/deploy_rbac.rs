@@ -212,6 +212,13 @@ fn the_cluster_role_covers_the_platform_reads() {
             assert!(allows(&rules, &need), "{need:?}");
         }
     }
+    // Every call the verifier's code declares it makes (`kube::platform::API_CALLS`).
+    for call in upkeep::verify::kube::platform::API_CALLS {
+        for verb in call.verbs {
+            let need = Need::Resource((*verb).into(), call.group.into(), call.resource.into());
+            assert!(allows(&rules, &need), "API_CALLS: {need:?}");
+        }
+    }
     for url in ["/api", "/apis", "/apis/source.toolkit.fluxcd.io/v1", "/version"] {
         assert!(allows(&rules, &Need::Url(url.into())), "{url}");
     }

@@ -52,6 +52,9 @@ const RESOURCES: &[Resource] = &[
         namespaced: true,
     },
     Resource { group: "helm.toolkit.fluxcd.io", plural: "helmreleases", kind: "HelmRelease", namespaced: true },
+    Resource { group: "upgrade.cattle.io", plural: "plans", kind: "Plan", namespaced: true },
+    Resource { group: "longhorn.io", plural: "volumes", kind: "Volume", namespaced: true },
+    Resource { group: "longhorn.io", plural: "engineimages", kind: "EngineImage", namespaced: true },
 ];
 
 fn resource_by_plural(plural: &str) -> Option<&'static Resource> {
@@ -132,8 +135,9 @@ pub(crate) struct FakeKube {
 }
 
 impl FakeKube {
-    /// Start on 127.0.0.1 with a random port, serving source and kustomize v1 + v1beta2 and
-    /// helm v2 + v2beta2 + v2beta1, no objects.
+    /// Start on 127.0.0.1 with a random port, serving source and kustomize v1 + v1beta2,
+    /// helm v2 + v2beta2 + v2beta1, system-upgrade-controller's Plans (upgrade.cattle.io/v1) and
+    /// Longhorn's volumes and engine images (longhorn.io v1beta2 + v1beta1), no objects.
     pub(crate) async fn start() -> FakeKube {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -143,6 +147,8 @@ impl FakeKube {
             ("source.toolkit.fluxcd.io".to_string(), vec!["v1".to_string(), "v1beta2".to_string()]),
             ("kustomize.toolkit.fluxcd.io".to_string(), vec!["v1".to_string(), "v1beta2".to_string()]),
             ("helm.toolkit.fluxcd.io".to_string(), vec!["v2".into(), "v2beta2".into(), "v2beta1".into()]),
+            ("upgrade.cattle.io".to_string(), vec!["v1".into()]),
+            ("longhorn.io".to_string(), vec!["v1beta2".into(), "v1beta1".into()]),
         ]);
         let state = State {
             rv: 1000,

@@ -24,6 +24,7 @@ mod sources;
 mod util;
 mod verify_checks;
 mod verify_kube;
+mod verify_platform;
 mod verify_revert;
 mod verify_scenarios;
 mod verify_statuses;

@@ -23,6 +23,7 @@ fn want_podinfo() -> Want {
         source: ObjectName::new("default", "podinfo"),
         helmreleases: vec![(ObjectName::new("default", "podinfo"), "6.5.4".into())],
         chart_sources: vec![(FluxKind::HelmRepository, ObjectName::new("default", "podinfo"))],
+        platform: Vec::new(),
     }
 }
 
@@ -167,6 +168,7 @@ async fn an_oci_chart_version_keeps_its_digest_suffix() {
         source: ObjectName::new("flux-system", "flux-system"),
         helmreleases: vec![(ObjectName::new("podinfo", "podinfo"), "6.6.1".into())],
         chart_sources: Vec::new(),
+        platform: Vec::new(),
     };
     let evidence = source.observe(&want).await;
     let (release, _) = &evidence.helmreleases[0];

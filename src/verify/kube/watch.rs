@@ -40,20 +40,20 @@ pub enum Wake {
 }
 
 /// One step of a watch, reduced to what the wait needs.
-enum Tick {
+pub(super) enum Tick {
     Quiet,
     Changed(String),
     Failed(Blind),
 }
 
 /// A watch's description, for the change it reports and the blindness it may leave.
-struct Watched {
-    server: String,
-    kind: &'static str,
-    access: Access,
-    what: String,
+pub(super) struct Watched {
+    pub(super) server: String,
+    pub(super) kind: &'static str,
+    pub(super) access: Access,
+    pub(super) what: String,
     /// (namespace, name) → resourceVersion as the last observation read it.
-    observed: HashMap<(String, String), String>,
+    pub(super) observed: HashMap<(String, String), String>,
 }
 
 impl KubeSource {
@@ -101,6 +101,7 @@ impl KubeSource {
             }
         }
         streams.extend(self.workload_watches(want).await?);
+        streams.extend(self.platform_watches(want, versions));
         Ok(streams)
     }
 
@@ -170,7 +171,7 @@ impl KubeSource {
 }
 
 /// The watch of `api` as ticks: changes after the first full listing, by resourceVersion.
-fn ticks<K>(api: Api<K>, config: watcher::Config, watched: Watched) -> BoxStream<'static, Tick>
+pub(super) fn ticks<K>(api: Api<K>, config: watcher::Config, watched: Watched) -> BoxStream<'static, Tick>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
