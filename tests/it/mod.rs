@@ -24,3 +24,4 @@ mod verify_revert;
 mod verify_scenarios;
 mod verify_support;
 mod walk;
+mod whole_loop;

@@ -32,14 +32,15 @@ fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value 
 }
 
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
-struct Cluster {
-    fake: FakeKube,
+/// Shared with the whole-loop test (`whole_loop.rs`).
+pub(crate) struct Cluster {
+    pub(crate) fake: FakeKube,
     dir: tempfile::TempDir,
     new: String,
 }
 
 impl Cluster {
-    async fn start(old_commit: &str, new: &str) -> Cluster {
+    pub(crate) async fn start(old_commit: &str, new: &str) -> Cluster {
         let fake = FakeKube::start().await;
         let mut git = load("gitrepository-v1-ready.json");
         git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
@@ -71,7 +72,7 @@ impl Cluster {
         Cluster { fake, dir, new: new.to_string() }
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.fake.kubeconfig(self.dir.path())
     }
 
@@ -96,7 +97,7 @@ impl Cluster {
     }
 
     /// Now, Flux has fetched and applied `commit`.
-    fn fetched_and_applied(&self, commit: &str) {
+    pub(crate) fn fetched_and_applied(&self, commit: &str) {
         for change in Cluster::fetch_and_apply(commit) {
             self.fake.apply(change);
         }
@@ -104,7 +105,7 @@ impl Cluster {
 
     /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
     /// its new generation).
-    fn applies(&self, at: Duration, commit: &str) {
+    pub(crate) fn applies(&self, at: Duration, commit: &str) {
         for change in Cluster::fetch_and_apply(commit) {
             self.fake.at(at, change);
         }
@@ -115,7 +116,7 @@ impl Cluster {
     }
 
     /// At `at`, helm-controller upgraded the release to the new chart, Ready.
-    fn upgraded(&self, at: Duration) {
+    pub(crate) fn upgraded(&self, at: Duration) {
         let mut hr =
             retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
         hr["metadata"]["generation"] = json!(2);
@@ -125,7 +126,7 @@ impl Cluster {
     }
 
     /// At `at`, the release is in the state of a (retargeted) helm-controller fixture.
-    fn release_state(&self, at: Duration, fixture: &str) {
+    pub(crate) fn release_state(&self, at: Duration, fixture: &str) {
         let mut hr = retarget(fixture, "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
         hr["metadata"]["generation"] = json!(2);
         hr["status"]["observedGeneration"] = json!(2);
