@@ -12,6 +12,8 @@ use std::path::Path;
 use handlebars::Handlebars;
 use serde::Serialize;
 
+pub mod mermaid;
+
 /// Templates built into the binary.
 const BUILTIN: [(&str, &str); 6] = [
     ("pr-body", include_str!("../templates/pr-body.hbs")),

@@ -333,8 +333,14 @@ pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
         .collect();
     let prove = prover(&s.writer);
     let actor = s.actor(&prove, false);
-    let failed =
-        Failed { merge: &merge, updates: &updates, reason: "requested by hand", evidence: &[], no_revert: None };
+    let failed = Failed {
+        merge: &merge,
+        updates: &updates,
+        reason: "requested by hand",
+        evidence: &[],
+        no_revert: None,
+        timeline: String::new(),
+    };
     let done = actor.revert(&failed, args.write.dry_run).map_err(AppError::Run)?;
     match done {
         Ok(Reverted { branch, pr }) => writeln!(out, "revert of {}: branch {branch}, PR {pr}", short(&merge.commit))?,

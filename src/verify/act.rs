@@ -71,6 +71,9 @@ pub struct Failed<'a> {
     pub evidence: &'a [Row],
     /// When set, no revert: why (a platform component, a rule, a failed revert).
     pub no_revert: Option<String>,
+    /// The merge's way through Flux as a fenced Mermaid diagram, or empty when nothing was
+    /// observed (a revert by hand).
+    pub timeline: String,
 }
 
 #[derive(Serialize)]
@@ -85,6 +88,7 @@ struct BodyView {
     pods: Vec<String>,
     why_no_revert: String,
     advice: Vec<String>,
+    timeline: String,
 }
 
 /// The short form of a commit id used in branch names and messages.
@@ -147,6 +151,7 @@ fn view(f: &Failed<'_>, why_no_revert: &str, title: &str) -> BodyView {
         pods,
         why_no_revert: why_no_revert.to_string(),
         advice: advice(f.updates),
+        timeline: f.timeline.clone(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod kube;
 pub mod record;
 pub mod target;
+pub mod timeline;
 pub mod verdict;
 
 use std::collections::BTreeMap;
@@ -256,6 +257,12 @@ impl<O: Observer> Verifier<'_, O> {
             reason: &o.record.reason,
             evidence: &o.record.evidence,
             no_revert: self.no_revert(&o.merge),
+            timeline: timeline::diagram(&moments(
+                &o.merge,
+                &o.record,
+                !o.target.releases.is_empty(),
+                &short_reason(&o.record),
+            )),
         };
         match self.actor.act(&failed, self.options.dry_run) {
             Ok(Done::Revert(Reverted { branch, pr })) => {
@@ -326,7 +333,7 @@ impl<O: Observer> Verifier<'_, O> {
                 match seen {
                     Ok(true) => {}
                     Ok(false) => {
-                        let body = report_comment(&self.actor, &o.record, &marker);
+                        let body = report_comment(&self.actor, &o.record, &o.merge, &marker);
                         match body.and_then(|b| forge.comment(pr.number, &b).map_err(|e| e.to_string())) {
                             Ok(()) => outcome.wrote = true,
                             Err(e) => outcome.errors.push(format!("comment on PR #{}: {e}", pr.number)),
@@ -374,7 +381,8 @@ impl<O: Observer> Verifier<'_, O> {
 }
 
 /// The comment on the merged PR: the full report, with a marker so it is posted once.
-fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<String, String> {
+fn report_comment(actor: &Actor<'_>, record: &Record, merge: &Merge, marker: &str) -> Result<String, String> {
+    let releases = record.updates.iter().any(|u| u.id.starts_with("helmrelease/"));
     let followed = match (record.action, &record.pr) {
         (Action::Revert, Some(pr)) => format!("upkeep opened the revert PR #{pr}."),
         (Action::ForwardFix, Some(issue)) => format!("upkeep opened the forward-fix issue {issue}."),
@@ -387,9 +395,32 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
         "updates": record.updates,
         "evidence": act::sanitize_rows(&record.evidence),
         "followed": followed,
+        "timeline": timeline::diagram(&moments(merge, record, releases, &short_reason(record))),
     });
     let body = actor.renderer.render("verify-report", &view).map_err(|e| e.to_string())?;
     Ok(format!("{body}\n{marker}\n"))
+}
+
+/// Why a merge failed in a few words, for its box in the timeline: the first evidence row
+/// (`UpgradeFailed: Helm upgrade failed …`), else the verdict's reason.
+fn short_reason(record: &Record) -> String {
+    match record.evidence.first() {
+        Some(row) if !row.reason.is_empty() => format!("{}: {}", row.reason, row.message),
+        _ => record.reason.clone(),
+    }
+}
+
+/// What the merge's timeline is drawn from: the record's times and verdict.
+fn moments<'a>(merge: &'a Merge, record: &'a Record, releases: bool, reason: &'a str) -> timeline::Moments<'a> {
+    timeline::Moments {
+        commit: &merge.commit,
+        merged_at: merge.merged_at,
+        progress: &record.progress,
+        releases,
+        verdict: record.verdict,
+        decided_at: record.decided_at,
+        reason,
+    }
 }
 
 /// Git and the forge are blocking (the GitHub forge drives its own runtime): run them off the

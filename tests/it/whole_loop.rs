@@ -182,6 +182,15 @@ impl Loop {
     }
 }
 
+/// The one Mermaid diagram in a Markdown text, held to the structural check.
+fn only_diagram(markdown: &str) -> String {
+    let blocks: Vec<&str> =
+        markdown.split("```mermaid\n").skip(1).filter_map(|b| b.split_once("```")).map(|b| b.0).collect();
+    assert_eq!(blocks.len(), 1, "{markdown}");
+    upkeep::render::mermaid::check(blocks[0]).unwrap_or_else(|e| panic!("{e}\n{markdown}"));
+    blocks[0].to_string()
+}
+
 /// PR titles and states, for assertion messages.
 fn titles(pulls: &[Value]) -> Vec<String> {
     pulls.iter().map(|p| format!("#{} {} ({})", p["number"], p["title"], p["state"])).collect()
@@ -222,6 +231,12 @@ async fn fails_is_reverted_and_stays_blocked(style: MergeStyle) {
     for evidence in ["UpgradeFailed", &format!("<!-- upkeep-revert: {NGINX_ID} {failed} -->")] {
         assert!(revert_body.contains(evidence), "{evidence} in the revert PR body:\n{revert_body}");
     }
+    // Its timeline: merged, the source and the Kustomization seen at the merge, the release failed.
+    let timeline = only_diagram(revert_body);
+    assert!(timeline.contains(&format!("source at {}<br/>+", &m.to_string()[..12])), "{timeline}");
+    assert!(
+        timeline.contains("HelmRelease upgraded: failed<br/>UpgradeFailed") && timeline.contains("class s3 failed")
+    );
     assert!(lp.remote_branches().contains(&revert_branch), "the revert branch was pushed");
 
     // The revert is merged (in the same style); Flux rolls back.
@@ -289,6 +304,10 @@ async fn a_merge_that_reconciles_and_soaks_ends_with_a_success_status_and_nothin
     assert_eq!(new_writes, [format!("POST /statuses/{m}"), format!("POST /issues/{number}/comments")]);
     let comment = &lp.github.comments_on(number)[0];
     assert!(comment.contains("verified"), "{comment}");
+    let scrubbed = comment.replace(&m.to_string(), "<merge>").replace(&m.to_string()[..12], "<merge12>");
+    insta::assert_snapshot!("verify-comment-success", super::verify_scenarios::scrub_times(&scrubbed));
+    let timeline = only_diagram(comment);
+    assert!(timeline.contains("class s0,s1,s2,s3,s4 done") && timeline.contains("s4[\"soaked<br/>+"), "{timeline}");
     let branches_now: Vec<String> = lp.remote_branches();
     assert_eq!(branches_now, branches, "no new branch");
 
