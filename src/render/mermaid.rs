@@ -215,6 +215,8 @@ mod tests {
             }
         }
         assert!(diagram.contains("#34;") && diagram.contains("#59;") && diagram.contains("#35;"), "{diagram}");
+        // Kept as a snapshot so the Mermaid parser check (tests/mermaid) reads it too.
+        insta::assert_snapshot!(fenced(&[Step::new(hostile, None, Mark::Failed)]));
     }
 
     /// The label with its entity codes taken out.

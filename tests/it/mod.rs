@@ -11,6 +11,7 @@ mod kube_fake;
 mod lookup_github;
 mod lookup_helm;
 mod lookup_oci;
+mod mermaid_parse;
 mod regenerate;
 mod registry;
 mod renovate_fixtures;

@@ -319,3 +319,21 @@ async fn a_merge_that_reconciles_and_soaks_ends_with_a_success_status_and_nothin
     assert_eq!(lp.github.writes(), writes, "the second verify writes nothing");
     assert_eq!(lp.remote_branches(), branches, "no new branch");
 }
+
+/// The dashboard of the example's first run draws each platform chain (Longhorn and the k3s
+/// Plans): the version in git, the open PR's step, and the minors after it. (Its text is in
+/// the `dashboard-example` snapshot of `run.rs`.)
+#[test]
+fn the_dashboard_draws_each_platform_upgrade_chain() {
+    let sb = Sandbox::example();
+    sb.run(&[], &[]);
+    let dashboard = std::fs::read_to_string(sb.repo.join(".upkeep/dashboard.md")).unwrap();
+    let (_, section) = dashboard.split_once("## Platform upgrade paths").unwrap_or_else(|| panic!("{dashboard}"));
+    let diagrams: Vec<&str> =
+        section.split("```mermaid\n").skip(1).filter_map(|b| b.split_once("```")).map(|b| b.0).collect();
+    assert!(diagrams.len() >= 2, "Longhorn and k3s: {section}");
+    for d in &diagrams {
+        upkeep::render::mermaid::check(d).unwrap_or_else(|e| panic!("{e}\n{d}"));
+    }
+    assert!(section.contains("Longhorn 1.4.1<br/>in git") && section.contains("PR open"), "{section}");
+}
