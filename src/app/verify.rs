@@ -231,7 +231,16 @@ pub fn verify_with<O: Observer>(
                 .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
                 .collect::<Vec<String>>()
         };
-        let verifier = Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options };
+        let json = args.write.format.map_or(!std::io::stdout().is_terminal(), |f| f == Format::Json);
+        let progress = crate::progress::for_stderr(json);
+        let verifier = Verifier {
+            observer: &observer,
+            actor,
+            deps: &deps,
+            applying: &applying,
+            options,
+            progress: progress.as_ref(),
+        };
         verifier.pass(merges, jiff::Timestamp::now).await
     });
     finish(&s, outcome, args.write.dry_run, args.write.format, started, out)

@@ -30,6 +30,7 @@ use self::verdict::{Deadlines, Expectation, Progress, Verdict, decide};
 use crate::forge::{CommitStatus, StatusState};
 use crate::git::Merge;
 use crate::model::Component;
+use crate::progress::{Event, Progress as ShowProgress};
 
 /// Where evidence comes from: the Kubernetes API (or, later, the forge's commit statuses).
 /// Implementations gather; they never decide.
@@ -83,6 +84,8 @@ pub struct Verifier<'a, O: Observer> {
     pub applying: &'a dyn Fn(&str) -> Vec<String>,
     /// Options.
     pub options: Options,
+    /// Where the pass says which merge it verifies, what it waits for and how long is left.
+    pub progress: &'a dyn ShowProgress,
 }
 
 struct Open {
@@ -128,6 +131,7 @@ impl<O: Observer> Verifier<'_, O> {
                 }
             }
             open = still;
+            self.report(&open, now());
             if open.is_empty() || self.options.no_wait || now().as_second() >= give_up {
                 break;
             }
@@ -135,12 +139,32 @@ impl<O: Observer> Verifier<'_, O> {
             let wake = self.next_wake(&open, now());
             self.observer.changed(&targets, wake).await;
         }
+        self.progress.event(Event::Finished);
         for o in open {
             blocking(|| self.save(&o.merge, &o.record, &mut outcome));
             outcome.records.push(o.record);
         }
         outcome.records.sort_by_key(|r| order.get(&r.commit).copied());
         outcome
+    }
+
+    /// Tell the person watching about each merge still open: what it waits for, and how long
+    /// until the deadline it waits against (the end of the soak once reconciled, else the
+    /// timeout).
+    fn report(&self, open: &[Open], now: Timestamp) {
+        let d = &self.options.deadlines;
+        for o in open {
+            let deadline = match o.record.progress.ready_since {
+                Some(ready) => ready.as_second() + secs(d.soak),
+                None => o.merge.merged_at.as_second() + secs(d.timeout),
+            };
+            let left = u64::try_from(deadline - now.as_second()).ok().map(Duration::from_secs);
+            self.progress.event(Event::Verify {
+                merge: act::short(&o.merge.commit).to_string(),
+                waiting_for: o.record.reason.clone(),
+                left,
+            });
+        }
     }
 
     /// How long a waiting pass may run: the longest timeout plus soak plus grace among the open

@@ -12,6 +12,7 @@ mod lookup_github;
 mod lookup_helm;
 mod lookup_oci;
 mod mermaid_parse;
+mod progress;
 mod regenerate;
 mod registry;
 mod renovate_fixtures;

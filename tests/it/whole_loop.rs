@@ -281,7 +281,7 @@ async fn a_squash_merge_that_fails_is_reverted_and_its_version_stays_blocked_unt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_that_reconciles_and_soaks_ends_with_a_success_status_and_nothing_else() {
-    let lp = Loop::start().await;
+    let mut lp = Loop::start().await;
     lp.run().await;
     let new = lp.proposed().unwrap();
     let before = lp.sb.main_tip();
@@ -293,8 +293,15 @@ async fn a_merge_that_reconciles_and_soaks_ends_with_a_success_status_and_nothin
     cluster.applies(Duration::from_millis(300), &m.to_string());
     cluster.upgraded(Duration::from_millis(700));
     cluster.fake.start_clock();
+    // What a bar would say on a terminal, as log lines: the merge, what it waits for, time left.
+    lp.env.extend([("UPKEEP_PROGRESS", "log"), ("RUST_LOG", "info,octocrab=off")].map(|(k, v)| (k.into(), v.into())));
     let (out, report) = lp.verify(&cluster).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let short = &m.to_string()[..12];
+    assert!(stderr.contains(&format!("progress: verifying {short}: reconciled; soaking until")), "{stderr}");
+    assert!(stderr.contains("s left)"), "{stderr}");
+    lp.env.truncate(3);
     assert_eq!(only(&report)["verdict"], "success", "{report}");
     let statuses = lp.github.statuses(&m.to_string());
     assert_eq!((statuses.len(), statuses[0]["state"].as_str()), (1, Some("success")), "{statuses:?}");
