@@ -51,13 +51,16 @@ pub fn steps(m: &Moments<'_>) -> Vec<Step> {
     for (label, at) in seen {
         let step = match at {
             Some(at) if !stopped => Step::new(label, Some(since(m.merged_at, at)), Mark::Done),
+            // A success passed every step, even one no observation timed (no Kustomization
+            // applying the change was known, say).
+            None if m.verdict == Word::Success => Step::new(label, None, Mark::Done),
             _ if stopped => Step::new(label, None, Mark::Later),
             _ => {
                 stopped = true;
                 match m.verdict {
                     Word::Failure => Step::new(format!("{label}: failed"), Some(m.reason.to_string()), Mark::Failed),
                     Word::Pending => Step::new(label, Some("waiting".into()), Mark::Current),
-                    Word::Success | Word::Skipped => Step::new(label, Some("not seen".into()), Mark::Later),
+                    Word::Success | Word::Skipped => Step::new(label, None, Mark::Later),
                 }
             }
         };
@@ -122,6 +125,14 @@ mod tests {
         let d = drawn(&moments(&progress, Word::Success, "healthy"));
         assert!(d.contains("class s0,s1,s2,s3,s4 done"), "{d}");
         assert!(d.contains("s4[\"soaked<br/>+6m 40s\"]"), "{d}");
+    }
+
+    #[test]
+    fn a_success_with_a_step_no_observation_timed_is_still_done_all_the_way() {
+        let progress = Progress { source_at: Some(t(3)), upgraded_at: Some(t(9)), ..Progress::default() };
+        let d = drawn(&moments(&progress, Word::Success, "healthy"));
+        assert!(d.contains("s2[\"Kustomization applied\"]"), "{d}");
+        assert!(d.contains("class s0,s1,s2,s3,s4 done") && !d.contains(" later\n"), "{d}");
     }
 
     #[test]
