@@ -15,6 +15,7 @@ use crate::lookup::http::{Http, HttpConfig, HttpError};
 use crate::lookup::{Context, Lookup};
 use crate::model::Release;
 use crate::model::{LookupFailure, Package};
+use crate::progress::Progress;
 use crate::report::{self, Format, Report};
 
 pub mod history;
@@ -179,6 +180,11 @@ pub fn lookup_context(config: &Config, options: &LookupOptions) -> Result<Contex
 
 /// Look up the versions of every dependency that can be updated.
 pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
+    look_up_reporting(scan, lookup, &crate::progress::Silent)
+}
+
+/// [`look_up`], reporting "n of m sources" to `progress`.
+pub fn look_up_reporting(scan: &Scan, lookup: &Lookup, progress: &dyn Progress) -> Result<Versions, AppError> {
     let wanted: Vec<(&str, &Package, Option<&str>)> = scan
         .dependencies
         .iter()
@@ -190,7 +196,7 @@ pub fn look_up(scan: &Scan, lookup: &Lookup) -> Result<Versions, AppError> {
         .enable_all()
         .build()
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
-    let results = runtime.block_on(lookup.all(wanted.iter().map(|(_, p, _)| *p)));
+    let results = runtime.block_on(lookup.all_reporting(wanted.iter().map(|(_, p, _)| *p), progress));
     let mut versions = Versions::default();
     for (id, package, current) in wanted {
         match results.get(package) {
@@ -328,7 +334,8 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
                 http: HttpConfig::from_env().map_err(AppError::Environment)?,
             },
         )?);
-        let versions = look_up(&scan, &lookup)?;
+        let json = args.format.map_or(!std::io::stdout().is_terminal(), |f| f == Format::Json);
+        let versions = look_up_reporting(&scan, &lookup, crate::progress::for_stderr(json).as_ref())?;
         let stats = &lookup.context().http.stats;
         tracing::info!(
             "looked up in {:?}: {} requests, {} bytes, {} not modified",

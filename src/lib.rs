@@ -17,6 +17,7 @@ pub mod gate;
 pub mod git;
 pub mod lookup;
 pub mod model;
+pub mod progress;
 pub mod redact;
 pub mod regenerate;
 pub mod render;

@@ -12,14 +12,17 @@ use std::path::Path;
 use handlebars::Handlebars;
 use serde::Serialize;
 
+pub mod mermaid;
+
 /// Templates built into the binary.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 7] = [
     ("pr-body", include_str!("../templates/pr-body.hbs")),
     ("dashboard", include_str!("../templates/dashboard.hbs")),
     ("summary", include_str!("../templates/summary.hbs")),
     ("revert-body", include_str!("../templates/revert-body.hbs")),
     ("forward-fix-body", include_str!("../templates/forward-fix-body.hbs")),
     ("verify-report", include_str!("../templates/verify-report.hbs")),
+    ("dashboard-platform", include_str!("../templates/dashboard-platform.hbs")),
 ];
 
 /// Where a repository may override templates.
@@ -235,6 +238,18 @@ pub struct DashboardView {
     pub counts: DashboardCounts,
     /// The newest verdicts on upkeep's merged updates (from `upkeep history`'s lines).
     pub recently_verified: Vec<String>,
+    /// Each platform upgrade chain (k3s, Longhorn) as a Mermaid diagram
+    /// (`templates/dashboard-platform.hbs`).
+    pub platform_chains: Vec<PlatformChain>,
+}
+
+/// One platform upgrade chain on the dashboard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlatformChain {
+    /// The dependency id.
+    pub id: String,
+    /// The chain as a fenced Mermaid flowchart.
+    pub diagram: String,
 }
 
 /// The size of each dashboard list, whole.

@@ -290,18 +290,29 @@ pub fn verify_with<O: Observer>(
             .collect::<Vec<String>>()
     };
     let checks = checks.as_ref();
+    let json = args.write.format.map_or(!std::io::stdout().is_terminal(), |f| f == Format::Json);
+    let progress = crate::progress::for_stderr(json);
+    let progress = progress.as_ref();
     let outcome = runtime.block_on(async {
         match evidence {
             EvidenceSource::Kube => {
                 let observer = observer().await;
-                let verifier =
-                    Verifier { observer: &observer, actor, deps: &deps, applying: &applying, options, checks };
+                let verifier = Verifier {
+                    observer: &observer,
+                    actor,
+                    deps: &deps,
+                    applying: &applying,
+                    options,
+                    checks,
+                    progress,
+                };
                 verifier.pass(merges, jiff::Timestamp::now).await
             }
             EvidenceSource::GithubStatus => {
                 let appliers = |file: &str| appliers(graph, file);
                 let source = StatusSource::new(s.forge.as_ref(), &s.writer, &appliers);
-                let verifier = Verifier { observer: &source, actor, deps: &deps, applying: &applying, options, checks };
+                let verifier =
+                    Verifier { observer: &source, actor, deps: &deps, applying: &applying, options, checks, progress };
                 verifier.pass(merges, jiff::Timestamp::now).await
             }
         }
@@ -499,8 +510,14 @@ pub fn revert(args: &RevertArgs, out: &mut dyn Write) -> Result<i32, AppError> {
         .collect();
     let prove = prover(&s.writer);
     let actor = s.actor(&prove, false);
-    let failed =
-        Failed { merge: &merge, updates: &updates, reason: "requested by hand", evidence: &[], no_revert: None };
+    let failed = Failed {
+        merge: &merge,
+        updates: &updates,
+        reason: "requested by hand",
+        evidence: &[],
+        no_revert: None,
+        timeline: String::new(),
+    };
     let done = actor.revert(&failed, args.write.dry_run).map_err(AppError::Run)?;
     match done {
         Ok(Reverted { branch, pr }) => writeln!(out, "revert of {}: branch {branch}, PR {pr}", short(&merge.commit))?,

@@ -406,7 +406,18 @@ async fn one_pass<O: Observer>(s: &Setup, observer: &O, merges: Vec<Merge>, opti
             None
         }
     };
-    let verifier = Verifier { observer, actor, deps: &deps, applying: &applying, options, checks: checks.as_ref() };
+    // A long-running process logs its verdicts; a progress bar redrawn forever would only
+    // fill a container's log.
+    let progress = crate::progress::Silent;
+    let verifier = Verifier {
+        observer,
+        actor,
+        deps: &deps,
+        applying: &applying,
+        options,
+        checks: checks.as_ref(),
+        progress: &progress,
+    };
     let mut outcome = verifier.pass(merges, Timestamp::now).await;
     outcome.errors.extend(checks.iter().flat_map(|c| c.problems()));
     outcome
@@ -476,7 +487,7 @@ mod tests {
         // Nothing pending: the resync interval.
         assert_eq!(next_wake(&[], &merged, &d, now), RESYNC);
         // Soaking since 9,900: the soak ends at 10,200, before the timeout at 10,400.
-        let soaking = Progress { ready_since: Some(Timestamp::from_second(9_900).unwrap()), nudged_at: None };
+        let soaking = Progress { ready_since: Some(Timestamp::from_second(9_900).unwrap()), ..Progress::default() };
         assert_eq!(next_wake(&[pending("a", soaking)], &merged, &d, now), Duration::from_secs(201));
         // Waiting for Flux: the timeout at 10,400 is further than the resync interval.
         assert_eq!(next_wake(&[pending("a", Progress::default())], &merged, &d, now), RESYNC);

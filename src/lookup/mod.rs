@@ -17,10 +17,12 @@ pub mod signals;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 
 use crate::model::{Datasource as DatasourceKind, Package, Release};
+use crate::progress::{Event, Progress};
 
 /// A lookup that failed, for one package.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,10 +163,30 @@ impl Lookup {
         &self,
         packages: impl IntoIterator<Item = &Package>,
     ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
+        self.all_reporting(packages, &crate::progress::Silent).await
+    }
+
+    /// [`Lookup::all`], reporting "n of m sources" as each distinct package is answered.
+    pub async fn all_reporting(
+        &self,
+        packages: impl IntoIterator<Item = &Package>,
+        progress: &dyn Progress,
+    ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
         let distinct: BTreeMap<(DatasourceKind, &str, &str), &Package> =
             packages.into_iter().map(|p| ((p.datasource, p.registry.as_str(), p.name.as_str()), p)).collect();
-        let futures =
-            distinct.into_values().map(|p| async move { (p.clone(), self.datasource(p.datasource).releases(p).await) });
-        futures::future::join_all(futures).await.into_iter().collect()
+        let total = distinct.len();
+        let done = AtomicUsize::new(0);
+        let futures = distinct.into_values().map(|p| {
+            let done = &done;
+            async move {
+                let releases = self.datasource(p.datasource).releases(p).await;
+                let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.event(Event::Lookup { done, total, source: p.name.clone() });
+                (p.clone(), releases)
+            }
+        });
+        let out = futures::future::join_all(futures).await.into_iter().collect();
+        progress.event(Event::Finished);
+        out
     }
 }

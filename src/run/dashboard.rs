@@ -58,6 +58,7 @@ pub(super) fn dashboard(
     view.errors.extend(scan.errors.iter().map(|e| format!("`{}`: {}", crate::report::error_place(e), e.message)));
     view.errors.extend(versions.failures.iter().map(|f| format!("`{}`: {}: {}", f.id, f.url, f.message)));
     view.errors.extend(outcome.errors.iter().cloned());
+    view.platform_chains = super::platform_chain::chains(scan, versions, plan, &open_heads);
     view
 }
 

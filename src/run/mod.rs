@@ -10,6 +10,7 @@
 
 mod body;
 mod dashboard;
+mod platform_chain;
 mod supersede;
 mod write;
 

@@ -71,6 +71,9 @@ pub struct Failed<'a> {
     pub evidence: &'a [Row],
     /// When set, no revert: why (a platform component, a rule, a failed revert).
     pub no_revert: Option<String>,
+    /// The merge's way through Flux as a fenced Mermaid diagram, or empty when nothing was
+    /// observed (a revert by hand).
+    pub timeline: String,
 }
 
 #[derive(Serialize)]
@@ -88,6 +91,7 @@ struct BodyView {
     /// The platform objects of the evidence (nodes, Plans, Longhorn volumes and engine images),
     /// each once, with what is wrong and the command that shows it.
     platform: Vec<String>,
+    timeline: String,
 }
 
 /// The short form of a commit id used in branch names and messages.
@@ -152,6 +156,7 @@ fn view(f: &Failed<'_>, why_no_revert: &str, title: &str) -> BodyView {
         why_no_revert: why_no_revert.to_string(),
         advice: advice(f.updates),
         platform,
+        timeline: f.timeline.clone(),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod platform;
 pub mod record;
 pub mod statuses;
 pub mod target;
+pub mod timeline;
 pub mod verdict;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use self::verdict::{Deadlines, Expectation, Progress, Verdict, decide};
 use crate::forge::{CommitStatus, StatusState};
 use crate::git::Merge;
 use crate::model::Component;
+use crate::progress::{Event, Progress as ShowProgress};
 
 /// Where evidence comes from: the Kubernetes API ([`cluster`]) or the commit statuses Flux
 /// posts on the forge ([`statuses`]). Implementations gather; they never decide.
@@ -93,6 +95,8 @@ pub struct Verifier<'a, O: Observer> {
     /// The user's checks (`checks:` in the rules), run once a merge is reconciled; `None`
     /// when no rule has any.
     pub checks: Option<&'a checks::Checks>,
+    /// Where the pass says which merge it verifies, what it waits for and how long is left.
+    pub progress: &'a dyn ShowProgress,
 }
 
 struct Open {
@@ -139,6 +143,7 @@ impl<O: Observer> Verifier<'_, O> {
                 }
             }
             open = still;
+            self.report(&open, now());
             if open.is_empty() || self.options.no_wait || now().as_second() >= give_up {
                 break;
             }
@@ -146,6 +151,7 @@ impl<O: Observer> Verifier<'_, O> {
             let wake = self.next_wake(&open, now());
             self.observer.changed(&targets, wake).await;
         }
+        self.progress.event(Event::Finished);
         for o in open {
             blocking(|| self.save(&o.merge, &o.record, &mut outcome));
             outcome.records.push(o.record);
@@ -163,6 +169,25 @@ impl<O: Observer> Verifier<'_, O> {
             blocking(|| self.actor.writer.read(commit, path)).ok().flatten()
         };
         platform::targets(merge, self.deps, &self.options.source.0, &read)
+    }
+
+    /// Tell the person watching about each merge still open: what it waits for, and how long
+    /// until the deadline it waits against (the end of the soak once reconciled, else the
+    /// timeout).
+    fn report(&self, open: &[Open], now: Timestamp) {
+        let d = &self.options.deadlines;
+        for o in open {
+            let deadline = match o.record.progress.ready_since {
+                Some(ready) => ready.as_second() + secs(d.soak),
+                None => o.merge.merged_at.as_second() + secs(d.timeout),
+            };
+            let left = u64::try_from(deadline - now.as_second()).ok().map(Duration::from_secs);
+            self.progress.event(Event::Verify {
+                merge: act::short(&o.merge.commit).to_string(),
+                waiting_for: o.record.reason.clone(),
+                left,
+            });
+        }
     }
 
     /// How long a waiting pass may run: the longest timeout plus soak plus grace among the open
@@ -300,6 +325,12 @@ impl<O: Observer> Verifier<'_, O> {
             reason: &o.record.reason,
             evidence: &o.record.evidence,
             no_revert: self.no_revert(&o.merge),
+            timeline: timeline::diagram(&moments(
+                &o.merge,
+                &o.record,
+                !o.target.releases.is_empty(),
+                &short_reason(&o.record),
+            )),
         };
         match self.actor.act(&failed, self.options.dry_run) {
             Ok(Done::Revert(Reverted { branch, pr })) => {
@@ -370,7 +401,7 @@ impl<O: Observer> Verifier<'_, O> {
                 match seen {
                     Ok(true) => {}
                     Ok(false) => {
-                        let body = report_comment(&self.actor, &o.record, &marker);
+                        let body = report_comment(&self.actor, &o.record, &o.merge, &marker);
                         match body.and_then(|b| forge.comment(pr.number, &b).map_err(|e| e.to_string())) {
                             Ok(()) => outcome.wrote = true,
                             Err(e) => outcome.errors.push(format!("comment on PR #{}: {e}", pr.number)),
@@ -418,7 +449,8 @@ impl<O: Observer> Verifier<'_, O> {
 }
 
 /// The comment on the merged PR: the full report, with a marker so it is posted once.
-fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<String, String> {
+fn report_comment(actor: &Actor<'_>, record: &Record, merge: &Merge, marker: &str) -> Result<String, String> {
+    let releases = record.updates.iter().any(|u| u.id.starts_with("helmrelease/"));
     let followed = match (record.action, &record.pr) {
         (Action::Revert, Some(pr)) => format!("upkeep opened the revert PR #{pr}."),
         (Action::ForwardFix, Some(issue)) => format!("upkeep opened the forward-fix issue {issue}."),
@@ -432,9 +464,32 @@ fn report_comment(actor: &Actor<'_>, record: &Record, marker: &str) -> Result<St
         "evidence": act::sanitize_rows(&record.evidence),
         "followed": followed,
         "warnings": record.warnings.iter().map(|w| crate::render::sanitize_inline(w)).collect::<Vec<_>>(),
+        "timeline": timeline::diagram(&moments(merge, record, releases, &short_reason(record))),
     });
     let body = actor.renderer.render("verify-report", &view).map_err(|e| e.to_string())?;
     Ok(format!("{body}\n{marker}\n"))
+}
+
+/// Why a merge failed in a few words, for its box in the timeline: the first evidence row
+/// (`UpgradeFailed: Helm upgrade failed …`), else the verdict's reason.
+fn short_reason(record: &Record) -> String {
+    match record.evidence.first() {
+        Some(row) if !row.reason.is_empty() => format!("{}: {}", row.reason, row.message),
+        _ => record.reason.clone(),
+    }
+}
+
+/// What the merge's timeline is drawn from: the record's times and verdict.
+fn moments<'a>(merge: &'a Merge, record: &'a Record, releases: bool, reason: &'a str) -> timeline::Moments<'a> {
+    timeline::Moments {
+        commit: &merge.commit,
+        merged_at: merge.merged_at,
+        progress: &record.progress,
+        releases,
+        verdict: record.verdict,
+        decided_at: record.decided_at,
+        reason,
+    }
 }
 
 /// Git and the forge are blocking (the GitHub forge drives its own runtime): run them off the

@@ -94,6 +94,35 @@ pub struct Progress {
     pub ready_since: Option<Timestamp>,
     /// When the sources were nudged (once per merge).
     pub nudged_at: Option<Timestamp>,
+    /// When the source was first seen at the merge (for the merge's timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_at: Option<Timestamp>,
+    /// When every Kustomization applying the change was first seen to have applied it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<Timestamp>,
+    /// When every changed HelmRelease was first seen Ready at its new chart version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded_at: Option<Timestamp>,
+}
+
+impl Progress {
+    /// Note the first observation at which each step of the merge's way through Flux was
+    /// reached. Only the timeline reads these; no rule of the verdict does.
+    fn mark_steps(&mut self, exp: &Expectation, ev: &Evidence, now: Timestamp) {
+        if ev.source_has_merge == Some(true) {
+            self.source_at.get_or_insert(now);
+        }
+        if applied(ev) {
+            self.applied_at.get_or_insert(now);
+        }
+        let upgraded = exp.releases.iter().all(|(id, version)| {
+            release(ev, id)
+                .is_some_and(|hr| release_missing(hr, version).is_none() && is(hr.condition("Ready"), "True"))
+        });
+        if !exp.releases.is_empty() && upgraded {
+            self.upgraded_at.get_or_insert(now);
+        }
+    }
 }
 
 /// One line of evidence in a report: the JSON contract's `evidence` items.
@@ -152,6 +181,7 @@ pub fn decide(
     now: Timestamp,
 ) -> (Verdict, Progress, Ask) {
     let mut progress = progress.clone();
+    progress.mark_steps(exp, ev, now);
     if let Some(failure) = failure_signal(exp, ev, &progress) {
         return (failure, progress, Ask::default());
     }

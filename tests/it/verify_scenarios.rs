@@ -32,6 +32,7 @@ pub(crate) fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str
 }
 
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
+/// Shared with the whole-loop test (`whole_loop.rs`).
 pub(crate) struct Cluster {
     pub(crate) fake: FakeKube,
     dir: tempfile::TempDir,
@@ -125,7 +126,7 @@ impl Cluster {
     }
 
     /// At `at`, the release is in the state of a (retargeted) helm-controller fixture.
-    fn release_state(&self, at: Duration, fixture: &str) {
+    pub(crate) fn release_state(&self, at: Duration, fixture: &str) {
         let mut hr = retarget(fixture, "ingress-nginx", "ingress-nginx", OLD_NGINX, &self.new);
         hr["metadata"]["generation"] = json!(2);
         hr["status"]["observedGeneration"] = json!(2);
@@ -277,12 +278,25 @@ async fn reverted(style: MergeStyle, fixture: &str, expect: &[&str]) -> (String,
     (body, m.to_string())
 }
 
+/// The timeline's clock times and durations, which differ per run, as placeholders.
+pub(crate) fn scrub_times(body: &str) -> String {
+    body.lines()
+        .map(|line| match line.split_once("<br/>") {
+            Some((head, tail)) if tail.ends_with(" UTC\"]") => format!("{head}<br/><time>\"]"),
+            Some((head, tail)) if tail.starts_with('+') => format!("{head}<br/>+<elapsed>\"]"),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if body.ends_with('\n') { "\n" } else { "" }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_failed_release_is_reverted_with_the_evidence() {
     let (body, merge) =
         reverted(MergeStyle::MergeCommit, "helmrelease-v2-upgrade-failed.json", &["UpgradeFailed"]).await;
     assert!(body.contains("context deadline exceeded"), "{body}");
-    let scrubbed = body.replace(&merge, "<merge>").replace(&merge[..12], "<merge12>");
+    let scrubbed = scrub_times(&body.replace(&merge, "<merge>").replace(&merge[..12], "<merge12>"));
     insta::assert_snapshot!("revert-body-upgrade-failed", scrubbed);
 }
 

@@ -92,7 +92,7 @@ fn deadlines() -> Deadlines {
 /// The verdict after the timeout and the nudge grace, from a pending state that already
 /// nudged.
 fn after_timeout(exp: &Expectation, ev: &Evidence) -> Verdict {
-    let progress = Progress { ready_since: None, nudged_at: Some(t(600)) };
+    let progress = Progress { nudged_at: Some(t(600)), ..Progress::default() };
     decide(exp, ev, &deadlines(), &progress, t(700)).0
 }
 
@@ -158,7 +158,7 @@ fn upgraded_ready_uncordoned_nodes_and_complete_plans_succeed_after_the_soak() {
         vec![node("k3s-server-0", K3S_NEW, true, false), node("k3s-agent-1", "v1.30.4-k3s1", true, false)],
         vec![plan("v1.30.4-k3s1", "True")],
     );
-    let progress = Progress { ready_since: Some(t(10)), nudged_at: None };
+    let progress = Progress { ready_since: Some(t(10)), ..Progress::default() };
     let (v, _, _) = decide(&expect(k3s()), &ev, &deadlines(), &progress, t(100));
     assert!(matches!(v, Verdict::Success { .. }), "{v:?}");
 }
