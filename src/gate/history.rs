@@ -133,7 +133,8 @@ impl History {
 
     /// Versions of `dep` never to propose again.
     pub fn blocked(&self, dep: &str) -> Vec<Blocked> {
-        self.events
+        let all: Vec<(bool, Blocked)> = self
+            .events
             .iter()
             .filter_map(|e| match e {
                 Event::Reverted { dep: d, version, commit, .. } if d == dep => Some(Blocked {
@@ -150,7 +151,20 @@ impl History {
                 }
                 _ => None,
             })
-            .collect()
+            .map(|b| (b.why.starts_with("reverted in"), b))
+            .collect();
+        // One line per version, where it was first seen. A version that failed verification
+        // and was then reverted is named by its revert, whichever event is dated first (both
+        // can fall in the same second).
+        let mut out: Vec<Blocked> = Vec::new();
+        for (reverted, b) in all {
+            match out.iter_mut().find(|o| o.version == b.version) {
+                Some(o) if reverted && !o.why.starts_with("reverted in") => o.why = b.why,
+                Some(_) => {}
+                None => out.push(b),
+            }
+        }
+        out
     }
 
     /// The newest upkeep update that moved `dep` to `version`: when, and in which commit.
@@ -206,12 +220,16 @@ impl History {
     /// Why non-security updates are paused, if they are.
     pub fn pause(&self, policy: &MemoryPolicy) -> Option<String> {
         let (reverted, considered) = self.failure_rate(policy.failure_sample);
-        if considered == 0 || (reverted as f64) < policy.failure_rate * considered as f64 {
+        // The share is taken over the whole sample: updates not made yet count as good, so a
+        // young repository's first failure (1 of 1) does not pause everything with no way out
+        // but the very updates the pause holds.
+        let base = considered.max(policy.failure_sample).max(1);
+        if reverted == 0 || (reverted as f64) < policy.failure_rate * base as f64 {
             return None;
         }
         Some(format!(
-            "{reverted} of the last {considered} upkeep updates failed verification or were reverted ({:.0}% ≥ {:.0}%): non-security updates are paused until a human looks",
-            100.0 * reverted as f64 / considered as f64,
+            "{reverted} of the last {considered} upkeep updates failed verification or were reverted ({:.0}% of {base} ≥ {:.0}%): non-security updates are paused until a human looks",
+            100.0 * reverted as f64 / base as f64,
             100.0 * policy.failure_rate
         ))
     }
@@ -264,5 +282,39 @@ mod tests {
         events.push(reverted("d10", "1.0.0", 21));
         let pause = History::new(events).pause(&policy).unwrap_or_default();
         assert!(pause.starts_with("2 of the last 10"), "{pause}");
+    }
+
+    #[test]
+    fn a_young_repository_is_measured_against_the_whole_sample() {
+        let policy = MemoryPolicy::default();
+        // The first update ever failed: 1 in a sample of 10 is 10%, no pause.
+        let one = vec![updated("a", "1.0.0", 1), reverted("a", "1.0.0", 2)];
+        assert!(History::new(one).pause(&policy).is_none());
+        // Two of three failed: 2 of 10 is 20%, paused.
+        let three = vec![
+            updated("a", "1.0.0", 1),
+            updated("b", "1.0.0", 2),
+            updated("c", "1.0.0", 3),
+            reverted("a", "1.0.0", 4),
+            reverted("b", "1.0.0", 5),
+        ];
+        let pause = History::new(three).pause(&policy).unwrap_or_default();
+        assert!(pause.starts_with("2 of the last 3") && pause.contains("20% of 10"), "{pause}");
+    }
+
+    #[test]
+    fn a_version_that_failed_and_was_reverted_is_named_by_its_revert_once() {
+        let h = History::new(vec![
+            Event::VerifyFailed {
+                dep: "a".into(),
+                version: "1.1.0".into(),
+                at: t(2),
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            },
+            reverted("a", "1.1.0", 2),
+        ]);
+        let blocked = h.blocked("a");
+        assert_eq!(blocked.len(), 1, "{blocked:?}");
+        assert!(blocked[0].why.starts_with("reverted in"), "{blocked:?}");
     }
 }

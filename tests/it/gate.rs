@@ -634,7 +634,8 @@ fn a_high_revert_rate_pauses_everything_but_security() {
     case.history = History::new(events);
     let plan = case.run();
     assert!(
-        plan.notes[0].starts_with("2 of the last 10 upkeep updates failed verification or were reverted (20% ≥ 20%)"),
+        plan.notes[0]
+            .starts_with("2 of the last 10 upkeep updates failed verification or were reverted (20% of 10 ≥ 20%)"),
         "{:?}",
         plan.notes
     );

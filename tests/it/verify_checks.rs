@@ -93,8 +93,9 @@ async fn an_http_check_answering_503_during_the_soak_brings_a_revert_naming_it()
     assert!(body.contains("| Check | 503 | CheckFailed |") && body.contains("2 attempts"), "{body}");
     assert!(body.contains("; upkeep.yaml:"), "where the check is written, in the repository: {body}");
     let port = server.address().port().to_string();
-    let scrubbed =
-        body.replace(&m.to_string(), "<merge>").replace(&m.to_string()[..12], "<merge12>").replace(&port, "<port>");
+    let scrubbed = super::verify_scenarios::scrub_times(
+        &body.replace(&m.to_string(), "<merge>").replace(&m.to_string()[..12], "<merge12>").replace(&port, "<port>"),
+    );
     insta::assert_snapshot!("revert-body-http-check-503", scrubbed);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2, "one attempt and its one retry, then the verdict");

@@ -252,8 +252,7 @@ async fn fails_is_reverted_and_stays_blocked(style: MergeStyle) {
     assert_eq!(lp.proposed(), None, "no PR for {failed} again: {:?}", &lp.github.writes()[writes..]);
     assert!(!lp.github.writes()[writes..].iter().any(|w| w == "POST /pulls"), "{:?}", lp.github.writes());
 
-    // …and proposes a newer one once it exists upstream. A revert rate of 1 in 1 pauses
-    // everything but security fixes (the loop guard), so upstream's next release is one.
+    // …and proposes a newer one once it exists upstream (a security fix, so the PR names it).
     lp.index.publish(NEWER, "Fix CVE-2026-41234 in the admission webhook");
     let out = lp.run().await;
     assert_eq!(
