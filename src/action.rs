@@ -4,7 +4,7 @@
 //!
 //! A Docker action has no shell to expand its inputs into, and interpolating `${{ inputs.* }}`
 //! into a command line is how workflows get injected. So `action.yml` hands every input over
-//! as an environment variable and runs `upkeep action`, which reads them here. Nothing in this
+//! as an environment variable (`UPKEEP_INPUT_*`) and runs `upkeep action`, which reads them here. Nothing in this
 //! module runs unless GitHub Actions set the variables it reads.
 
 use std::io::Write;
@@ -29,6 +29,9 @@ pub enum ActionError {
         /// The command given.
         command: String,
     },
+    /// `dry-run:` is neither true nor false, or true for a command that writes nothing.
+    #[error("input `dry-run` is `{0}`: use true or false (true only with run or verify; command is `{1}`)")]
+    DryRun(String, String),
     /// `args:` has a quote that is never closed.
     #[error("input `args` has an unclosed {0} quote: {1}")]
     Quote(char, String),
@@ -40,32 +43,49 @@ pub fn on_actions() -> bool {
 }
 
 /// The command line (program name first) that the Action's inputs ask for. `var` reads one
-/// environment variable; empty values count as unset, since an unset input arrives empty.
+/// environment variable; action.yml sets `UPKEEP_INPUT_<INPUT>` for each input, and an empty
+/// value is an input left unset (an empty variable given to clap's own `env` options would be
+/// an empty value, not a missing one, so the inputs use names of their own).
 ///
-/// `UPKEEP_COMMAND` (default `run`), `UPKEEP_PATH`, `UPKEEP_FORMAT`, `UPKEEP_CONFIG`,
-/// `UPKEEP_EVIDENCE` (verify only) and `UPKEEP_ARGS` (extra arguments, split on whitespace,
-/// quotes group words) are read here. The rest (`UPKEEP_FORGE`, `UPKEEP_DRY_RUN`,
-/// `UPKEEP_CACHE_DIR`, `UPKEEP_LOG_LEVEL`, `UPKEEP_LOG_FORMAT`, `UPKEEP_REPORT_FILE`,
-/// `GITHUB_TOKEN`) are read by the command's own options.
+/// `COMMAND` (default `run`), `PATH`, `FORMAT`, `CONFIG`, `FORGE` and `DRY_RUN` (run and
+/// verify), `CACHE_DIR` (run, plan, scan), `EVIDENCE` (verify), `LOG_LEVEL`, `LOG_FORMAT`,
+/// `REPORT_FILE`, and `ARGS` (extra arguments, split on whitespace, quotes group words).
+/// The token comes as `GITHUB_TOKEN`, which upkeep reads itself.
 pub fn argv_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ActionError> {
-    let var = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let command = var("UPKEEP_COMMAND").unwrap_or_else(|| "run".into());
+    let input = |k: &str| var(&format!("UPKEEP_INPUT_{k}")).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let command = input("COMMAND").unwrap_or_else(|| "run".into());
     if !COMMANDS.contains(&command.as_str()) {
         return Err(ActionError::Command(command));
     }
-    let mut argv = vec!["upkeep".to_string(), command.clone(), var("UPKEEP_PATH").unwrap_or_else(|| ".".into())];
-    for (name, flag) in [("UPKEEP_FORMAT", "--format"), ("UPKEEP_CONFIG", "--config")] {
-        if let Some(value) = var(name) {
-            argv.extend([flag.to_string(), value]);
-        }
+    let writes = matches!(command.as_str(), "run" | "verify");
+    let mut argv = vec!["upkeep".to_string()];
+    for (name, flag) in [("LOG_LEVEL", "--log-level"), ("LOG_FORMAT", "--log-format"), ("REPORT_FILE", "--report-file")]
+    {
+        argv.extend(input(name).map(|v| [flag.to_string(), v]).into_iter().flatten());
     }
-    if let Some(evidence) = var("UPKEEP_EVIDENCE") {
+    argv.extend([command.clone(), input("PATH").unwrap_or_else(|| ".".into())]);
+    let mut flags = vec![("FORMAT", "--format"), ("CONFIG", "--config")];
+    if writes {
+        flags.push(("FORGE", "--forge"));
+    }
+    if command != "verify" {
+        flags.push(("CACHE_DIR", "--cache-dir"));
+    }
+    for (name, flag) in flags {
+        argv.extend(input(name).map(|v| [flag.to_string(), v]).into_iter().flatten());
+    }
+    match input("DRY_RUN").as_deref() {
+        None | Some("false") => {}
+        Some("true") if writes => argv.push("--dry-run".into()),
+        Some(other) => return Err(ActionError::DryRun(other.to_string(), command)),
+    }
+    if let Some(evidence) = input("EVIDENCE") {
         if command != "verify" {
             return Err(ActionError::Evidence { evidence, command });
         }
         argv.extend(["--evidence".to_string(), evidence]);
     }
-    if let Some(extra) = var("UPKEEP_ARGS") {
+    if let Some(extra) = input("ARGS") {
         argv.extend(split_words(&extra)?);
     }
     Ok(argv)
@@ -163,7 +183,7 @@ mod tests {
 
     fn argv(vars: &[(&str, &str)]) -> Result<Vec<String>, ActionError> {
         let vars: std::collections::HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            vars.iter().map(|(k, v)| (format!("UPKEEP_INPUT_{k}"), v.to_string())).collect();
         argv_from_env(|k| vars.get(k).cloned())
     }
 
@@ -171,14 +191,20 @@ mod tests {
     fn inputs_become_arguments_without_a_shell() {
         assert_eq!(argv(&[]), Ok(vec!["upkeep".into(), "run".into(), ".".into()]));
         let got = argv(&[
-            ("UPKEEP_COMMAND", "verify"),
-            ("UPKEEP_PATH", "clusters/home"),
-            ("UPKEEP_FORMAT", "markdown"),
-            ("UPKEEP_CONFIG", ""),
-            ("UPKEEP_EVIDENCE", "github-status"),
-            ("UPKEEP_ARGS", "--no-wait  --timeout '20m' \"a b\" $(id)"),
+            ("COMMAND", "verify"),
+            ("PATH", "clusters/home"),
+            ("FORMAT", "markdown"),
+            ("CONFIG", ""),
+            ("FORGE", "github"),
+            ("DRY_RUN", "true"),
+            ("CACHE_DIR", ".cache"),
+            ("LOG_LEVEL", "info"),
+            ("LOG_FORMAT", ""),
+            ("EVIDENCE", "github-status"),
+            ("ARGS", "--no-wait  --timeout '20m' \"a b\" $(id)"),
         ]);
-        let want = "upkeep verify clusters/home --format markdown --evidence github-status --no-wait --timeout 20m";
+        // Empty inputs add nothing; verify takes no cache directory.
+        let want = "upkeep --log-level info verify clusters/home --format markdown --forge github --dry-run --evidence github-status --no-wait --timeout 20m";
         let mut want: Vec<String> = want.split(' ').map(String::from).collect();
         // A quoted space stays in its word; `$(id)` is a word, never run.
         want.extend(["a b".to_string(), "$(id)".to_string()]);
@@ -187,12 +213,14 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_named() {
-        assert_eq!(argv(&[("UPKEEP_COMMAND", "revert")]), Err(ActionError::Command("revert".into())));
-        assert!(matches!(
-            argv(&[("UPKEEP_COMMAND", "run"), ("UPKEEP_EVIDENCE", "kube")]),
-            Err(ActionError::Evidence { .. })
-        ));
-        assert_eq!(argv(&[("UPKEEP_ARGS", "--x 'y")]), Err(ActionError::Quote('\'', "--x 'y".into())));
+        assert_eq!(argv(&[("COMMAND", "revert")]), Err(ActionError::Command("revert".into())));
+        assert!(matches!(argv(&[("COMMAND", "run"), ("EVIDENCE", "kube")]), Err(ActionError::Evidence { .. })));
+        assert_eq!(argv(&[("DRY_RUN", "yes")]), Err(ActionError::DryRun("yes".into(), "run".into())));
+        assert_eq!(
+            argv(&[("COMMAND", "scan"), ("DRY_RUN", "true")]),
+            Err(ActionError::DryRun("true".into(), "scan".into()))
+        );
+        assert_eq!(argv(&[("ARGS", "--x 'y")]), Err(ActionError::Quote('\'', "--x 'y".into())));
     }
 
     #[test]

@@ -56,8 +56,8 @@ pub enum Command {
     /// Check or describe the repository's upkeep config.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// The GitHub Action's entry point: read the command and its options from `UPKEEP_*`
-    /// environment variables (action.yml sets them from its inputs), then run it.
+    /// The GitHub Action's entry point: read the command and its options from
+    /// `UPKEEP_INPUT_*` environment variables (action.yml sets them from its inputs), then run it.
     Action,
 }
 

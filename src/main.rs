@@ -52,10 +52,15 @@ fn resolve(outer: Cli) -> Result<Cli, ExitCode> {
         ExitCode::from(2)
     };
     let argv = upkeep::action::argv_from_env(|k| std::env::var(k).ok()).map_err(|e| fail(e.to_string()))?;
-    let mut inner = Cli::try_parse_from(&argv).map_err(|e| fail(format!("{} (from {})", e.kind(), argv.join(" "))))?;
+    let mut inner = Cli::try_parse_from(&argv).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        fail(format!("{first} (in `{}`)", argv.join(" ")))
+    })?;
     // Options given before `action` on the command line still count.
     inner.verbose = inner.verbose.max(outer.verbose);
-    inner.log_format = outer.log_format;
+    if outer.log_format == LogFormat::Json {
+        inner.log_format = LogFormat::Json;
+    }
     inner.log_level = inner.log_level.or(outer.log_level);
     inner.report_file = inner.report_file.or(outer.report_file);
     Ok(inner)

@@ -31,13 +31,19 @@ fn the_action_runs_from_env_writes_outputs_and_annotates_unreadable_manifests() 
         ("GITHUB_ACTIONS", "true"),
         ("GITHUB_OUTPUT", output.to_str().unwrap()),
         ("GITHUB_WORKSPACE", workspace.as_str()),
-        ("UPKEEP_COMMAND", "run"),
-        ("UPKEEP_PATH", workspace.as_str()),
-        ("UPKEEP_FORMAT", "markdown"),
-        ("UPKEEP_FORGE", "local"),
-        ("UPKEEP_DRY_RUN", "false"),
-        ("UPKEEP_REPORT_FILE", report.to_str().unwrap()),
-        ("UPKEEP_ARGS", "--max-file-size 1000000"),
+        // As action.yml sets them, defaults and empty inputs included.
+        ("UPKEEP_INPUT_COMMAND", "run"),
+        ("UPKEEP_INPUT_PATH", workspace.as_str()),
+        ("UPKEEP_INPUT_FORMAT", "markdown"),
+        ("UPKEEP_INPUT_FORGE", "local"),
+        ("UPKEEP_INPUT_DRY_RUN", "false"),
+        ("UPKEEP_INPUT_CONFIG", ""),
+        ("UPKEEP_INPUT_LOG_LEVEL", ""),
+        ("UPKEEP_INPUT_LOG_FORMAT", "text"),
+        ("UPKEEP_INPUT_CACHE_DIR", ""),
+        ("UPKEEP_INPUT_EVIDENCE", ""),
+        ("UPKEEP_INPUT_REPORT_FILE", report.to_str().unwrap()),
+        ("UPKEEP_INPUT_ARGS", "--max-file-size 1000000"),
     ];
     let out = upkeep_in(&sb.root, &sb.repo, &["action"], &env);
     assert!(out.status.success(), "{}", text(&out));
@@ -64,7 +70,7 @@ fn the_action_runs_from_env_writes_outputs_and_annotates_unreadable_manifests() 
 #[test]
 fn a_bad_action_input_is_an_error_annotation_and_exit_2() {
     let sb = Sandbox::example();
-    let out = upkeep_in(&sb.root, &sb.repo, &["action"], &[("UPKEEP_COMMAND", "revert")]);
+    let out = upkeep_in(&sb.root, &sb.repo, &["action"], &[("UPKEEP_INPUT_COMMAND", "revert")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -72,7 +78,12 @@ fn a_bad_action_input_is_an_error_annotation_and_exit_2() {
         "{}",
         text(&out)
     );
-    let out = upkeep_in(&sb.root, &sb.repo, &["action"], &[("UPKEEP_COMMAND", "scan"), ("UPKEEP_ARGS", "--bogus")]);
+    let out = upkeep_in(
+        &sb.root,
+        &sb.repo,
+        &["action"],
+        &[("UPKEEP_INPUT_COMMAND", "scan"), ("UPKEEP_INPUT_ARGS", "--bogus")],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("upkeep scan . --bogus"), "{}", text(&out));
 }
