@@ -166,3 +166,55 @@ fn a_workspace_owned_by_another_user_opens_with_the_images_git_config() {
     let opened = sb.try_run(&["--dry-run"], &image);
     assert!(opened.status.success(), "{}", text(&opened));
 }
+
+/// action.yml, read as YAML.
+fn action_yml() -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml")).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_action_input_reaches_upkeep_through_env_and_every_output_is_written() {
+    let action = action_yml();
+    let env = action["runs"]["env"].as_object().unwrap();
+    let inputs = action["inputs"].as_object().unwrap();
+    for name in inputs.keys() {
+        let var = match name.as_str() {
+            "token" => "GITHUB_TOKEN".to_string(),
+            other => format!("UPKEEP_INPUT_{}", other.to_uppercase().replace('-', "_")),
+        };
+        assert_eq!(env.get(&var).and_then(|v| v.as_str()), Some(format!("${{{{ inputs.{name} }}}}").as_str()), "{var}");
+    }
+    assert_eq!(env.len(), inputs.len(), "an env entry for each input, nothing else: {env:?}");
+    // Every input but the token changes the command line `upkeep action` builds.
+    for name in inputs.keys().filter(|n| *n != "token") {
+        let var = format!("UPKEEP_INPUT_{}", name.to_uppercase().replace('-', "_"));
+        let value = match name.as_str() {
+            "command" => "verify",
+            "dry-run" => "true",
+            "format" => "json",
+            "log-format" => "json",
+            "evidence" => "github-status",
+            _ => "x",
+        };
+        let base = upkeep::action::argv_from_env(|k| (k == "UPKEEP_INPUT_COMMAND").then(|| "verify".to_string()));
+        let with = upkeep::action::argv_from_env(|k| {
+            if k == var { Some(value.to_string()) } else { (k == "UPKEEP_INPUT_COMMAND").then(|| "verify".to_string()) }
+        });
+        // cache-dir is not a verify option: check it with run.
+        if name == "cache-dir" {
+            let run = upkeep::action::argv_from_env(|k| (k == var).then(|| "x".to_string())).unwrap();
+            assert!(run.windows(2).any(|w| w == ["--cache-dir", "x"]), "{run:?}");
+            continue;
+        }
+        if name != "command" {
+            assert_ne!(base, with, "input {name} is read");
+        }
+    }
+    let outputs: Vec<&String> = action["outputs"].as_object().unwrap().keys().collect();
+    assert_eq!(outputs, ["forward-fixes", "prs-opened", "prs-updated", "report", "reverts"]);
+    // The published image's major tag is this crate's.
+    let major = env!("CARGO_PKG_VERSION").split('.').next().unwrap();
+    assert_eq!(action["runs"]["image"], format!("docker://ghcr.io/upkeep-bot/upkeep:v{major}"));
+    assert_eq!(action["runs"]["args"], serde_json::json!(["action"]));
+}
