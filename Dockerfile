@@ -14,18 +14,19 @@ ARG RUST_VERSION=1.89
 FROM rust:${RUST_VERSION}-alpine AS build
 # musl-dev and gcc: the C parts (ring, libgit2, zlib); perl and make: OpenSSL's own build.
 RUN apk add --no-cache gcc musl-dev perl make ca-certificates
-ENV LIBZ_SYS_STATIC=1 \
-    CARGO_PROFILE_RELEASE_STRIP=symbols
+ENV LIBZ_SYS_STATIC=1
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin upkeep
+# Cargo.toml's `dist` profile: fat LTO, one codegen unit, opt-level "s", stripped; this is
+# what keeps the image under 25 MB (a stripped `--release` build is about 29 MB).
+RUN cargo build --profile dist --locked --bin upkeep
 # Smoke test: it runs, and it needs no shared library (a static-pie has no NEEDED entry).
-RUN ./target/release/upkeep --version \
- && ! readelf -d target/release/upkeep | grep -q NEEDED
+RUN ./target/dist/upkeep --version \
+ && ! readelf -d target/dist/upkeep | grep -q NEEDED
 # The final image's whole file system, laid out here because `scratch` has no shell to do it.
 RUN mkdir -p /rootfs/usr/local/bin /rootfs/etc/ssl/certs /rootfs/etc/upkeep/git /rootfs/usr/share/upkeep /rootfs/tmp \
  && chmod 1777 /rootfs/tmp \
- && cp target/release/upkeep /rootfs/usr/local/bin/upkeep \
+ && cp target/dist/upkeep /rootfs/usr/local/bin/upkeep \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
  && cp docker/gitconfig /rootfs/etc/upkeep/git/config \
  && cp -r templates /rootfs/usr/share/upkeep/templates \
@@ -35,7 +36,7 @@ RUN mkdir -p /rootfs/usr/local/bin /rootfs/etc/ssl/certs /rootfs/etc/upkeep/git 
 # Only the static binary, for the release's downloads: `docker buildx build --target binary
 # --output type=local,dest=out .` writes out/upkeep.
 FROM scratch AS binary
-COPY --from=build /src/target/release/upkeep /upkeep
+COPY --from=build /src/target/dist/upkeep /upkeep
 
 FROM scratch
 COPY --from=build /rootfs/ /
