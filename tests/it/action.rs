@@ -218,3 +218,34 @@ fn every_action_input_reaches_upkeep_through_env_and_every_output_is_written() {
     assert_eq!(action["runs"]["image"], format!("docker://ghcr.io/upkeep-bot/upkeep:v{major}"));
     assert_eq!(action["runs"]["args"], serde_json::json!(["action"]));
 }
+
+#[test]
+fn the_example_workflows_use_only_inputs_and_outputs_action_yml_declares() {
+    let action = action_yml();
+    let inputs = action["inputs"].as_object().unwrap();
+    let outputs = action["outputs"].as_object().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workflows");
+    let mut uses = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let workflow: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for job in workflow["jobs"].as_object().unwrap().values() {
+            for step in job["steps"].as_array().unwrap() {
+                if !step["uses"].as_str().is_some_and(|u| u.starts_with("upkeep-bot/upkeep@")) {
+                    continue;
+                }
+                uses += 1;
+                for key in step["with"].as_object().map(|w| w.keys().collect::<Vec<_>>()).unwrap_or_default() {
+                    assert!(inputs.contains_key(key), "{name}: input `{key}` is not in action.yml");
+                }
+            }
+        }
+        for (at, _) in text.match_indices("steps.upkeep.outputs.") {
+            let rest = &text[at + "steps.upkeep.outputs.".len()..];
+            let output: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_').collect();
+            assert!(outputs.contains_key(&output), "{name}: output `{output}` is not in action.yml");
+        }
+    }
+    assert!(uses >= 3, "the examples use the Action ({uses} steps)");
+}
