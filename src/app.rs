@@ -95,6 +95,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), AppError> {
             write!(out, "{}", crate::config_reference::reference(&config::schema()))?;
             Ok(())
         }
+        // `main` replaces `action` with the command its environment names.
+        Command::Action => Err(AppError::Run("`upkeep action` reads its command from UPKEEP_COMMAND".into())),
         Command::Config(ConfigCommand::Validate { path, config }) => {
             let loaded = config::load(path, config.as_deref())?;
             match &loaded.file {
@@ -205,6 +207,7 @@ pub fn look_up_reporting(scan: &Scan, lookup: &Lookup, progress: &dyn Progress) 
                 versions.releases.insert(id.to_string(), Ok(releases.clone()));
             }
             Some(Err(e)) => {
+                tracing::warn!(dependency = %id, url = %e.url, "lookup failed: {}", e.message);
                 versions.failures.push(LookupFailure {
                     id: id.to_string(),
                     url: e.url.clone(),
@@ -315,6 +318,9 @@ pub fn scan_and_look_up(args: &ScanArgs) -> Result<(Scan, Config, Versions), App
         ..ScanOptions::default()
     };
     let scan = extract::scan(&args.path, &options)?;
+    if crate::action::on_actions() {
+        crate::action::annotate(&scan.errors, &args.path, &mut std::io::stderr())?;
+    }
     for note in &scan.passed_over {
         tracing::info!("passed over {}: {}", report::error_place(note), note.message);
     }

@@ -17,6 +17,26 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object a line, with the
+    /// dependency, commit or URL as fields) for log aggregation.
+    #[arg(long, value_enum, global = true, default_value = "text", env = "UPKEEP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to log, as a tracing filter (`info`, `debug`, `upkeep=debug,warn`); overrides `-v`.
+    #[arg(long, global = true, env = "UPKEEP_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Also write the report (what goes to stdout) to this file; on GitHub Actions its path is
+    /// the step's `report` output.
+    #[arg(long, global = true, env = "UPKEEP_REPORT_FILE")]
+    pub report_file: Option<PathBuf>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`).
+    Json,
 }
 
 /// The subcommands.
@@ -39,6 +59,9 @@ pub enum Command {
     /// List every update upkeep made: when it merged, its verdict, and the revert or
     /// forward-fix that followed (from trailers, verdict notes and statuses).
     History(HistoryArgs),
+    /// The GitHub Action's entry point: read the command and its options from
+    /// `UPKEEP_INPUT_*` environment variables (action.yml sets them from its inputs), then run it.
+    Action,
 }
 
 /// Where PRs go.

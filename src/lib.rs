@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+pub mod action;
 pub mod app;
 pub mod cli;
 pub mod config;

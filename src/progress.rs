@@ -131,9 +131,18 @@ pub fn should_draw(stderr_is_terminal: bool, ci: Option<&str>, json: bool) -> bo
     stderr_is_terminal && !in_ci && !json
 }
 
+/// Set once stderr carries structured logs (`--log-format json`): no bar from then on.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Never draw a bar in this process (stderr is a JSON log stream).
+pub fn quiet() {
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The progress for this process: `UPKEEP_PROGRESS` (`off`, `log`), else a bar when
 /// [`should_draw`] says so, else nothing.
 pub fn for_stderr(json: bool) -> Box<dyn Progress> {
+    let json = json || QUIET.load(std::sync::atomic::Ordering::Relaxed);
     match std::env::var("UPKEEP_PROGRESS").as_deref() {
         Ok("off") => Box::new(Silent),
         Ok("log") => Box::new(Log),

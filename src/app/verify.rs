@@ -25,7 +25,7 @@ use crate::verify::cluster::Cluster;
 use crate::verify::evidence::FluxKind;
 use crate::verify::kube::KubeOptions;
 use crate::verify::notify;
-use crate::verify::record::{Record, UpdateView, Word};
+use crate::verify::record::{Action as RecordAction, Record, UpdateView, Word};
 use crate::verify::statuses::{Applier, StatusSource};
 use crate::verify::target::DepInfo;
 use crate::verify::verdict::Deadlines;
@@ -413,6 +413,16 @@ fn finish(
             Err(e) => outcome.errors.push(format!("verdict notes were not pushed: {e}")),
         }
     }
+    let decided_now: Vec<&Record> =
+        outcome.records.iter().filter(|r| r.decided_at.is_some_and(|t| t >= started)).collect();
+    for r in &decided_now {
+        tracing::info!(commit = %r.commit, verdict = ?r.verdict, action = ?r.action, "{}", r.reason);
+    }
+    let count = |action: RecordAction| decided_now.iter().filter(|r| r.action == action).count().to_string();
+    crate::action::set_outputs(&[
+        ("reverts", count(RecordAction::Revert)),
+        ("forward-fixes", count(RecordAction::ForwardFix)),
+    ]);
     write_report(&outcome.records, format, out)?;
     // On stderr: they change neither a verdict nor the exit code, and the JSON report on stdout
     // stays parseable.

@@ -197,6 +197,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         }
     }
     report(&outcome, &plan, args.dry_run, out)?;
+    crate::action::set_outputs(&[
+        ("prs-opened", outcome.opened.len().to_string()),
+        ("prs-updated", outcome.updated.len().to_string()),
+    ]);
     job_summary(&renderer, &outcome, &plan, versions.failures.len(), args.dry_run);
     if !outcome.errors.is_empty() {
         return Err(AppError::Run(format!(
@@ -327,9 +331,19 @@ fn write_changes(
         let change = Change { group: change.group.clone(), items };
         let prepared = Prepared { whole, pins };
         let on = Base { name: &base_name, commit: base, prs };
+        let ids: Vec<&str> = change.items.iter().map(|(d, _)| d.id.as_str()).collect();
+        let ids = ids.join(",");
         match write_change(ctx, &change, &prepared, &on, dry_run, out) {
-            Ok(done) => merge(&mut outcome, done),
-            Err(e) => outcome.errors.push(format!("{}: {e}", change.branch())),
+            Ok(done) => {
+                for pr in &done.opened {
+                    tracing::info!(dependency = %ids, branch = %change.branch(), pr = %pr, "opened a PR");
+                }
+                merge(&mut outcome, done)
+            }
+            Err(e) => {
+                tracing::warn!(dependency = %ids, branch = %change.branch(), "update not written: {e}");
+                outcome.errors.push(format!("{}: {e}", change.branch()))
+            }
         }
     }
     if !dry_run {

@@ -1,3 +1,4 @@
+mod action;
 mod bad_input;
 mod cli;
 mod config;

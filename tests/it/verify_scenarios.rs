@@ -630,3 +630,25 @@ async fn a_revert_that_fails_too_is_escalated_by_an_issue_and_never_reverted_aga
     assert!(body.contains("a failed revert is never reverted again"), "{body}");
     assert_eq!(sb.branches().keys().filter(|b| b.starts_with("upkeep/revert-")).count(), 1, "no revert of the revert");
 }
+
+/// `upkeep verify` as a GitHub Actions step: the reverts it opened are the `reverts` output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_actions_the_reverts_a_pass_opens_are_its_step_outputs() {
+    let sb = Sandbox::example();
+    let (_, _, cluster) = merged_then_upgrade_fails(&sb).await;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let output = sb.root.join("github_output");
+    let (repo, root, file) = (sb.repo.clone(), sb.root.clone(), output.display().to_string());
+    let pass = move || {
+        let args = ["verify", ".", "--format", "json", "--kubeconfig", &kubeconfig, "--timeout", "6s", "--soak", "2s"];
+        upkeep_in(&root, &repo, &args, &[("GITHUB_ACTIONS", "true"), ("GITHUB_OUTPUT", &file)])
+    };
+    let out = tokio::task::spawn_blocking(pass.clone()).await.unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "reverts=1\nforward-fixes=0\n");
+    // The next pass reads the verdict back and opens nothing: its outputs say 0.
+    std::fs::remove_file(&output).unwrap();
+    let again = tokio::task::spawn_blocking(pass).await.unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "reverts=0\nforward-fixes=0\n");
+}
