@@ -11,6 +11,7 @@ pub mod cache;
 pub mod github;
 pub mod helm;
 pub mod http;
+pub mod index_scan;
 pub mod oci;
 pub mod rewrite;
 pub mod signals;
@@ -163,6 +164,7 @@ impl Lookup {
     ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
         let distinct: BTreeMap<(DatasourceKind, &str, &str), &Package> =
             packages.into_iter().map(|p| ((p.datasource, p.registry.as_str(), p.name.as_str()), p)).collect();
+        self.helm.want(distinct.values().copied().filter(|p| p.datasource == DatasourceKind::Helm));
         let futures =
             distinct.into_values().map(|p| async move { (p.clone(), self.datasource(p.datasource).releases(p).await) });
         futures::future::join_all(futures).await.into_iter().collect()

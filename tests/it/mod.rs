@@ -10,6 +10,7 @@ mod github_fake;
 mod kube_fake;
 mod lookup_github;
 mod lookup_helm;
+mod lookup_helm_fast;
 mod lookup_oci;
 mod regenerate;
 mod registry;
