@@ -482,3 +482,79 @@ fn corpus_reports_are_the_same_through_the_scanner_and_the_parser() {
     }
     drop(server);
 }
+
+/// A cache entry holds only the charts it was distilled for: a later run asking for another
+/// chart of the same index must not read "not listed" from it, and the entry grows to cover
+/// both (a fleet sharing one cache does not evict itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_entry_answers_only_for_the_charts_it_was_distilled_for() {
+    use std::sync::atomic::Ordering;
+    use upkeep::lookup::Lookup;
+    use upkeep::model::{Datasource, Package};
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(root.path().join("repo")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        root.path().join("repo/index.yaml"),
+        "apiVersion: v1\nentries:\n  app:\n  - version: 1.0.0\n  other:\n  - version: 2.0.0\n  - version: 2.1.0\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(super::servers::Mirror { root: root.path().to_path_buf() })
+        .mount(&server)
+        .await;
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let chart = |name: &str| Package {
+        datasource: Datasource::Helm,
+        registry: format!("{}/repo", server.uri()),
+        name: name.into(),
+    };
+    let run = |names: &[&str]| {
+        let packages: Vec<Package> = names.iter().map(|n| chart(n)).collect();
+        let cache = cache.path().to_path_buf();
+        async move {
+            let lookup = Lookup::new(super::servers::context(&[], Some(&cache), super::servers::test_http()));
+            let results = lookup.all(&packages).await;
+            let not_modified = lookup.context().http.stats.not_modified.load(Ordering::Relaxed);
+            let versions: Vec<usize> = packages.iter().map(|p| results[p].as_ref().map_or(0, Vec::len)).collect();
+            (versions, not_modified)
+        }
+    };
+    assert_eq!(run(&["app"]).await, (vec![1], 0));
+    // Without the entry's scope this would be a 304 and "`other` is not in this index".
+    assert_eq!(run(&["other"]).await, (vec![2], 0), "a chart outside the cached entry is fetched");
+    assert_eq!(run(&["app", "other"]).await, (vec![1, 2], 1), "the entry now covers both: one 304");
+}
+
+/// A chart asked for after the run announced its charts still gets its answer (the index is
+/// read again for it), never a false "not listed".
+#[tokio::test]
+async fn a_chart_asked_for_past_the_announced_ones_is_still_found() {
+    use std::sync::Arc;
+    use upkeep::lookup::Datasource as _;
+    use upkeep::lookup::helm::HelmIndex;
+    use upkeep::model::{Datasource, Package};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/repo/index.yaml"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_string(
+                "apiVersion: v1\nentries:\n  app:\n  - version: 1.0.0\n  other:\n  - version: 2.0.0\n",
+            ),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let chart = |name: &str| Package {
+        datasource: Datasource::Helm,
+        registry: format!("{}/repo", server.uri()),
+        name: name.into(),
+    };
+    let helm = HelmIndex::new(Arc::new(super::servers::context(&[], None, super::servers::test_http())));
+    helm.want([&chart("app")]);
+    let app = helm.releases(&chart("app")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(app[0].version, "1.0.0");
+    let other = helm.releases(&chart("other")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(other[0].version, "2.0.0");
+    let missing = helm.releases(&chart("nope")).await.unwrap_err();
+    assert!(missing.message.contains("not in this repository's index"), "{missing}");
+}
