@@ -124,16 +124,17 @@ async fn fetch_index(
     wanted: Scope,
 ) -> Result<Charts, LookupError> {
     let key = super::http::redact(&url);
-    let cached = ctx.cache.load(&key).filter(|e| covers(&e.scope, &wanted));
+    let entry = ctx.cache.load(&key);
+    // Keep what the cache already answered for, so runs asking for different charts of one
+    // index (a fleet sharing a cache) grow the entry instead of evicting each other.
+    let scope = match (&wanted, entry.as_ref().map(|e| &e.scope)) {
+        (Some(w), Some(Some(c))) => Some(w.union(c).cloned().collect()),
+        _ => wanted.clone(),
+    };
+    let cached = entry.filter(|e| covers(&e.scope, &wanted));
     if ctx.offline {
         return cached.map(|e| e.packages).ok_or_else(|| LookupError::offline(&key));
     }
-    // Keep what the cache already answered for, so runs asking for different charts of one
-    // index (a fleet sharing a cache) grow the entry instead of evicting each other.
-    let scope = match (&wanted, ctx.cache.load(&key).map(|e| e.scope)) {
-        (Some(w), Some(Some(c))) => Some(w.union(&c).cloned().collect()),
-        _ => wanted,
-    };
     let request = Request {
         url: url.clone(),
         auth,
