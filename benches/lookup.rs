@@ -1,6 +1,8 @@
 //! `cargo bench --bench lookup`: cost of lookups. For each corpus repository, `scan` plus the
 //! Helm index lookups through the loopback mirror, cold and then warm cache: wall time, peak
-//! memory, requests and bytes. Then parse time and peak memory for a generated 20 MB index.
+//! memory, requests and bytes. Then, for a generated 20 MB index, distil time and peak memory
+//! through the line scanner (a few charts, then every chart) and through the YAML parser, and
+//! a 60 MiB index looked up over loopback HTTP: what streaming adds to the peak.
 //!
 //! Each measurement runs in a child process (this binary with `--child`), so peak RSS is that
 //! measurement's own. Prints figures for BENCHMARKS.md; asserts nothing.
@@ -54,7 +56,7 @@ fn child_scan(repo: &str, base: &str, cache: &str) {
         .filter_map(|d| d.package.clone())
         .filter(|p| p.datasource == Datasource::Helm)
         .collect();
-    let lookup = Lookup::new(servers::context(&rewrites(base), Some(Path::new(cache)), servers::test_http()));
+    let lookup = Lookup::new(servers::context(&rewrites(base), Some(Path::new(cache)), servers::mirror_http()));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let results = runtime.block_on(lookup.all(&packages));
     let elapsed = started.elapsed();
@@ -70,25 +72,75 @@ fn child_scan(repo: &str, base: &str, cache: &str) {
     );
 }
 
-fn child_index(path: &str) {
+/// Distil the index at `path` by `how`: `general` (read whole, YAML parser), `fast` (streamed
+/// from the file through the line scanner, every chart) or `fast-few` (three charts).
+fn child_index(how: &str, path: &str) {
     let before = peak_rss_mib();
-    let text = std::fs::read_to_string(path).unwrap();
     let started = Instant::now();
-    let charts = upkeep::lookup::helm::parse_index(&text).unwrap();
+    let (bytes, charts) = match how {
+        "general" => {
+            let text = std::fs::read_to_string(path).unwrap();
+            (text.len(), upkeep::lookup::helm::parse_index(&text).unwrap())
+        }
+        _ => {
+            use std::io::Read;
+            let wanted: Option<std::collections::BTreeSet<String>> =
+                (how == "fast-few").then(|| ["chart-1", "chart-200", "chart-400"].map(String::from).into());
+            let mut scanner = upkeep::lookup::index_scan::IndexScanner::new(wanted);
+            let mut file = std::fs::File::open(path).unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0;
+            loop {
+                let n = file.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                scanner.feed(&buf[..n]).unwrap();
+            }
+            (total, scanner.finish().unwrap())
+        }
+    };
     let elapsed = started.elapsed();
     let versions: usize = charts.values().map(Vec::len).sum();
     println!(
-        "{:.1} MB, {} charts, {versions} versions: parsed in {elapsed:.1?}, peak RSS {:.1} MiB (before reading: {before:.1} MiB)",
-        text.len() as f64 / 1e6,
+        "{how:<8} {:.1} MB, {} charts, {versions} versions kept: {elapsed:.1?} ({:.0} MB/s), peak RSS {:.1} MiB ({:+.1} MiB over the {before:.1} MiB before reading)",
+        bytes as f64 / 1e6,
         charts.len(),
-        peak_rss_mib()
+        bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+        peak_rss_mib(),
+        peak_rss_mib() - before,
     );
 }
 
-fn generate_index(path: &Path) {
+/// Look up one chart of the big index served at `base/big` through the whole HTTP path.
+fn child_stream(base: &str) {
+    let lookup = Lookup::new(servers::context(&[], None, upkeep::lookup::http::HttpConfig::default()));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let package = upkeep::model::Package {
+        datasource: Datasource::Helm,
+        registry: format!("{base}/big"),
+        name: "chart-200".into(),
+    };
+    let before = peak_rss_mib();
+    let started = Instant::now();
+    let results = runtime.block_on(lookup.all([&package]));
+    let elapsed = started.elapsed();
+    let bytes = lookup.context().http.stats.bytes.load(Ordering::Relaxed);
+    let found = results.values().next().and_then(|r| r.as_ref().ok()).map_or(0, Vec::len);
+    println!(
+        "{:.1} MB over HTTP, {found} versions of one chart: {elapsed:.1?} ({:.0} MB/s), peak RSS {:.1} MiB ({:+.1} MiB over the {before:.1} MiB before the lookup)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+        peak_rss_mib(),
+        peak_rss_mib() - before,
+    );
+}
+
+fn generate_index(path: &Path, size: usize) {
     let mut out = String::from("apiVersion: v1\nentries:\n");
     let mut n = 0;
-    while out.len() < 20_000_000 {
+    while out.len() < size {
         out.push_str(&format!("  chart-{n}:\n"));
         for v in 0..60 {
             out.push_str(&format!(
@@ -108,7 +160,8 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         match args[i + 1].as_str() {
             "scan" => child_scan(&args[i + 2], &args[i + 3], &args[i + 4]),
-            _ => child_index(&args[i + 2]),
+            "stream" => child_stream(&args[i + 2]),
+            how => child_index(how, &args[i + 2]),
         }
         return;
     }
@@ -146,10 +199,23 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let index = dir.path().join("index.yaml");
-    generate_index(&index);
-    print!("generated index: ");
+    generate_index(&index, 20_000_000);
     use std::io::Write;
+    println!("generated 20 MB index (each run in its own process):");
+    for how in ["fast-few", "fast", "general"] {
+        std::io::stdout().flush().unwrap();
+        Command::new(&me).args(["--child", how, &index.to_string_lossy()]).status().unwrap();
+    }
+    let big = dir.path().join("big.yaml");
+    generate_index(&big, 60 * 1024 * 1024);
+    runtime.block_on(
+        wiremock::Mock::given(wiremock::matchers::path("/big/index.yaml"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_bytes(std::fs::read(&big).unwrap()))
+            .with_priority(1)
+            .mount(&server),
+    );
+    print!("generated 60 MiB index, looked up: ");
     std::io::stdout().flush().unwrap();
-    Command::new(&me).args(["--child", "index", &index.to_string_lossy()]).status().unwrap();
+    Command::new(&me).args(["--child", "stream", &server.uri()]).status().unwrap();
     drop(server);
 }

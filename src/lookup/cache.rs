@@ -7,7 +7,7 @@
 //! entry. Credentials are never part of a key or an entry: keys are built from redacted URLs.
 //! Deleting the directory is always safe.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,11 @@ pub struct Entry {
     pub fetched: jiff::Timestamp,
     /// Releases by package name (chart for Helm indexes; one entry for tag lists and GitHub).
     pub packages: BTreeMap<String, Vec<Release>>,
+    /// The packages this entry was distilled for (a Helm index is read only for the charts a
+    /// run asks about), or `None` when it holds everything the response listed. A run asking
+    /// for a package outside it cannot trust the entry's "not listed".
+    #[serde(default)]
+    pub scope: Option<BTreeSet<String>>,
 }
 
 impl Entry {
@@ -51,7 +56,13 @@ impl Entry {
             validators,
             fetched: jiff::Timestamp::now(),
             packages,
+            scope: None,
         }
+    }
+
+    /// The entry, distilled for `scope` only.
+    pub fn with_scope(self, scope: Option<BTreeSet<String>>) -> Entry {
+        Entry { scope, ..self }
     }
 }
 

@@ -1,49 +1,93 @@
 //! Helm repositories over HTTP(S): `<url>/index.yaml`.
 //!
-//! The index is read as a stream of parser events, keeping only what a decision needs per
-//! version (`version`, `created`, `deprecated`, `appVersion`, `kubeVersion`, `urls[0]`, `digest`, the
-//! `artifacthub.io/changes` annotation) and skipping everything else without building a tree.
-//! Aliases are never expanded, so a hostile index cannot multiply itself; its size is capped by
-//! the HTTP layer. One fetch serves every chart of the repository: the in-flight fetch is
-//! memoised per index URL, so 100 releases sharing a repository cost one request.
+//! An index is distilled while it downloads: [`super::index_scan`] reads the layout Helm writes
+//! line by line, keeping only the charts this run asks for, so neither the body nor the charts
+//! nobody asked about are ever held. When the scanner meets anything outside that layout it
+//! declines, and the index is fetched again and read by the general path below.
+//!
+//! The general path reads the index as a stream of parser events, keeping only what a decision
+//! needs per version (`version`, `created`, `deprecated`, `appVersion`, `kubeVersion`, `urls[0]`,
+//! `digest`, the `artifacthub.io/changes` annotation) and skipping everything else without
+//! building a tree. Aliases are never expanded, so a hostile index cannot multiply itself; its
+//! size is capped by the HTTP layer. One fetch serves every chart of the repository: the
+//! in-flight fetch is memoised per index URL, so 100 releases sharing a repository cost one
+//! request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use saphyr_parser::{Event, Parser};
 
 use super::cache::Entry;
-use super::http::{Body, Request};
+use super::http::{Body, BodySink, Flow, Request};
+use super::index_scan::{Bail, IndexScanner};
 use super::{Context, Datasource, LookupError, signals};
 use crate::gate::versioning::{Version, sort_newest_first};
 use crate::model::{Package, Release, Signal, SignalKind};
 
-type IndexResult = Result<Arc<BTreeMap<String, Vec<Release>>>, LookupError>;
+type Charts = BTreeMap<String, Vec<Release>>;
+type IndexResult = Result<Arc<Charts>, LookupError>;
+
+/// Charts to distil from an index: `None` for all of them.
+pub type Scope = Option<BTreeSet<String>>;
+
+/// One fetch of an index, shared by every chart it was started for.
+struct InFlight {
+    /// The charts its answer covers at least.
+    scope: Scope,
+    future: Shared<BoxFuture<'static, IndexResult>>,
+}
 
 /// The Helm datasource.
 pub struct HelmIndex {
     ctx: Arc<Context>,
-    in_flight: Mutex<HashMap<String, Shared<BoxFuture<'static, IndexResult>>>>,
+    /// Charts the run will ask for, per index URL ([`HelmIndex::want`]).
+    wanted: Mutex<HashMap<String, BTreeSet<String>>>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
 }
 
 impl HelmIndex {
     /// A datasource sharing `ctx`.
     pub fn new(ctx: Arc<Context>) -> HelmIndex {
-        HelmIndex { ctx, in_flight: Mutex::new(HashMap::new()) }
+        HelmIndex { ctx, wanted: Mutex::new(HashMap::new()), in_flight: Mutex::new(HashMap::new()) }
     }
 
-    fn index(&self, repository: &str) -> Shared<BoxFuture<'static, IndexResult>> {
+    /// Announce the charts a run will ask for, so each index is read once for all of them and
+    /// for nothing else. A chart asked for without being announced still gets its answer, at
+    /// the cost of a second read of its index.
+    pub fn want<'p>(&self, packages: impl IntoIterator<Item = &'p Package>) {
+        let mut wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        for p in packages {
+            let url = index_url(&self.ctx.rewrites.apply(&p.registry));
+            wanted.entry(url).or_default().insert(p.name.clone());
+        }
+    }
+
+    fn index(&self, repository: &str, chart: &str) -> Shared<BoxFuture<'static, IndexResult>> {
         let url = index_url(&self.ctx.rewrites.apply(repository));
+        let covers = |scope: &Scope| scope.as_ref().is_none_or(|s| s.contains(chart));
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight
-            .entry(url.clone())
-            .or_insert_with(|| {
-                let ctx = self.ctx.clone();
-                let auth = ctx.auth_for(repository);
-                async move { fetch_index(ctx, url, auth).await.map(Arc::new) }.boxed().shared()
-            })
-            .clone()
+        let (key, scope) = match in_flight.get(&url) {
+            Some(f) if covers(&f.scope) => return f.future.clone(),
+            // Announced charts are read; one asked for past them needs the whole index.
+            Some(_) => (format!("{url}\n*"), None),
+            None => {
+                let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+                let mut scope = wanted.get(&url).cloned().unwrap_or_default();
+                scope.insert(chart.to_string());
+                (url.clone(), Some(scope))
+            }
+        };
+        if let Some(f) = in_flight.get(&key) {
+            return f.future.clone();
+        }
+        let ctx = self.ctx.clone();
+        let auth = ctx.auth_for(repository);
+        let wanted = scope.clone();
+        let future = async move { fetch_index(ctx, url, auth, wanted).await.map(Arc::new) }.boxed().shared();
+        in_flight.insert(key, InFlight { scope, future: future.clone() });
+        future
     }
 }
 
@@ -54,7 +98,7 @@ impl Datasource for HelmIndex {
 
     fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>> {
         async move {
-            let index = self.index(&package.registry).await?;
+            let index = self.index(&package.registry, &package.name).await?;
             index.get(&package.name).cloned().ok_or_else(|| LookupError {
                 url: super::http::redact(&index_url(&self.ctx.rewrites.apply(&package.registry))),
                 message: format!("chart `{}` is not in this repository's index", package.name),
@@ -64,13 +108,30 @@ impl Datasource for HelmIndex {
     }
 }
 
+/// Whether a cached entry read with `cached` answers for every chart in `wanted`.
+fn covers(cached: &Scope, wanted: &Scope) -> bool {
+    match (cached, wanted) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(c), Some(w)) => w.is_subset(c),
+    }
+}
+
 async fn fetch_index(
     ctx: Arc<Context>,
     url: String,
     auth: super::http::Auth,
-) -> Result<BTreeMap<String, Vec<Release>>, LookupError> {
+    wanted: Scope,
+) -> Result<Charts, LookupError> {
     let key = super::http::redact(&url);
-    let cached = ctx.cache.load(&key);
+    let entry = ctx.cache.load(&key);
+    // Keep what the cache already answered for, so runs asking for different charts of one
+    // index (a fleet sharing a cache) grow the entry instead of evicting each other.
+    let scope = match (&wanted, entry.as_ref().map(|e| &e.scope)) {
+        (Some(w), Some(Some(c))) => Some(w.union(c).cloned().collect()),
+        _ => wanted.clone(),
+    };
+    let cached = entry.filter(|e| covers(&e.scope, &wanted));
     if ctx.offline {
         return cached.map(|e| e.packages).ok_or_else(|| LookupError::offline(&key));
     }
@@ -81,26 +142,118 @@ async fn fetch_index(
         validators: cached.as_ref().map(|e| e.validators.clone()),
         ..Request::default()
     };
+    let mut sink = Distiller::new(scope.clone());
+    let response = ctx.http.get_streamed(&request, &mut sink).await.map_err(LookupError::from)?;
+    let validators = response.validators();
+    let charts = match (response.status, response.body) {
+        (304, _) => {
+            return cached.map(|e| e.packages).ok_or_else(|| LookupError {
+                url: key.clone(),
+                message: "the server answered 304 Not Modified to an unconditional request".into(),
+            });
+        }
+        (200..=299, Body::Streamed) => match sink.finish() {
+            Ok(charts) => charts,
+            Err(bail) => {
+                tracing::debug!("{key}: line {}: {}; reading the index with the YAML parser", bail.line, bail.why);
+                return general_path(&ctx, request, key, scope).await;
+            }
+        },
+        (status, _) => return Err(LookupError::status(&key, status, "Helm repository index")),
+    };
+    ctx.cache.store(&Entry::new(&key, validators, charts.clone()).with_scope(scope));
+    Ok(charts)
+}
+
+/// Fetch the index again, whole, and read it with the YAML parser: for the files the line
+/// scanner declines (a layout Helm does not write), where correctness beats memory.
+async fn general_path(ctx: &Context, request: Request, key: String, scope: Scope) -> Result<Charts, LookupError> {
+    let request = Request { validators: None, ..request };
     let response = ctx.http.get(&request).await.map_err(LookupError::from)?;
     let validators = response.validators();
-    match (response.status, response.body) {
-        (304, _) => cached.map(|e| e.packages).ok_or_else(|| LookupError {
-            url: key.clone(),
-            message: "the server answered 304 Not Modified to an unconditional request".into(),
-        }),
-        (200..=299, Body::Full(bytes)) => {
-            let parsed = tokio::task::spawn_blocking(move || {
-                let text = String::from_utf8(bytes).map_err(|e| format!("the index is not UTF-8: {e}"))?;
-                parse_index(&text)
-            })
-            .await
-            .map_err(|e| LookupError { url: key.clone(), message: format!("index parser crashed: {e}") })?
-            .map_err(|message| LookupError { url: key.clone(), message })?;
-            ctx.cache.store(&Entry::new(&key, validators, parsed.clone()));
-            Ok(parsed)
-        }
-        (status, _) => Err(LookupError::status(&key, status, "Helm repository index")),
+    let (200..=299, Body::Full(bytes)) = (response.status, response.body) else {
+        return Err(LookupError::status(&key, response.status, "Helm repository index"));
+    };
+    let wanted = scope.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let text = String::from_utf8(bytes).map_err(|e| format!("the index is not UTF-8: {e}"))?;
+        parse_index(&text).map(|charts| only(charts, wanted.as_ref()))
+    })
+    .await
+    .map_err(|e| LookupError { url: key.clone(), message: format!("index parser crashed: {e}") })?
+    .map_err(|message| LookupError { url: key.clone(), message })?;
+    ctx.cache.store(&Entry::new(&key, validators, parsed.clone()).with_scope(scope));
+    Ok(parsed)
+}
+
+/// `charts` restricted to `wanted`.
+fn only(mut charts: Charts, wanted: Option<&BTreeSet<String>>) -> Charts {
+    if let Some(w) = wanted {
+        charts.retain(|name, _| w.contains(name));
     }
+    charts
+}
+
+/// The line scanner as a body sink: fed while the index downloads.
+struct Distiller {
+    scope: Scope,
+    scanner: Option<IndexScanner>,
+    bail: Option<Bail>,
+}
+
+impl Distiller {
+    fn new(scope: Scope) -> Distiller {
+        Distiller { scanner: Some(IndexScanner::new(scope.clone())), scope, bail: None }
+    }
+
+    fn finish(self) -> Result<Charts, Bail> {
+        if let Some(bail) = self.bail {
+            return Err(bail);
+        }
+        match self.scanner {
+            Some(scanner) => scanner.finish(),
+            None => Err(Bail { line: 0, why: "no body" }),
+        }
+    }
+}
+
+impl BodySink for Distiller {
+    fn restart(&mut self) {
+        self.scanner = Some(IndexScanner::new(self.scope.clone()));
+        self.bail = None;
+    }
+
+    fn chunk(&mut self, bytes: &[u8]) -> Flow {
+        let Some(scanner) = self.scanner.as_mut() else { return Flow::Stop };
+        match scanner.feed(bytes) {
+            Ok(()) => Flow::More,
+            Err(bail) => {
+                self.bail = Some(bail);
+                self.scanner = None;
+                Flow::Stop
+            }
+        }
+    }
+}
+
+/// Distil an index held in memory: the line scanner, or the YAML parser where it declines.
+/// Both give the same answer (`tests/it/lookup_helm_fast.rs`); this is what benchmarks and
+/// tests call.
+pub fn distil(text: &str, wanted: Option<&BTreeSet<String>>) -> Result<Charts, String> {
+    let mut scanner = IndexScanner::new(wanted.cloned());
+    match scanner.feed(text.as_bytes()).and_then(|()| scanner.finish()) {
+        Ok(charts) => Ok(charts),
+        Err(_) => parse_index(text).map(|charts| only(charts, wanted)),
+    }
+}
+
+/// The line scanner alone over `text` fed in pieces of `chunk` bytes: `Err` when it declines.
+pub fn scan_only(text: &[u8], wanted: Option<&BTreeSet<String>>, chunk: usize) -> Result<Charts, Bail> {
+    let mut scanner = IndexScanner::new(wanted.cloned());
+    for piece in text.chunks(chunk.max(1)) {
+        scanner.feed(piece)?;
+    }
+    scanner.finish()
 }
 
 /// `<repository>/index.yaml`, keeping a query string where it belongs (after the path): an
@@ -144,9 +297,7 @@ pub fn parse_index(text: &str) -> Result<BTreeMap<String, Vec<Release>>, String>
     if !saw_entries {
         return Err("the index has no `entries:`; is this a Helm repository?".into());
     }
-    for releases in charts.values_mut() {
-        sort_newest_first(releases);
-    }
+    finish_releases(&mut charts);
     Ok(charts)
 }
 
@@ -248,14 +399,7 @@ fn read_entries(events: &mut Events<'_>, charts: &mut BTreeMap<String, Vec<Relea
 }
 
 fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
-    let mut version = None;
-    let mut created = None;
-    let mut deprecated = false;
-    let mut app_version = None;
-    let mut kube_version = None;
-    let mut url = None;
-    let mut digest = None;
-    let mut changes = None;
+    let mut f = Fields::default();
     loop {
         let key = match events.next()? {
             Event::MappingEnd => break,
@@ -271,17 +415,17 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
             }
         };
         match key.as_str() {
-            "version" => version = events.scalar()?,
-            "created" => created = events.scalar()?,
-            "deprecated" => deprecated = events.scalar()?.is_some_and(|v| v == "true"),
-            "appVersion" => app_version = events.scalar()?,
-            "digest" => digest = events.scalar()?.filter(|d| !d.trim().is_empty()),
-            "kubeVersion" => kube_version = events.scalar()?.filter(|v| !v.trim().is_empty()),
+            "version" => f.version = events.scalar()?,
+            "created" => f.created = events.scalar()?,
+            "deprecated" => f.deprecated = events.scalar()?.is_some_and(|v| v == "true"),
+            "appVersion" => f.app_version = events.scalar()?,
+            "digest" => f.digest = events.scalar()?.filter(|d| !d.trim().is_empty()),
+            "kubeVersion" => f.kube_version = events.scalar()?.filter(|v| !v.trim().is_empty()),
             "urls" => match events.next()? {
                 Event::SequenceStart(..) => loop {
                     match events.next()? {
                         Event::SequenceEnd => break,
-                        Event::Scalar(u, ..) if url.is_none() => url = Some(u.into_owned()),
+                        Event::Scalar(u, ..) if f.url.is_none() => f.url = Some(u.into_owned()),
                         Event::MappingStart(..) | Event::SequenceStart(..) => events.skip_open()?,
                         _ => {}
                     }
@@ -293,7 +437,7 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
                 Event::MappingStart(..) => loop {
                     match events.next()? {
                         Event::MappingEnd => break,
-                        Event::Scalar(k, ..) if k == "artifacthub.io/changes" => changes = events.scalar()?,
+                        Event::Scalar(k, ..) if k == "artifacthub.io/changes" => f.changes = events.scalar()?,
                         Event::MappingStart(..) | Event::SequenceStart(..) => {
                             events.skip_open()?;
                             events.skip_value()?;
@@ -307,30 +451,58 @@ fn read_version(events: &mut Events<'_>) -> Result<Option<Release>, String> {
             _ => events.skip_value()?,
         }
     }
-    let Some(version) = version else { return Ok(None) };
-    let parsed_changes = changes.as_deref().map(signals::parse_changes).unwrap_or_default();
-    let mut signals = signals::from_changes(&parsed_changes);
-    if deprecated {
-        signals.push(Signal {
-            kind: SignalKind::Deprecated,
-            detail: "the chart is marked deprecated in its index".into(),
-        });
+    Ok(f.release())
+}
+
+/// What an index says about one chart version, as read (by either path) before it becomes a
+/// [`Release`]: the one place both paths meet, so they cannot disagree on what a field means.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    pub(crate) version: Option<String>,
+    pub(crate) created: Option<String>,
+    pub(crate) deprecated: bool,
+    pub(crate) app_version: Option<String>,
+    pub(crate) kube_version: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) digest: Option<String>,
+    pub(crate) changes: Option<String>,
+}
+
+impl Fields {
+    /// The release, or none for a version mapping without a `version`.
+    pub(crate) fn release(self) -> Option<Release> {
+        let version = self.version?;
+        let parsed_changes = self.changes.as_deref().map(signals::parse_changes).unwrap_or_default();
+        let mut signals = signals::from_changes(&parsed_changes);
+        if self.deprecated {
+            signals.push(Signal {
+                kind: SignalKind::Deprecated,
+                detail: "the chart is marked deprecated in its index".into(),
+            });
+        }
+        if let Some(kv) = &self.kube_version {
+            signals.push(Signal { kind: SignalKind::KubeVersion, detail: kv.clone() });
+        }
+        Some(Release {
+            prerelease: Version::parse(&version).is_some_and(|v| v.is_prerelease()),
+            published: self.created.and_then(|c| c.parse::<jiff::Timestamp>().ok()),
+            deprecated: self.deprecated,
+            app_version: self.app_version,
+            kube_version: self.kube_version,
+            notes: (!parsed_changes.is_empty()).then(|| signals::changes_as_notes(&parsed_changes)),
+            url: self.url,
+            digest: self.digest,
+            signals,
+            version,
+        })
     }
-    if let Some(kv) = &kube_version {
-        signals.push(Signal { kind: SignalKind::KubeVersion, detail: kv.clone() });
+}
+
+/// Order every chart's releases newest first (both paths end here).
+pub(crate) fn finish_releases(charts: &mut BTreeMap<String, Vec<Release>>) {
+    for releases in charts.values_mut() {
+        sort_newest_first(releases);
     }
-    Ok(Some(Release {
-        prerelease: Version::parse(&version).is_some_and(|v| v.is_prerelease()),
-        published: created.and_then(|c| c.parse::<jiff::Timestamp>().ok()),
-        deprecated,
-        app_version,
-        kube_version,
-        notes: (!parsed_changes.is_empty()).then(|| signals::changes_as_notes(&parsed_changes)),
-        url,
-        digest,
-        signals,
-        version,
-    }))
 }
 
 #[cfg(test)]

@@ -150,7 +150,33 @@ pub enum Body {
     Full(Vec<u8>),
     /// 304: the cached copy is current.
     NotModified,
+    /// A 2xx body handed to a [`BodySink`] as it arrived, never held here.
+    Streamed,
 }
+
+/// Whether a [`BodySink`] wants the rest of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    More,
+    /// Stop: the sink has what it needs, or has given up on this body.
+    Stop,
+}
+
+/// Where [`Http::get_streamed`] hands a 2xx body, piece by piece, so a caller can distil a large
+/// body while it downloads instead of holding it whole.
+pub trait BodySink: Send {
+    /// A new attempt begins: forget whatever an earlier (failed) attempt fed.
+    fn restart(&mut self);
+    /// The next piece of the body (after gzip decoding).
+    fn chunk(&mut self, bytes: &[u8]) -> Flow;
+}
+
+/// The sink an attempt writes to, shared across the retry loop's attempts.
+type SharedSink<'s> = Mutex<&'s mut dyn BodySink>;
+
+/// Pieces a `file://` body is read in, like a network body's chunks.
+const FILE_CHUNK: usize = 64 * 1024;
 
 /// A response: status, headers, body.
 #[derive(Debug)]
@@ -253,8 +279,22 @@ impl Http {
     /// retried (401, 404, ...) are returned as responses, so callers can act on them (the OCI
     /// token flow reads a 401's challenge).
     pub async fn get(&self, request: &Request) -> Result<Response, HttpError> {
+        self.get_inner(request, None).await
+    }
+
+    /// [`Http::get`], handing a 2xx body to `sink` as it arrives ([`Body::Streamed`]); other
+    /// statuses come back with their body as usual. The cap on body size still applies.
+    pub async fn get_streamed(&self, request: &Request, sink: &mut dyn BodySink) -> Result<Response, HttpError> {
+        let shared: SharedSink<'_> = Mutex::new(sink);
+        self.get_inner(request, Some(&shared)).await
+    }
+
+    async fn get_inner(&self, request: &Request, sink: Option<&SharedSink<'_>>) -> Result<Response, HttpError> {
         if let Some(path) = request.url.strip_prefix("file://") {
-            return self.read_file(&request.url, path).await;
+            return match sink {
+                Some(sink) => self.stream_file(&request.url, path, sink).await,
+                None => self.read_file(&request.url, path).await,
+            };
         }
         let pool = self.permit_pool(&request.url);
         let policy = retry::Policy {
@@ -269,7 +309,7 @@ impl Http {
             let Ok(_permit) = pool.acquire().await else {
                 return (Signal::no_answer("the host's request pool closed"), None);
             };
-            self.attempt(request).await
+            self.attempt(request, sink).await
         })
         .await;
         match answer {
@@ -278,7 +318,7 @@ impl Http {
         }
     }
 
-    async fn attempt(&self, request: &Request) -> Attempt {
+    async fn attempt(&self, request: &Request, sink: Option<&SharedSink<'_>>) -> Attempt {
         let mut builder = if request.head { self.client.head(&request.url) } else { self.client.get(&request.url) };
         if let Some(accept) = request.accept {
             builder = builder.header(header::ACCEPT, accept);
@@ -322,19 +362,30 @@ impl Http {
         {
             return (signal, Some(Err(format!("body of {len} bytes is over the {}-byte cap", self.config.max_body))));
         }
+        let sink = sink.filter(|_| status.is_success());
+        if let Some(sink) = sink {
+            lock(sink).restart();
+        }
         let mut body = Vec::new();
+        let mut read = 0u64;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if body.len() as u64 + chunk.len() as u64 > self.config.max_body {
+                    read += chunk.len() as u64;
+                    if read > self.config.max_body {
                         let message = format!(
                             "body is over the {}-byte cap; the server sent more than any real index needs",
                             self.config.max_body
                         );
                         return (signal, Some(Err(message)));
                     }
-                    body.extend_from_slice(&chunk);
+                    match sink {
+                        // The lock is taken and released within the chunk: never across an await.
+                        Some(sink) if lock(sink).chunk(&chunk) == Flow::Stop => break,
+                        Some(_) => {}
+                        None => body.extend_from_slice(&chunk),
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -342,7 +393,45 @@ impl Http {
                 }
             }
         }
-        (signal, Some(Ok(Response { url, status: status.as_u16(), headers, body: Body::Full(body) })))
+        let body = if sink.is_some() { Body::Streamed } else { Body::Full(body) };
+        (signal, Some(Ok(Response { url, status: status.as_u16(), headers, body })))
+    }
+
+    /// A `file://` body read piece by piece into `sink`, as a download would arrive.
+    async fn stream_file(&self, url: &str, path: &str, sink: &SharedSink<'_>) -> Result<Response, HttpError> {
+        use tokio::io::AsyncReadExt;
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let fail = |message: String| HttpError { url: redact(url), message };
+        let mut file = match tokio::fs::File::open(path).await {
+            Ok(f) if f.metadata().await.is_ok_and(|m| m.is_file()) => f,
+            _ => {
+                return Ok(Response {
+                    url: redact(url),
+                    status: 404,
+                    headers: HeaderMap::new(),
+                    body: Body::Full(Vec::new()),
+                });
+            }
+        };
+        lock(sink).restart();
+        let mut buf = vec![0u8; FILE_CHUNK];
+        let mut read = 0u64;
+        loop {
+            let n = file.read(&mut buf).await.map_err(|e| fail(format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if read > self.config.max_body {
+                return Err(fail(format!("file is over the {}-byte cap", self.config.max_body)));
+            }
+            if lock(sink).chunk(&buf[..n]) == Flow::Stop {
+                break;
+            }
+        }
+        Ok(Response { url: redact(url), status: 200, headers: HeaderMap::new(), body: Body::Streamed })
     }
 
     async fn read_file(&self, url: &str, path: &str) -> Result<Response, HttpError> {
@@ -364,6 +453,10 @@ impl Http {
         self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok(Response { url: redact(url), status, headers: HeaderMap::new(), body: Body::Full(body) })
     }
+}
+
+fn lock<'a, 's>(sink: &'a SharedSink<'s>) -> std::sync::MutexGuard<'a, &'s mut dyn BodySink> {
+    sink.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod github;
 pub mod helm;
 pub mod http;
+pub mod index_scan;
 pub mod oci;
 pub mod rewrite;
 pub mod signals;
@@ -174,6 +175,7 @@ impl Lookup {
     ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
         let distinct: BTreeMap<(DatasourceKind, &str, &str), &Package> =
             packages.into_iter().map(|p| ((p.datasource, p.registry.as_str(), p.name.as_str()), p)).collect();
+        self.helm.want(distinct.values().copied().filter(|p| p.datasource == DatasourceKind::Helm));
         let total = distinct.len();
         let done = AtomicUsize::new(0);
         let futures = distinct.into_values().map(|p| {

@@ -11,7 +11,7 @@ use upkeep::model::{Datasource, Package};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::servers::{Mirror, context, once_then, raw_server, test_http};
+use super::servers::{Mirror, context, mirror_http, once_then, raw_server, test_http};
 use super::util::{fixture, scan_dir};
 
 const REPOS: [&str; 5] = [
@@ -60,7 +60,7 @@ async fn corpus_indexes_are_fetched_once_each_and_revalidated_with_304s() {
         let cache = tempfile::tempdir().unwrap();
         let rewrites = mirror_rewrites(&server.uri());
 
-        let cold = Lookup::new(context(&rewrites, Some(cache.path()), test_http()));
+        let cold = Lookup::new(context(&rewrites, Some(cache.path()), mirror_http()));
         let results = cold.all(&packages).await;
         // The mirror is what the upstream indexes hold: a chart an index no longer lists (an
         // archived repository) is a per-dependency error naming the index, and only that.
@@ -79,7 +79,7 @@ async fn corpus_indexes_are_fetched_once_each_and_revalidated_with_304s() {
         assert_eq!(stats.requests.load(Ordering::Relaxed) as usize, distinct.len(), "{repo}: one request per index");
         assert_eq!(server.received_requests().await.unwrap_or_default().len(), distinct.len());
 
-        let warm = Lookup::new(context(&rewrites, Some(cache.path()), test_http()));
+        let warm = Lookup::new(context(&rewrites, Some(cache.path()), mirror_http()));
         let again = warm.all(&packages).await;
         assert_eq!(again, results, "{repo}: the warm run answers the same");
         let stats = &warm.context().http.stats;
@@ -247,7 +247,7 @@ async fn plan_gives_every_corpus_dependency_a_decision() {
         })
         .await
         .unwrap();
-        let lookup = Lookup::new(context(&rewrites, None, test_http()));
+        let lookup = Lookup::new(context(&rewrites, None, mirror_http()));
         let wanted: Vec<&upkeep::model::Dependency> =
             scan.dependencies.iter().filter(|d| d.skip.is_none() && d.package.is_some()).collect();
         let results = lookup.all(wanted.iter().filter_map(|d| d.package.as_ref())).await;

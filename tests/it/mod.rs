@@ -13,6 +13,7 @@ mod history;
 mod kube_fake;
 mod lookup_github;
 mod lookup_helm;
+mod lookup_helm_fast;
 mod lookup_oci;
 mod mermaid_parse;
 mod notify;

@@ -60,6 +60,13 @@ pub(crate) fn test_http() -> HttpConfig {
     }
 }
 
+/// [`test_http`] with time to distil whole corpus indexes: an index is read while it downloads,
+/// inside the attempt's time, and a debug build on a busy machine needs more than 2 s for the
+/// largest mirror indexes (a release build needs milliseconds).
+pub(crate) fn mirror_http() -> HttpConfig {
+    HttpConfig { total_timeout: Duration::from_secs(30), ..test_http() }
+}
+
 /// A lookup context: rewrites `(from, to)`, an optional cache dir, test HTTP limits.
 pub(crate) fn context(rewrites: &[(String, String)], cache: Option<&Path>, http: HttpConfig) -> Context {
     Context {
