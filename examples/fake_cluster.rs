@@ -9,6 +9,8 @@
 //! fetches and applies the merge; after 2 s helm-controller's upgrade to `<to>` fails
 //! (UpgradeFailed, as in `fixtures/kube/helmrelease-v2-upgrade-failed.json`). It writes
 //! `<dir>/kubeconfig` once it listens and serves until it is stopped (at most ten minutes).
+//! Stopped by SIGTERM or SIGINT, it writes `<dir>/stats.json` for `scripts/bench.sh`: when the
+//! failure became visible (Unix milliseconds) and every API request it answered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr, missing_docs, unreachable_pub, dead_code)]
 
@@ -94,6 +96,18 @@ async fn main() {
     // Written last, atomically: its presence means the server listens.
     let written = fake.kubeconfig(std::path::Path::new(dir));
     eprintln!("fake cluster at {}, kubeconfig {}", fake.url(), written.display());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     fake.start_clock();
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(600)) => {}
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let failed_at = started + Duration::from_secs(2);
+    let stats = json!({
+        "failed_at_ms": u64::try_from(failed_at.as_millis()).unwrap(),
+        "requests": fake.requests(),
+    });
+    std::fs::write(std::path::Path::new(dir).join("stats.json"), stats.to_string()).unwrap();
 }

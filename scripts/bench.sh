@@ -9,7 +9,8 @@
 #    a warm run revalidates with 304s), cold cache then warm: wall time, peak RSS, requests
 #    and body bytes (from upkeep's own `looked up in` log line).
 # 2. `upkeep scan --no-lookup` of generated repositories of 1,000 and 10,000 HelmReleases.
-# 3. Verify figures: see bench_verify below (a hook; not measured yet).
+# 3. `upkeep verify` of one failing merge against the stand-in cluster: the time from the failure
+#    to the verdict, and the API requests it took (bench_verify below).
 #
 # Needs: bash, python3, GNU time (/usr/bin/time). Binds 127.0.0.1 only.
 set -euo pipefail
@@ -18,9 +19,10 @@ ROOT=$(pwd)
 CORPUS=${CORPUS:-$ROOT/../shared/corpus/repos}
 
 if [ -z "${UPKEEP:-}" ]; then
-  cargo build --release --locked --quiet
+  cargo build --release --locked --quiet --bin upkeep --example fake_cluster
   UPKEEP=${CARGO_TARGET_DIR:-$ROOT/target}/release/upkeep
 fi
+FAKE_CLUSTER=${FAKE_CLUSTER:-$(dirname "$UPKEEP")/examples/fake_cluster}
 [ -x /usr/bin/time ] || { echo "scripts/bench.sh: needs GNU time at /usr/bin/time" >&2; exit 1; }
 
 WORK=$(mktemp -d)
@@ -113,13 +115,41 @@ for n in 1000 10000; do
   printf '| %s HelmReleases | %s s | %.1f MiB |\n' "$n" "$wall" "$(awk "BEGIN{print $rss/1024}")"
 done
 
-# Hook for the verifier's figures (issue 12 item 8): time from a conclusive condition on the
-# fake cluster to the verdict being written, and API requests per verified merge. The fake
-# cluster lives in the test suite (tests/it/kube_fake.rs); measure it there and print rows here.
+# The verifier (issue 12 item 8): the README's main job against the stand-in cluster
+# (examples/fake_cluster.rs, the test suite's fake Kubernetes API): one upkeep merge whose
+# HelmRelease upgrade fails 2 s after the cluster starts. Printed: the time from that failure
+# becoming visible in the API to the verdict (the note's `decided_at`), and the API requests
+# the whole verification made, by verb and resource.
 bench_verify() {
   echo
   echo "## upkeep verify against the fake cluster"
   echo
-  echo "(not measured yet: see the hook bench_verify in scripts/bench.sh)"
+  local dir=$WORK/verify
+  UPKEEP_EXAMPLE_DIR=$dir UPKEEP_BIN=$UPKEEP UPKEEP_FAKE_CLUSTER=$FAKE_CLUSTER \
+    scripts/example.sh --fresh >"$WORK/example.log" 2>&1 || { tail -20 "$WORK/example.log"; return 1; }
+  for _ in $(seq 100); do [ -s "$dir/cluster/stats.json" ] && break; sleep 0.1; done
+  local merge
+  merge=$(git -C "$dir/repo" notes --ref upkeep list | awk '{print $2}' | head -1)
+  git -C "$dir/repo" notes --ref upkeep show "$merge" >"$WORK/note.json"
+  python3 - "$WORK/note.json" "$dir/cluster/stats.json" <<'PY'
+import collections, datetime, json, re, sys
+note, stats = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+decided = datetime.datetime.fromisoformat(note["decided_at"].replace("Z", "+00:00"))
+latency = decided.timestamp() * 1000 - stats["failed_at_ms"]
+kinds = collections.Counter()
+for r in stats["requests"]:
+    method, target = r.split(" ", 1)
+    path = target.split("?", 1)[0]
+    watch = "watch=true" in target or "watch=1" in target
+    resource = re.sub(r"^/apis?/(?:[^/]+/)?v[^/]+/", "", path)
+    resource = re.sub(r"namespaces/[^/]+/", "", resource).split("/")[0] or path
+    kinds[(("WATCH" if watch else method), resource)] += 1
+print("| figure | value |\n| --- | ---: |")
+print(f"| verdict | {note['verdict']} ({note.get('action', 'none')}) |")
+print(f"| failure visible → verdict decided | {latency:.0f} ms |")
+print(f"| API requests for the one merge | {len(stats['requests'])} |")
+for (verb, res), n in sorted(kinds.items()):
+    print(f"| &nbsp;&nbsp;{verb} {res} | {n} |")
+PY
 }
 bench_verify

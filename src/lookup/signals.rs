@@ -99,6 +99,14 @@ pub fn parse_changes(annotation: &str) -> Vec<Change> {
         .iter()
         .filter_map(|item| match item.as_str() {
             Some(text) => Some(Change { kind: String::new(), description: text.to_string() }),
+            // `- Fix CVE-2026-1234: the webhook` is a one-entry mapping to YAML, but a line of
+            // prose to the chart's author: read it back as that line, not drop it (and its
+            // security signal with it).
+            None if item.get("description").is_none() => {
+                let [(key, value)] = item.as_map()? else { return None };
+                let (key, value) = (key.as_str()?, value.as_str()?);
+                Some(Change { kind: String::new(), description: format!("{key}: {value}") })
+            }
             None => Some(Change {
                 kind: item.str_at(&["kind"]).unwrap_or("").to_ascii_lowercase(),
                 description: item
@@ -220,5 +228,14 @@ mod tests {
         let plain = parse_changes("- Upgrade to 1.2\n- Fix bug\n");
         assert_eq!(plain.len(), 2);
         assert!(parse_changes("not: a list").is_empty());
+    }
+
+    #[test]
+    fn a_plain_change_with_a_colon_is_kept_as_the_line_it_was() {
+        let changes =
+            parse_changes("- Fix CVE-2026-41234: admission webhook bypass\n- kind: fixed\n  description: other\n");
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0].description, "Fix CVE-2026-41234: admission webhook bypass");
+        assert_eq!(changes[1].kind, "fixed");
     }
 }
