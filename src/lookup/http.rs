@@ -459,7 +459,9 @@ fn lock<'a, 's>(sink: &'a SharedSink<'s>) -> std::sync::MutexGuard<'a, &'s mut d
     sink.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// A reqwest error without its URL (reqwest's `Display` includes it, and a URL can carry a
+/// secret): what kind of failure, then the innermost cause.
+pub fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

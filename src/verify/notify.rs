@@ -309,7 +309,7 @@ impl Webhook {
             // A redirect would send the event (and maybe the path's secret) somewhere else.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| NotifyError::Client(describe(&e)))?;
+            .map_err(|e| NotifyError::Client(crate::lookup::http::describe(&e)))?;
         Ok(Webhook { url, var: var.to_string(), client, policy })
     }
 
@@ -324,7 +324,7 @@ impl Webhook {
                     let status = response.status().as_u16();
                     (Signal::answer(status, response.headers()), Some(status))
                 }
-                Err(e) => (Signal::no_answer(describe(&e)), None),
+                Err(e) => (Signal::no_answer(crate::lookup::http::describe(&e)), None),
             }
         })
         .await;
@@ -335,24 +335,6 @@ impl Webhook {
             Err(why) => Err(failed(why)),
         }
     }
-}
-
-/// A reqwest error without its URL (reqwest's `Display` includes it, and it is the secret).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() { kind.to_string() } else { format!("{kind}: {cause}") }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::deploy_rbac::assert_rbac_covers;
 use super::kube_fake::{Change, FakeKube, load};
 use super::run::Sandbox;
+use super::verify_scenarios::retarget;
 use super::verify_support::{decision, text, upkeep_in};
 
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -31,20 +32,6 @@ pub(crate) const FAMILIES: [&str; 6] = [
     "upkeep_merge_to_verdict_seconds",
     "upkeep_last_pass_timestamp_seconds",
 ];
-
-/// A fixture object retargeted from the Flux docs' `default/podinfo` to one of the example's
-/// releases.
-fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
-    let text = load(fixture).to_string();
-    let text = text
-        .replace("default/podinfo", &format!("{ns}/{name}"))
-        .replace("\"namespace\":\"default\"", &format!("\"namespace\":\"{ns}\""))
-        .replace("fluxcd.io/namespace\":\"default\"", &format!("fluxcd.io/namespace\":\"{ns}\""))
-        .replace("podinfo", name)
-        .replace("6.5.3", old)
-        .replace("6.5.4", new);
-    serde_json::from_str(&text).unwrap()
-}
 
 /// The example's cluster: Flux synced at `old_commit`, ingress-nginx Ready at 4.10.0.
 pub(crate) struct Flux {
