@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::run::Sandbox;
 use super::verify_scenarios::{NGINX_ID, forge_files, merged_then_upgrade_fails, note, only};
-use super::verify_support::{local_pr, text, upkeep_in};
+use super::verify_support::{local_pr, text, upkeep_blocking};
 
 const VAR: &str = "UPKEEP_TEST_WEBHOOK";
 /// The path carries the secret, as a Slack webhook URL's does.
@@ -72,13 +72,7 @@ async fn verify(
     let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     env.push((VAR.into(), url.into()));
     let (root, repo) = (sb.root.clone(), sb.repo.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        upkeep_in(&root, &repo, &args, &env)
-    })
-    .await
-    .unwrap();
+    let out = upkeep_blocking(&root, &repo, args, env).await;
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("not JSON: {}", text(&out)));
     (out, json)
 }

@@ -13,7 +13,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::run::{Sandbox, commit_all};
 use super::verify_scenarios::{Cluster, NGINX_ID, forge_files, merged, note, only};
-use super::verify_support::{MergeStyle, local_pr, text, upkeep_in};
+use super::verify_support::{MergeStyle, local_pr, text, upkeep_blocking};
 
 /// The example with a rule on ingress-nginx carrying `checks` (YAML list items), the upkeep PR
 /// merged, and a cluster that reconciles it at 0.8 s and upgrades the release at 1.5 s.
@@ -49,13 +49,7 @@ async fn verify(
     args.extend(extra.iter().map(|s| s.to_string()));
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let (root, repo) = (sb.root.clone(), sb.repo.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        upkeep_in(&root, &repo, &args, &env)
-    })
-    .await
-    .unwrap();
+    let out = upkeep_blocking(&root, &repo, args, env).await;
     // The report comes first; problems follow it as `error:` lines.
     let json = serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>().next();
     let json = json.and_then(Result::ok).unwrap_or_else(|| panic!("no JSON report: {}", text(&out)));

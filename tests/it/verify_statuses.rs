@@ -11,7 +11,7 @@ use wiremock::{Mock, MockServer, matchers::any};
 
 use super::github_fake::{FakeGithub, commit_status, flux_status};
 use super::run::{Sandbox, commit_all};
-use super::verify_support::{text, upkeep_in};
+use super::verify_support::{text, upkeep_blocking};
 
 const REPO: &str = "home-ops/cluster";
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -89,13 +89,7 @@ impl OnGithub {
     async fn upkeep(&self, args: &[&str]) -> Output {
         let (root, repo, env) = (self.sb.root.clone(), self.sb.repo.clone(), self.env.clone());
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            upkeep_in(&root, &repo, &args, &env)
-        })
-        .await
-        .unwrap()
+        upkeep_blocking(&root, &repo, args, env).await
     }
 
     /// Merge the ingress-nginx PR with a merge commit, on GitHub and in the checkout.

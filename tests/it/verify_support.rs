@@ -86,6 +86,18 @@ pub(crate) fn upkeep_in(root: &Path, repo: &Path, args: &[&str], env: &[(&str, &
         .unwrap()
 }
 
+/// [`upkeep_in`] off the async workers (the binary may wait on a fake server the test runs).
+pub(crate) async fn upkeep_blocking(root: &Path, repo: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    let (root, repo) = (root.to_path_buf(), repo.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        upkeep_in(&root, &repo, &args, &env)
+    })
+    .await
+    .unwrap()
+}
+
 /// Both streams, for assertion messages.
 pub(crate) fn text(o: &Output) -> String {
     format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))

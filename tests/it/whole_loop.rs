@@ -18,7 +18,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use super::github_fake::FakeGithub;
 use super::run::{Sandbox, commit_all};
 use super::verify_scenarios::Cluster;
-use super::verify_support::{MergeStyle, decision, text, upkeep_in};
+use super::verify_support::{MergeStyle, decision, text, upkeep_blocking};
 
 const REPO: &str = "home-ops/cluster";
 const TOKEN: &str = "ghs_wholeLoopToken0123456789";
@@ -111,13 +111,7 @@ impl Loop {
         let (root, repo, env) = (self.sb.root.clone(), self.sb.repo.clone(), self.env.clone());
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         args.extend(["--forge", "github", "--remote", &self.remote].map(String::from));
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            upkeep_in(&root, &repo, &args, &env)
-        })
-        .await
-        .unwrap()
+        upkeep_blocking(&root, &repo, args, env).await
     }
 
     async fn run(&self) -> Output {
