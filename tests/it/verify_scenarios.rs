@@ -31,6 +31,22 @@ pub(crate) fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str
     serde_json::from_str(&text).unwrap()
 }
 
+/// The example's Flux: the GitRepository and the `infrastructure` Kustomization, both at
+/// `old_commit` and Ready.
+pub(crate) fn flux_synced_at(fake: &FakeKube, old_commit: &str) {
+    let mut git = load("gitrepository-v1-ready.json");
+    git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
+    git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
+    fake.apply(Change::Put(git));
+    let mut k = load("kustomization-v1-ready.json");
+    k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
+    k["spec"]["path"] = json!("./infrastructure");
+    k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
+    k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
+    k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
+    fake.apply(Change::Put(k));
+}
+
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
 /// Shared with the whole-loop test (`whole_loop.rs`).
 pub(crate) struct Cluster {
@@ -42,17 +58,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     pub(crate) async fn start(old_commit: &str, new: &str) -> Cluster {
         let fake = FakeKube::start().await;
-        let mut git = load("gitrepository-v1-ready.json");
-        git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
-        git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
-        fake.apply(Change::Put(git));
-        let mut k = load("kustomization-v1-ready.json");
-        k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
-        k["spec"]["path"] = json!("./infrastructure");
-        k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
-        k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
-        k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
-        fake.apply(Change::Put(k));
+        flux_synced_at(&fake, old_commit);
         let mut hr = retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, new);
         hr["status"]["history"][0]["chartVersion"] = json!(OLD_NGINX);
         hr["spec"]["chart"]["spec"]["sourceRef"] =

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::deploy_rbac::assert_rbac_covers;
 use super::kube_fake::{Change, FakeKube, load};
 use super::run::Sandbox;
-use super::verify_scenarios::retarget;
+use super::verify_scenarios::{flux_synced_at, retarget};
 use super::verify_support::{decision, text, upkeep_in};
 
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -42,17 +42,7 @@ pub(crate) struct Flux {
 impl Flux {
     pub(crate) async fn start(old_commit: &str) -> Flux {
         let fake = FakeKube::start().await;
-        let mut git = load("gitrepository-v1-ready.json");
-        git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
-        git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
-        fake.apply(Change::Put(git));
-        let mut k = load("kustomization-v1-ready.json");
-        k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
-        k["spec"]["path"] = json!("./infrastructure");
-        k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
-        k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
-        k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
-        fake.apply(Change::Put(k));
+        flux_synced_at(&fake, old_commit);
         let mut hr =
             retarget("helmrelease-v2-test-succeeded.json", "ingress-nginx", "ingress-nginx", OLD_NGINX, OLD_NGINX);
         hr["status"]["history"][0]["chartVersion"] = json!(OLD_NGINX);
