@@ -37,15 +37,7 @@ pub(super) fn pr_body(
             Some(Ok(r)) => r.as_slice(),
             _ => &[],
         };
-        let (vf, vt) = (Version::parse(&from), Version::parse(&to));
-        let between: Vec<&crate::model::Release> = newest_first(releases)
-            .into_iter()
-            .filter(|(v, _)| match (&vf, &vt) {
-                (Some(f), Some(t)) => v > f && v <= t,
-                _ => false,
-            })
-            .map(|(_, r)| r)
-            .collect();
+        let between = releases_between(releases, &from, &to);
         let target = releases.iter().find(|r| r.version == to);
         view.updates.push(UpdateRow {
             dependency: d.id.clone(),
@@ -57,34 +49,7 @@ pub(super) fn pr_body(
             file: d.location.as_ref().map_or_else(|| d.manifest.file.clone(), |l| format!("{}{}", ctx.prefix, l.file)),
             line: d.line(),
         });
-        for r in &between {
-            for s in &r.signals {
-                match s.kind {
-                    SignalKind::Security => {
-                        view.security = true;
-                        view.warnings.push(format!(
-                            "Security ({} {}): {}",
-                            display_name(d),
-                            r.version,
-                            sanitize_inline(&s.detail)
-                        ));
-                    }
-                    SignalKind::Breaking => view.warnings.push(format!(
-                        "Breaking change ({} {}): {}",
-                        display_name(d),
-                        r.version,
-                        sanitize_inline(&s.detail)
-                    )),
-                    SignalKind::Deprecated => view.warnings.push(format!(
-                        "Deprecated ({} {}): {}",
-                        display_name(d),
-                        r.version,
-                        sanitize_inline(&s.detail)
-                    )),
-                    SignalKind::KubeVersion => {}
-                }
-            }
-        }
+        signal_warnings(&mut view, d, &between);
         if let Some((step, of)) = x.step {
             let why = x
                 .reason
@@ -94,23 +59,7 @@ pub(super) fn pr_body(
                 .map_or("", |(_, why)| why);
             view.warnings.push(format!("Upgrade path: step {step} of {of}; {why}"));
         }
-        for r in between.iter().take(5) {
-            if view.notes.iter().any(|n| n.dependency == display_name(d) && n.version == r.version) {
-                continue;
-            }
-            if let Some(notes) = &r.notes {
-                view.notes.push(NotesSection {
-                    dependency: display_name(d),
-                    version: r.version.clone(),
-                    // A release page, not a chart archive (a Helm index's `urls[0]` is the .tgz).
-                    url: r
-                        .url
-                        .clone()
-                        .filter(|u| u.starts_with("https://") && !u.ends_with(".tgz") && !u.contains(['"', '<', '>'])),
-                    body: sanitize_notes(notes, NOTES_MAX, r.url.as_deref()),
-                });
-            }
-        }
+        release_notes(&mut view.notes, d, &between);
         if ctx.evidence == EvidenceSource::Kube {
             view.after_merge.extend(after_merge(d, &to));
         }
@@ -122,16 +71,7 @@ pub(super) fn pr_body(
         ));
     }
     view.warnings.dedup();
-    match ctx.evidence {
-        EvidenceSource::Kube => {
-            view.after_merge.push("Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into());
-            view.after_merge.push(format!(
-                "Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). {}",
-                on_failure(change)
-            ));
-        }
-        EvidenceSource::GithubStatus => view.after_merge.extend(status_after_merge(ctx.graph, change)),
-    }
+    view.after_merge.extend(what_verify_waits_for(ctx, change));
     view.after_merge.dedup();
     let markers: String = change
         .items
@@ -144,6 +84,66 @@ pub(super) fn pr_body(
     body.push('\n');
     body.push_str(&markers);
     Ok(body)
+}
+
+/// The releases after `from` up to and including `to`, newest first (none when either version
+/// cannot be read).
+fn releases_between<'r>(releases: &'r [crate::model::Release], from: &str, to: &str) -> Vec<&'r crate::model::Release> {
+    let (Some(f), Some(t)) = (Version::parse(from), Version::parse(to)) else { return Vec::new() };
+    newest_first(releases).into_iter().filter(|(v, _)| *v > f && *v <= t).map(|(_, r)| r).collect()
+}
+
+/// Security, breaking-change and deprecation signals of the releases the update crosses.
+fn signal_warnings(view: &mut PrView, d: &Dependency, between: &[&crate::model::Release]) {
+    for r in between {
+        for s in &r.signals {
+            let what = match s.kind {
+                SignalKind::Security => {
+                    view.security = true;
+                    "Security"
+                }
+                SignalKind::Breaking => "Breaking change",
+                SignalKind::Deprecated => "Deprecated",
+                SignalKind::KubeVersion => continue,
+            };
+            view.warnings.push(format!("{what} ({} {}): {}", display_name(d), r.version, sanitize_inline(&s.detail)));
+        }
+    }
+}
+
+/// Sanitised release notes of the newest five releases crossed, each version once.
+fn release_notes(notes: &mut Vec<NotesSection>, d: &Dependency, between: &[&crate::model::Release]) {
+    for r in between.iter().take(5) {
+        if notes.iter().any(|n| n.dependency == display_name(d) && n.version == r.version) {
+            continue;
+        }
+        if let Some(text) = &r.notes {
+            notes.push(NotesSection {
+                dependency: display_name(d),
+                version: r.version.clone(),
+                // A release page, not a chart archive (a Helm index's `urls[0]` is the .tgz).
+                url: r
+                    .url
+                    .clone()
+                    .filter(|u| u.starts_with("https://") && !u.ends_with(".tgz") && !u.contains(['"', '<', '>'])),
+                body: sanitize_notes(text, NOTES_MAX, r.url.as_deref()),
+            });
+        }
+    }
+}
+
+/// The closing "after merge" lines: what the verifier waits for, by its evidence.
+fn what_verify_waits_for(ctx: &Ctx<'_>, change: &Change<'_>) -> Vec<String> {
+    match ctx.evidence {
+        EvidenceSource::Kube => vec![
+            "Flux's GitRepository reports an artifact revision that contains the merge commit, and the Kustomizations that apply the changed files become Ready at it.".into(),
+            format!(
+                "Then a soak period of workload health (Deployments, StatefulSets and DaemonSets ready, no crash loops). {}",
+                on_failure(change)
+            ),
+        ],
+        EvidenceSource::GithubStatus => status_after_merge(ctx.graph, change),
+    }
 }
 
 /// What the verifier waits for when its evidence is Flux's commit statuses: the Kustomizations
