@@ -193,11 +193,7 @@ pub fn look_up_reporting(scan: &Scan, lookup: &Lookup, progress: &dyn Progress) 
         .filter(|d| d.skip.is_none())
         .filter_map(|d| d.package.as_ref().map(|p| (d.id.as_str(), p, d.current.as_deref())))
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let runtime = verify::runtime()?;
     let results = runtime.block_on(lookup.all_reporting(wanted.iter().map(|(_, p, _)| *p), progress));
     let mut versions = Versions::default();
     for (id, package, current) in wanted {

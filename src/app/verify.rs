@@ -234,6 +234,60 @@ pub(super) fn duration(
     }
 }
 
+/// The options of a pass from `verify`'s flags and config. Commit statuses give nothing to
+/// nudge, so with them the timeout is final when it passes.
+pub(super) fn pass_options(
+    args: &VerifyArgs,
+    s: &Setup,
+    evidence: EvidenceSource,
+    no_wait: bool,
+) -> Result<Options, AppError> {
+    let settings = &s.config.verify;
+    let timeout = duration(args.timeout.as_deref(), "timeout", settings.timeout)?;
+    let nudge_grace = match evidence {
+        EvidenceSource::Kube => Deadlines::default().nudge_grace.min(timeout),
+        EvidenceSource::GithubStatus => std::time::Duration::ZERO,
+    };
+    let deadlines = Deadlines { timeout, soak: duration(args.soak.as_deref(), "soak", settings.soak)?, nudge_grace };
+    Ok(Options {
+        deadlines,
+        horizon: settings.horizon,
+        no_wait,
+        dry_run: args.write.dry_run,
+        source: settings.git_repository.clone(),
+    })
+}
+
+/// upkeep's merges a pass must look at from `now`: back past the horizon, the timeout and the
+/// soak, and a month more for reverts of older merges.
+pub(super) fn merges_since(s: &Setup, now: jiff::Timestamp, options: &Options) -> Result<Vec<Merge>, AppError> {
+    let d = &options.deadlines;
+    let reach = options.horizon + d.timeout + d.soak + std::time::Duration::from_secs(30 * 86_400);
+    let since =
+        now.checked_sub(jiff::SignedDuration::from_secs(i64::try_from(reach.as_secs()).unwrap_or(0))).unwrap_or(now);
+    s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))
+}
+
+/// The Flux Kustomizations (`namespace/name`) that apply `file`, from the repository's own Flux
+/// graph.
+pub(super) fn applying(graph: &crate::extract::flux_graph::FluxGraph, file: &str) -> Vec<String> {
+    graph
+        .kustomizations_applying(file)
+        .into_iter()
+        .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
+        .collect()
+}
+
+/// A multi-threaded runtime: the verifier runs blocking git and forge calls in place
+/// (`block_in_place`), which a current-thread runtime forbids.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))
+}
+
 /// `upkeep verify`, with evidence from `observer` (the cluster, in production).
 pub fn verify_with<O: Observer>(
     args: &VerifyArgs,
@@ -244,56 +298,23 @@ pub fn verify_with<O: Observer>(
     if let Some(remote) = s.remote.as_deref().filter(|_| !args.write.dry_run) {
         s.writer.fetch_notes(remote, s.token.as_deref()).map_err(|e| AppError::Run(e.to_string()))?;
     }
-    let settings = &s.config.verify;
-    let evidence = args.evidence.unwrap_or(settings.evidence);
-    let timeout = duration(args.timeout.as_deref(), "timeout", settings.timeout)?;
-    let deadlines = Deadlines {
-        timeout,
-        soak: duration(args.soak.as_deref(), "soak", settings.soak)?,
-        // Commit statuses give nothing to nudge: the timeout is final when it passes.
-        nudge_grace: match evidence {
-            EvidenceSource::Kube => Deadlines::default().nudge_grace.min(timeout),
-            EvidenceSource::GithubStatus => std::time::Duration::ZERO,
-        },
-    };
+    let evidence = args.evidence.unwrap_or(s.config.verify.evidence);
+    let options = pass_options(args, &s, evidence, args.no_wait)?;
     let started = jiff::Timestamp::now();
-    let reach = settings.horizon + deadlines.timeout + deadlines.soak + std::time::Duration::from_secs(30 * 86_400);
-    let since = started
-        .checked_sub(jiff::SignedDuration::from_secs(i64::try_from(reach.as_secs()).unwrap_or(0)))
-        .unwrap_or(started);
-    let merges = s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))?;
+    let merges = merges_since(&s, started, &options)?;
     let deps = dep_infos(&s.scan, &s.config);
     let workdir = s.writer.workdir().map(Path::to_path_buf).unwrap_or_default();
     let checks = checks_of(&s.scan, &s.config, &merges, &workdir)?;
     let prove = prover(&s.writer);
-    let actor = s.actor(&prove, settings.automerge_reverts);
-    let options = Options {
-        deadlines,
-        horizon: settings.horizon,
-        no_wait: args.no_wait,
-        dry_run: args.write.dry_run,
-        source: settings.git_repository.clone(),
-    };
-    // Multi-threaded: the verifier runs blocking git and forge calls in place (block_in_place).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
-    // The repository's own Flux graph names the Kustomizations that apply a changed file.
+    let actor = s.actor(&prove, s.config.verify.automerge_reverts);
+    let runtime = runtime()?;
     let graph = &s.scan.flux_graph;
-    let applying = |file: &str| {
-        graph
-            .kustomizations_applying(file)
-            .into_iter()
-            .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
-            .collect::<Vec<String>>()
-    };
+    let applying = |file: &str| applying(graph, file);
     let checks = checks.as_ref();
     let json = args.write.format.map_or(!std::io::stdout().is_terminal(), |f| f == Format::Json);
     let progress = crate::progress::for_stderr(json);
     let progress = progress.as_ref();
-    let outcome = runtime.block_on(async {
+    let mut outcome = runtime.block_on(async {
         match evidence {
             EvidenceSource::Kube => {
                 let observer = observer().await;
@@ -317,7 +338,6 @@ pub fn verify_with<O: Observer>(
             }
         }
     });
-    let mut outcome = outcome;
     // A check that cannot run (its header variable is missing) kept its merges pending; say why.
     outcome.errors.extend(checks.iter().flat_map(|c| c.problems()));
     if !args.write.dry_run {

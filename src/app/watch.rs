@@ -30,7 +30,10 @@ use tokio::sync::watch;
 
 use super::AppError;
 use super::listen;
-use super::verify::{MAX_MERGES_READ, Setup, checks_of, dep_infos, duration, notify_owed, prover, setup, write_report};
+use super::verify::{
+    Setup, applying, checks_of, dep_infos, merges_since, notify_owed, pass_options, prover, runtime, setup,
+    write_report,
+};
 use crate::cli::VerifyArgs;
 use crate::git::{Merge, Synced, clone_into};
 use crate::verify::cluster::Cluster;
@@ -70,12 +73,7 @@ pub fn watch_with<O: Observer>(
 ) -> Result<i32, AppError> {
     let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
     clone_if_empty(&args.path, args.write.remote.as_deref(), token.as_deref())?;
-    // Multi-threaded: the verifier runs blocking git and forge calls in place (block_in_place).
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let stop = on_signal()?;
         let metrics = Arc::new(Mutex::new(Metrics::new(Timestamp::now())));
@@ -185,7 +183,8 @@ impl<O: Observer> Watcher<'_, O> {
                 self.refresh_setup(&mut memory)?;
             }
             let Some((_, s)) = memory.setup.as_ref() else { return Ok(0) };
-            let options = pass_options(self.args, s)?;
+            // The loop waits between passes; in the cluster the API is the evidence.
+            let options = pass_options(self.args, s, crate::config::EvidenceSource::Kube, true)?;
             let started = Timestamp::now();
             let merges = self.merges(s, started, &options)?;
             let merged_at: BTreeMap<String, Timestamp> =
@@ -286,10 +285,7 @@ impl<O: Observer> Watcher<'_, O> {
         {
             tracing::error!("{e}");
         }
-        let d = &options.deadlines;
-        let reach = options.horizon + d.timeout + d.soak + Duration::from_secs(30 * 86_400);
-        let since = now.checked_sub(jiff::SignedDuration::from_secs(secs(reach))).unwrap_or(now);
-        s.writer.upkeep_merges(since, MAX_MERGES_READ).map_err(|e| AppError::Run(e.to_string()))
+        merges_since(s, now, options)
     }
 
     /// Push the notes, report what this pass decided, and count it.
@@ -364,38 +360,13 @@ impl<O: Observer> Watcher<'_, O> {
     }
 }
 
-/// The options of one pass: `verify`'s flags and config, without waiting (the loop waits).
-fn pass_options(args: &VerifyArgs, s: &Setup) -> Result<Options, AppError> {
-    let settings = &s.config.verify;
-    let timeout = duration(args.timeout.as_deref(), "timeout", settings.timeout)?;
-    let deadlines = Deadlines {
-        timeout,
-        soak: duration(args.soak.as_deref(), "soak", settings.soak)?,
-        nudge_grace: Deadlines::default().nudge_grace.min(timeout),
-    };
-    Ok(Options {
-        deadlines,
-        horizon: settings.horizon,
-        no_wait: true,
-        dry_run: false,
-        source: settings.git_repository.clone(),
-    })
-}
-
 /// One pass of the ordinary verifier over `merges`.
 async fn one_pass<O: Observer>(s: &Setup, observer: &O, merges: Vec<Merge>, options: Options) -> Outcome {
     let deps = dep_infos(&s.scan, &s.config);
     let prove = prover(&s.writer);
     let actor = s.actor(&prove, s.config.verify.automerge_reverts);
     // The repository's own Flux graph names the Kustomizations that apply a changed file.
-    let applying = |file: &str| {
-        s.scan
-            .flux_graph
-            .kustomizations_applying(file)
-            .into_iter()
-            .map(|k| format!("{}/{}", k.namespace.as_deref().unwrap_or("*"), k.name))
-            .collect::<Vec<String>>()
-    };
+    let applying = |file: &str| applying(&s.scan.flux_graph, file);
     // The user's checks of the merged updates (`checks:` in the rules); a check that cannot run
     // keeps its merge pending and is reported.
     let workdir = s.writer.workdir().map(Path::to_path_buf).unwrap_or_default();
