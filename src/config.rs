@@ -579,60 +579,77 @@ fn policy(
         Some(z) => (parse_zone(&z.value).map_err(|e| at(file, &z.referenced, e))?, z.value),
         None => (jiff::tz::TimeZone::UTC, "UTC".to_string()),
     };
-    let mut rules = Vec::new();
-    for (index, r) in raw_rules.into_iter().enumerate() {
-        let m = r.matcher;
-        let matcher = Matcher {
-            ids: globs(file, "id", m.id)?,
-            kinds: m.kind,
-            components: m.component,
-            charts: globs(file, "chart", m.chart)?,
-            registries: globs(file, "registry", m.registry)?,
-            files: globs(file, "file", m.file)?,
-            update_types: m.update_type,
-        };
-        let ignore_versions = match r.ignore_versions {
-            Some(list) => Some(
-                list.into_iter()
-                    .map(|c| {
-                        Constraint::parse(&c.value).map_err(|e| at(file, &c.referenced, format!("ignoreVersions: {e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
-        let minimum_release_age = match r.minimum_release_age {
-            Some(a) => {
-                Some(parse_duration(&a.value).map_err(|e| at(file, &a.referenced, format!("minimumReleaseAge: {e}")))?)
-            }
-            None => None,
-        };
-        let schedule = match r.schedule {
-            Some(s) => Some(schedule(file, s, &default_zone)?),
-            None => None,
-        };
-        let checks = checks::checks(file, index, r.checks.unwrap_or_default())?;
-        rules.push(Rule {
-            index,
-            matcher,
-            settings: RuleSettings {
-                allow: r.allow,
-                ignore_versions,
-                prerelease: r.prerelease,
-                minimum_release_age,
-                group: r.group,
-                automerge: r.automerge,
-                draft: r.draft,
-                labels: r.labels,
-                reviewers: r.reviewers,
-                schedule,
-                max_open_prs: r.max_open_prs,
-                enabled: r.enabled,
-                on_failure: r.on_failure,
-            },
-            checks,
-        });
-    }
+    let rules = raw_rules
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| rule(file, index, r, &default_zone))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mem = memory_policy(file, memory)?;
+    Ok(Policy { rules, max_open_prs, memory: mem })
+}
+
+/// One rule of the config, its values checked (errors name the file and line).
+fn rule(
+    file: &str,
+    index: usize,
+    r: RawRule,
+    default_zone: &(jiff::tz::TimeZone, String),
+) -> Result<Rule, ConfigError> {
+    let m = r.matcher;
+    let matcher = Matcher {
+        ids: globs(file, "id", m.id)?,
+        kinds: m.kind,
+        components: m.component,
+        charts: globs(file, "chart", m.chart)?,
+        registries: globs(file, "registry", m.registry)?,
+        files: globs(file, "file", m.file)?,
+        update_types: m.update_type,
+    };
+    let ignore_versions = match r.ignore_versions {
+        Some(list) => Some(
+            list.into_iter()
+                .map(|c| {
+                    Constraint::parse(&c.value).map_err(|e| at(file, &c.referenced, format!("ignoreVersions: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    let minimum_release_age = match r.minimum_release_age {
+        Some(a) => {
+            Some(parse_duration(&a.value).map_err(|e| at(file, &a.referenced, format!("minimumReleaseAge: {e}")))?)
+        }
+        None => None,
+    };
+    let schedule = match r.schedule {
+        Some(s) => Some(schedule(file, s, default_zone)?),
+        None => None,
+    };
+    let checks = checks::checks(file, index, r.checks.unwrap_or_default())?;
+    Ok(Rule {
+        index,
+        matcher,
+        settings: RuleSettings {
+            allow: r.allow,
+            ignore_versions,
+            prerelease: r.prerelease,
+            minimum_release_age,
+            group: r.group,
+            automerge: r.automerge,
+            draft: r.draft,
+            labels: r.labels,
+            reviewers: r.reviewers,
+            schedule,
+            max_open_prs: r.max_open_prs,
+            enabled: r.enabled,
+            on_failure: r.on_failure,
+        },
+        checks,
+    })
+}
+
+/// `memory:`, over the defaults.
+fn memory_policy(file: &str, memory: Option<RawMemory>) -> Result<MemoryPolicy, ConfigError> {
     let mut mem = MemoryPolicy::default();
     if let Some(m) = memory {
         if let Some(w) = m.revert_window {
@@ -659,7 +676,7 @@ fn policy(
             mem.failure_sample = n.max(1);
         }
     }
-    Ok(Policy { rules, max_open_prs, memory: mem })
+    Ok(mem)
 }
 
 /// Parse and check config text; `root` anchors relative `file://` rewrites.

@@ -150,16 +150,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     let prefix = scan_prefix(&args.scan.path, &workdir);
     // Built on first need: most repositories pin no digest beside a tag.
     let resolver = std::cell::OnceCell::new();
-    let digests = |package: &crate::model::Package, tag: &str| {
-        let resolver = match resolver.get() {
-            Some(r) => r,
-            None => {
-                let built = crate::app::DigestResolver::new(&config, args.scan.offline).map_err(|e| e.to_string())?;
-                resolver.get_or_init(|| built)
-            }
-        };
-        resolver.digest(package, tag)
-    };
+    let digests =
+        |package: &crate::model::Package, tag: &str| digest_of(&resolver, &config, args.scan.offline, package, tag);
     let ctx = Ctx {
         writer: &writer,
         forge,
@@ -175,14 +167,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
     };
     let mut outcome = write_changes(&ctx, &scan, &plan, &prs, args.dry_run, out)?;
     outcome.errors.extend(renderer.problems().iter().cloned());
-    // Nothing learned at all (a bad token, a dead mirror) is a failed run, not a quiet one.
-    let looked_up = versions.releases.len();
-    if looked_up > 0 && versions.releases.values().all(Result::is_err) {
-        outcome.errors.push(format!(
-            "every one of {looked_up} lookups failed (first: {}); check credentials, rewrites and the network",
-            versions.failures.first().map_or_else(String::new, |f| format!("{}: {}", f.url, f.message))
-        ));
-    }
+    outcome.errors.extend(all_lookups_failed(&versions));
     if !args.dry_run {
         // The updates are written by now: a dashboard that cannot be (issues turned off, a
         // broken template override) is one more error to report, not a reason to hide the rest.
@@ -209,6 +194,35 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), AppError> {
         )));
     }
     Ok(())
+}
+
+/// Nothing learned at all (a bad token, a dead mirror) is a failed run, not a quiet one.
+fn all_lookups_failed(versions: &crate::app::Versions) -> Option<String> {
+    let looked_up = versions.releases.len();
+    (looked_up > 0 && versions.releases.values().all(Result::is_err)).then(|| {
+        format!(
+            "every one of {looked_up} lookups failed (first: {}); check credentials, rewrites and the network",
+            versions.failures.first().map_or_else(String::new, |f| format!("{}: {}", f.url, f.message))
+        )
+    })
+}
+
+/// The registry digest of `tag`, through a resolver built on first need.
+fn digest_of(
+    resolver: &std::cell::OnceCell<crate::app::DigestResolver>,
+    config: &crate::config::Config,
+    offline: bool,
+    package: &crate::model::Package,
+    tag: &str,
+) -> Result<String, String> {
+    let resolver = match resolver.get() {
+        Some(r) => r,
+        None => {
+            let built = crate::app::DigestResolver::new(config, offline).map_err(|e| e.to_string())?;
+            resolver.get_or_init(|| built)
+        }
+    };
+    resolver.digest(package, tag)
 }
 
 struct Ctx<'a> {
