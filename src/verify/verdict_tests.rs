@@ -9,11 +9,13 @@ use crate::verify::evidence::{
     Blind, Condition, ContainerState, Evidence, FluxKind, FluxObject, KustomizationState, Pod, Workload, WorkloadKind,
 };
 
-fn t(s: i64) -> Timestamp {
+/// A moment `s` seconds into the tests' day (shared with the platform rules' tests).
+pub(super) fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + s).unwrap()
 }
 
-fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+/// A condition as controllers write it (shared with the platform rules' tests).
+pub(super) fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
     Condition {
         type_: type_.into(),
         status: status.into(),

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-
+use super::super::tests::{cond, t};
 use super::super::{Deadlines, Expectation, Progress, Verdict, decide};
 use super::*;
 use crate::verify::evidence::{Blind, FluxKind, KustomizationState, WorkloadKind};
@@ -11,20 +10,6 @@ use crate::verify::platform::{EngineImage, LonghornVolume, Plan, PlatformEvidenc
 
 const K3S_NEW: &str = "v1.30.4+k3s1";
 const K3S_OLD: &str = "v1.29.4+k3s1";
-
-fn t(s: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: None,
-    }
-}
 
 fn ready_obj(kind: FluxKind, ns: &str, name: &str) -> FluxObject {
     FluxObject {
