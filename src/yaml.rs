@@ -321,15 +321,22 @@ impl<'a> Positions<'a> {
     }
 }
 
-enum Frame {
-    Seq { start: usize, items: Vec<Node> },
-    Map { start: usize, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+/// An open collection. Its children so far sit at `children..` of [`Builder::pending`]: one
+/// stack shared by every open collection, so a collection's `Vec` is allocated once, at its
+/// exact size, when it closes, rather than grown (and copied) item by item while it is read.
+/// That growth was most of the tree's cost.
+struct Frame {
+    start: usize,
+    children: usize,
+    map: bool,
 }
 
 struct Builder<'a> {
     text: &'a str,
     pos: Positions<'a>,
     stack: Vec<Frame>,
+    /// The children of every open collection, innermost last (a mapping's as key, value, …).
+    pending: Vec<Node>,
     nodes: usize,
     /// Bytes of scalar text copied by aliases so far (bounded by [`MAX_ALIAS_BYTES`]).
     alias_bytes: usize,
@@ -363,6 +370,7 @@ pub fn parse_stream_within(text: &str, budget: Option<std::time::Duration>) -> S
         text,
         pos: Positions::new(text),
         stack: Vec::new(),
+        pending: Vec::new(),
         nodes: 0,
         alias_bytes: 0,
         doc_start: 0,
@@ -454,24 +462,15 @@ impl Builder<'_> {
             }
             Event::DocumentEnd => Ok(Some(start)),
             Event::SequenceStart(..) => {
-                self.open(Frame::Seq { start, items: Vec::new() }, start)?;
+                self.open(start, false)?;
                 Ok(None)
             }
             Event::MappingStart(..) => {
-                self.open(Frame::Map { start, entries: Vec::new(), pending_key: None }, start)?;
+                self.open(start, true)?;
                 Ok(None)
             }
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq { start, items, .. }) = self.stack.pop() {
-                    let node = self.node(NodeKind::Seq(items), start);
-                    self.push(node)?;
-                }
-                Ok(None)
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map { start, entries, .. }) = self.stack.pop() {
-                    self.check_duplicates(&entries);
-                    let node = self.node(NodeKind::Map(entries), start);
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(node) = self.close() {
                     self.push(node)?;
                 }
                 Ok(None)
@@ -516,12 +515,32 @@ impl Builder<'_> {
         }
     }
 
-    fn open(&mut self, frame: Frame, at: usize) -> Result<(), YamlError> {
+    fn open(&mut self, start: usize, map: bool) -> Result<(), YamlError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(self.error_at(at, format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(self.error_at(start, format!("nesting deeper than {MAX_DEPTH} levels")));
         }
-        self.stack.push(frame);
+        self.stack.push(Frame { start, children: self.pending.len(), map });
         Ok(())
+    }
+
+    /// Close the innermost collection: its children leave the shared stack in one exact-size
+    /// `Vec`. (A mapping always closes with a value for every key; a key left over would be a
+    /// parser bug, and is dropped as the old per-mapping `pending_key` was.)
+    fn close(&mut self) -> Option<Node> {
+        let frame = self.stack.pop()?;
+        let mut children = self.pending.drain(frame.children..);
+        let kind = if frame.map {
+            let mut entries = Vec::with_capacity(children.len() / 2);
+            while let (Some(key), Some(value)) = (children.next(), children.next()) {
+                entries.push((key, value));
+            }
+            drop(children);
+            self.check_duplicates(&entries);
+            NodeKind::Map(entries)
+        } else {
+            NodeKind::Seq(children.collect())
+        };
+        Some(self.node(kind, frame.start))
     }
 
     fn push(&mut self, node: Node) -> Result<(), YamlError> {
@@ -529,13 +548,10 @@ impl Builder<'_> {
         if self.nodes > MAX_NODES {
             return Err(self.error_at(node.start, format!("more than {MAX_NODES} YAML nodes in one file")));
         }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => entries.push((key, node)),
-            },
+        if self.stack.is_empty() {
+            self.root = Some(node);
+        } else {
+            self.pending.push(node);
         }
         Ok(())
     }
