@@ -96,12 +96,17 @@ impl<'a> JsonDependency<'a> {
 }
 
 /// Write the report in `format`.
+///
+/// Buffered here: stdout is line-buffered, and a pretty-printed report of 10,000 dependencies
+/// is 300,000 lines, one `write` system call each (a seventh of a large scan's time).
 pub fn write(report: &Report<'_>, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     match format {
-        Format::Json => write_json(report, out),
-        Format::Table => write_table(report, out),
-        Format::Markdown => write_markdown(report, out),
-    }
+        Format::Json => write_json(report, &mut out),
+        Format::Table => write_table(report, &mut out),
+        Format::Markdown => write_markdown(report, &mut out),
+    }?;
+    out.flush()
 }
 
 /// A report of a scan without lookups.
