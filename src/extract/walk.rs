@@ -85,7 +85,8 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
     };
     listing.files.sort_by(|a, b| a.relative.cmp(&b.relative));
     listing.source_ignores.sort_by(|a, b| a.relative.cmp(&b.relative));
-    listing.warnings.sort_by(|a, b| a.file.cmp(&b.file));
+    // By file, then message: the parallel walk finds them in no fixed order.
+    listing.warnings.sort_by(|a, b| (&a.file, &a.message).cmp(&(&b.file, &b.message)));
     Ok(listing)
 }
 
@@ -119,11 +120,12 @@ fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
 
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
     let mut listing = Listing::default();
+    let mut real_dirs = std::collections::HashSet::new();
     for relative in paths {
         let path = root.join(&relative);
         // A tracked file may be deleted in the work tree, or sit under a directory that is a
         // symlink; symlink_metadata on each component is what keeps the scan inside the root.
-        if crosses_symlink(root, &relative) {
+        if crosses_symlink(root, &relative, &mut real_dirs) {
             continue;
         }
         match std::fs::symlink_metadata(&path) {
@@ -142,44 +144,82 @@ fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
     listing
 }
 
-fn crosses_symlink(root: &Path, relative: &str) -> bool {
+/// Is any component of `relative` a symlink? Folders already found to be real are not looked
+/// at again (`real_dirs`), so a repository costs one `lstat` per folder and file, not one per
+/// path component of every file.
+fn crosses_symlink(root: &Path, relative: &str, real_dirs: &mut std::collections::HashSet<String>) -> bool {
     let mut path = root.to_path_buf();
+    let mut end = 0;
     relative.split('/').any(|part| {
+        end += part.len();
+        let prefix = &relative[..end];
+        end += 1;
         path.push(part);
-        std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false)
+        if real_dirs.contains(prefix) {
+            return false;
+        }
+        let link = std::fs::symlink_metadata(&path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        if !link && prefix.len() < relative.len() {
+            real_dirs.insert(prefix.to_string());
+        }
+        link
     })
 }
 
+/// Every file under `root`, honouring ignore files, walked on every core (a repository of
+/// 2,000 folders spent a fifth of its scan here, one folder at a time).
 fn walk(root: &Path, max_size: u64) -> Listing {
-    let mut listing = Listing::default();
-    let walker = ignore::WalkBuilder::new(root)
+    let listing = std::sync::Mutex::new(Listing::default());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
         .require_git(false)
+        .threads(threads)
         .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(err) => {
-                listing.warnings.push(FileError {
-                    file: String::new(),
-                    line: None,
-                    column: None,
-                    message: err.to_string(),
-                });
-                continue;
-            }
-        };
-        if !entry.file_type().is_some_and(|t| t.is_file()) || !is_listed(&entry.file_name().to_string_lossy()) {
-            continue;
+        .build_parallel()
+        .run(|| {
+            Box::new(|entry| {
+                let found = found(root, entry);
+                if let Some(found) = found
+                    && let Ok(mut listing) = listing.lock()
+                {
+                    match found {
+                        Found::File(path, relative, size) => push_sized(&mut listing, path, relative, size, max_size),
+                        Found::Error(warning) => listing.warnings.push(warning),
+                    }
+                }
+                ignore::WalkState::Continue
+            })
+        });
+    listing.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the walk found at one entry.
+enum Found {
+    File(PathBuf, String, u64),
+    Error(FileError),
+}
+
+fn found(root: &Path, entry: Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
+    let entry = match entry {
+        Ok(e) => e,
+        Err(err) => {
+            return Some(Found::Error(FileError {
+                file: String::new(),
+                line: None,
+                column: None,
+                message: err.to_string(),
+            }));
         }
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
-        let relative = rel.to_string_lossy().replace('\\', "/");
-        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        push_sized(&mut listing, entry.path().to_path_buf(), relative, size, max_size);
+    };
+    if !entry.file_type().is_some_and(|t| t.is_file()) || !is_listed(&entry.file_name().to_string_lossy()) {
+        return None;
     }
-    listing
+    let rel = entry.path().strip_prefix(root).ok()?;
+    let relative = rel.to_string_lossy().replace('\\', "/");
+    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+    Some(Found::File(entry.path().to_path_buf(), relative, size))
 }
 
 fn push_sized(listing: &mut Listing, path: PathBuf, relative: String, size: u64, max_size: u64) {
