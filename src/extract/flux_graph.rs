@@ -312,6 +312,52 @@ struct Inputs<'a> {
     artifacts: HashMap<(Option<String>, String), Vec<Generator<'a>>>,
 }
 
+/// What the graph takes from one document.
+enum Read<'n> {
+    FluxKustomization,
+    /// A GitRepository, OCIRepository or Bucket, with its name.
+    Source {
+        kind: &'n str,
+        name: &'n str,
+    },
+    ArtifactGenerator,
+    /// A FluxInstance's `spec.sync`, or what the flux-instance chart renders one from.
+    FluxInstance(&'n Node),
+    KustomizeConfig,
+}
+
+/// What the graph reads from this document, if anything: the one place that decides, so
+/// [`reads_document`] and the graph can never disagree.
+fn reads<'n>(relative: &str, root: &'n Node) -> Option<Read<'n>> {
+    let api = root.str_at(&["apiVersion"]).unwrap_or("");
+    let kind = root.str_at(&["kind"]).unwrap_or("");
+    if api.starts_with("kustomize.toolkit.fluxcd.io/") && kind == "Kustomization" {
+        Some(Read::FluxKustomization)
+    } else if api.starts_with("source.toolkit.fluxcd.io/")
+        && matches!(kind, "GitRepository" | "OCIRepository" | "Bucket")
+    {
+        root.str_at(&["metadata", "name"]).map(|name| Read::Source { kind, name })
+    } else if api.starts_with("source.extensions.fluxcd.io/") && kind == "ArtifactGenerator" {
+        Some(Read::ArtifactGenerator)
+    } else if api.starts_with("fluxcd.controlplane.io/") && kind == "FluxInstance" {
+        root.path(&["spec", "sync"]).map(Read::FluxInstance)
+    } else if api.starts_with("helm.toolkit.fluxcd.io/") && kind == "HelmRelease" {
+        // The flux-instance chart renders a FluxInstance from `values.instance`.
+        root.path(&["spec", "values", "instance", "sync"]).map(Read::FluxInstance)
+    } else if is_kustomization_file(relative) && (api.is_empty() || api.starts_with("kustomize.config.k8s.io/")) {
+        Some(Read::KustomizeConfig)
+    } else {
+        None
+    }
+}
+
+/// Does [`FluxGraph::build`] read anything from this document? A file none of whose documents
+/// it reads may be handed to it with its documents dropped (its name and syntax error are
+/// all the graph takes from it), which is how the scan frees each file's tree early.
+pub fn reads_document(relative: &str, root: &Node) -> bool {
+    reads(relative, root).is_some()
+}
+
 impl<'a> Inputs<'a> {
     fn collect(files: impl IntoIterator<Item = (&'a str, &'a Stream)>) -> Self {
         let mut inputs = Inputs::default();
@@ -373,30 +419,23 @@ impl<'a> Inputs<'a> {
     }
 
     fn document(&mut self, relative: &'a str, root: &Node) {
-        let api = root.str_at(&["apiVersion"]).unwrap_or("");
-        let kind = root.str_at(&["kind"]).unwrap_or("");
+        let Some(what) = reads(relative, root) else { return };
         let namespace = root.str_at(&["metadata", "namespace"]).map(str::to_string);
-        if api.starts_with("kustomize.toolkit.fluxcd.io/") && kind == "Kustomization" {
-            self.flux_kustomization(relative, root, namespace);
-        } else if api.starts_with("source.toolkit.fluxcd.io/")
-            && matches!(kind, "GitRepository" | "OCIRepository" | "Bucket")
-            && let Some(name) = root.str_at(&["metadata", "name"])
-        {
-            let source = SourceDecl {
-                ignore: root.str_at(&["spec", "ignore"]).map(str::to_string),
-                url: root.str_at(&["spec", "url"]).map(normal_url),
-            };
-            self.sources.insert((kind.to_string(), namespace, name.to_string()), source);
-        } else if api.starts_with("source.extensions.fluxcd.io/") && kind == "ArtifactGenerator" {
-            self.artifact_generator(relative, root, namespace);
-        } else if api.starts_with("fluxcd.controlplane.io/") && kind == "FluxInstance" {
-            self.flux_instance(relative, root, root.path(&["spec", "sync"]), namespace);
-        } else if api.starts_with("helm.toolkit.fluxcd.io/") && kind == "HelmRelease" {
-            // The flux-instance chart renders a FluxInstance from `values.instance`.
-            self.flux_instance(relative, root, root.path(&["spec", "values", "instance", "sync"]), namespace);
-        } else if is_kustomization_file(relative) && (api.is_empty() || api.starts_with("kustomize.config.k8s.io/")) {
-            let dir = dir_of(relative);
-            self.kustomizations.insert(dir.to_string(), read_kustomization(dir, root));
+        match what {
+            Read::FluxKustomization => self.flux_kustomization(relative, root, namespace),
+            Read::Source { kind, name } => {
+                let source = SourceDecl {
+                    ignore: root.str_at(&["spec", "ignore"]).map(str::to_string),
+                    url: root.str_at(&["spec", "url"]).map(normal_url),
+                };
+                self.sources.insert((kind.to_string(), namespace, name.to_string()), source);
+            }
+            Read::ArtifactGenerator => self.artifact_generator(relative, root, namespace),
+            Read::FluxInstance(sync) => self.flux_instance(relative, root, sync, namespace),
+            Read::KustomizeConfig => {
+                let dir = dir_of(relative);
+                self.kustomizations.insert(dir.to_string(), read_kustomization(dir, root));
+            }
         }
     }
 
@@ -431,8 +470,7 @@ impl<'a> Inputs<'a> {
         });
     }
 
-    fn flux_instance(&mut self, relative: &'a str, root: &Node, sync: Option<&Node>, namespace: Option<String>) {
-        let Some(sync) = sync else { return };
+    fn flux_instance(&mut self, relative: &'a str, root: &Node, sync: &Node, namespace: Option<String>) {
         let Some(written) = sync.str_at(&["path"]) else { return };
         let name = sync
             .str_at(&["name"])

@@ -181,6 +181,18 @@ impl Extractor for HelmReleases {
         }
     }
 
+    fn merge(&mut self, later: Box<dyn Extractor>) {
+        // Trait upcasting: every manager is `Any`; `later` is this manager from another thread.
+        let later: Box<dyn std::any::Any> = later;
+        let Ok(later) = later.downcast::<HelmReleases>() else { return };
+        let HelmReleases { sources, releases, unparsable, external: _ } = *later;
+        for (key, found) in sources {
+            self.sources.entry(key).or_default().extend(found);
+        }
+        self.releases.extend(releases);
+        self.unparsable.extend(unparsable);
+    }
+
     fn document(&mut self, doc: &ManifestDoc<'_>, _out: &mut Findings) {
         let flux_source = doc.api_version.starts_with("source.toolkit.fluxcd.io/");
         match doc.kind {

@@ -85,24 +85,48 @@ pub fn join(dir: &str, entry: &str) -> Option<String> {
 
 /// Work out the layout from every parsed file (`relative path → stream`).
 pub fn layout<'a>(files: impl IntoIterator<Item = (&'a str, &'a Stream)>) -> Layout {
+    let files: Vec<(&str, &Stream)> = files.into_iter().collect();
+    layout_of(files.iter().map(|(relative, _)| *relative), files.iter().copied())
+}
+
+/// Does this document shape the layout (a Flux `Kustomization`, or a kustomize
+/// `kustomization.yaml`)? Only such documents are read by [`layout_of`].
+pub fn shapes_layout(relative: &str, root: &Node) -> bool {
+    let api = root.str_at(&["apiVersion"]).unwrap_or("");
+    let kind = root.str_at(&["kind"]).unwrap_or("");
+    is_flux_kustomization(api, kind) || is_kustomize_config(relative, api)
+}
+
+fn is_flux_kustomization(api: &str, kind: &str) -> bool {
+    api.starts_with("kustomize.toolkit.fluxcd.io/") && kind == "Kustomization"
+}
+
+fn is_kustomize_config(relative: &str, api: &str) -> bool {
+    is_kustomization_file(relative) && (api.is_empty() || api.starts_with("kustomize.config.k8s.io/"))
+}
+
+/// Work out the layout from the names of every file and the parsed files that may shape it:
+/// documents for which [`shapes_layout`] is false are ignored, so a caller may leave them out.
+pub fn layout_of<'a>(
+    all_files: impl IntoIterator<Item = &'a str>,
+    shaping: impl IntoIterator<Item = (&'a str, &'a Stream)>,
+) -> Layout {
     let mut kustomizations: BTreeMap<String, Kustomization> = BTreeMap::new();
     let mut flux_roots: Vec<(String, Option<String>)> = Vec::new();
-    let mut all_files: BTreeSet<String> = BTreeSet::new();
+    let all_files: BTreeSet<String> = all_files.into_iter().map(str::to_string).collect();
 
-    for (relative, stream) in files {
-        all_files.insert(relative.to_string());
+    for (relative, stream) in shaping {
         for doc in &stream.documents {
             let root = &doc.root;
             let api = root.str_at(&["apiVersion"]).unwrap_or("");
             let kind = root.str_at(&["kind"]).unwrap_or("");
-            if api.starts_with("kustomize.toolkit.fluxcd.io/") && kind == "Kustomization" {
+            if is_flux_kustomization(api, kind) {
                 if let Some(path) = root.str_at(&["spec", "path"]).and_then(|p| join("", p)) {
                     let target =
                         root.str_at(&["spec", "targetNamespace"]).filter(|t| !t.contains("${")).map(str::to_string);
                     flux_roots.push((path, target));
                 }
-            } else if is_kustomization_file(relative) && (api.is_empty() || api.starts_with("kustomize.config.k8s.io/"))
-            {
+            } else if is_kustomize_config(relative, api) {
                 let dir = dir_of(relative);
                 kustomizations.insert(dir.to_string(), read_kustomization(dir, root));
             }

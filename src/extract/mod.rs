@@ -19,9 +19,12 @@ pub mod flux_graph;
 pub mod helmrelease;
 pub mod k3s;
 pub mod kustomize;
+mod load;
 pub mod sourceignore;
+mod streamed;
 pub mod walk;
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -305,14 +308,32 @@ pub struct Findings {
     pub api_versions: BTreeMap<String, BTreeSet<String>>,
 }
 
+impl Findings {
+    /// Append what was found in the files after these.
+    fn append(&mut self, later: Findings) {
+        self.dependencies.extend(later.dependencies);
+        self.errors.extend(later.errors);
+        for (api, files) in later.api_versions {
+            self.api_versions.entry(api).or_default().extend(files);
+        }
+    }
+}
+
 /// One manager: reads documents, and links what it read when the walk is done.
-pub trait Extractor {
+///
+/// Files are read on several threads, each with its own managers; [`Extractor::merge`] joins
+/// them in file order before [`Extractor::finish`], so a manager sees the same as if one
+/// thread had read every file.
+pub trait Extractor: Any + Send {
     /// Short name, for logs.
     fn id(&self) -> &'static str;
     /// Look at a whole file (for comment headers, or the text of documents that did not parse).
     fn file(&mut self, _file: &SourceFile, _out: &mut Findings) {}
     /// Look at one Kubernetes document; keep what is needed for [`Extractor::finish`].
     fn document(&mut self, doc: &ManifestDoc<'_>, out: &mut Findings);
+    /// Take over what the same manager kept from the files after this one's. A manager that
+    /// keeps nothing between calls (it writes straight to [`Findings`]) has nothing to merge.
+    fn merge(&mut self, _later: Box<dyn Extractor>) {}
     /// Called once after every file, to link across documents.
     fn finish(&mut self, _out: &mut Findings) {}
 }
@@ -332,33 +353,60 @@ pub fn extractors_with(sources: &[helmrelease::ExternalSource]) -> Vec<Box<dyn E
 }
 
 /// Scan the repository at `root`.
+///
+/// Each file is read, parsed and handed to the extractors on every core, and its parsed tree
+/// dropped as soon as nothing needs it again ([`streamed`]), so memory follows the largest
+/// file rather than the whole repository. When that pass finds the repository outside what it
+/// can do that way, the scan holds every tree instead ([`scan_holding_all`]): same answer.
 pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
     let listing = walk::list(root, options.max_file_size)?;
+    let Some(read) = streamed::read(&listing.files, options) else { return Ok(scan_holding_all(listing, options)) };
     let mut scan = Scan { errors: listing.warnings, ..Scan::default() };
-    let loaded = load_all(&listing.files, options.file_budget);
+    let files = sort_loaded(read.files, &mut scan);
+    let (findings, passed_over) = read.extraction.finish();
+    scan.passed_over.extend(passed_over);
+    Ok(finish_scan(scan, findings, &files, &listing.source_ignores, options))
+}
+
+/// [`scan`] the simple way: every file parsed and held until the Flux graph is built. The
+/// reference the streamed pass is tested against, and its fallback.
+pub fn scan_holding_all(listing: walk::Listing, options: &ScanOptions) -> Scan {
+    let mut scan = Scan { errors: listing.warnings, ..Scan::default() };
+    let files = sort_loaded(load::load_all(&listing.files, options.file_budget), &mut scan);
+    let findings = extract_files_with(&files, &mut scan.passed_over, &options.sources);
+    finish_scan(scan, findings, &files, &listing.source_ignores, options)
+}
+
+/// The files that loaded, in order; the others reported (quietly when they are not manifests).
+fn sort_loaded(loaded: Vec<Result<SourceFile, load::Unreadable>>, scan: &mut Scan) -> Vec<SourceFile> {
     let mut files = Vec::with_capacity(loaded.len());
     for result in loaded {
         match result {
             Ok(file) => files.push(file),
-            Err(Unreadable { error, quiet }) => {
-                if quiet {
-                    scan.passed_over.push(error)
-                } else {
-                    scan.errors.push(error)
-                }
-            }
+            Err(load::Unreadable { error, quiet: true }) => scan.passed_over.push(error),
+            Err(load::Unreadable { error, quiet: false }) => scan.errors.push(error),
         }
     }
     scan.files_scanned = files.len();
-    let findings = extract_files_with(&files, &mut scan.passed_over, &options.sources);
+    files
+}
+
+/// What follows the extractors: the Flux graph, and which dependencies it applies.
+fn finish_scan(
+    mut scan: Scan,
+    findings: Findings,
+    files: &[SourceFile],
+    source_ignores: &[walk::Candidate],
+    options: &ScanOptions,
+) -> Scan {
     scan.errors.extend(findings.errors);
     scan.dependencies = findings.dependencies;
     scan.api_versions = findings.api_versions;
-    let ignores = read_source_ignores(&listing.source_ignores, &mut scan.errors);
+    let ignores = read_source_ignores(source_ignores, &mut scan.errors);
     scan.flux_graph = FluxGraph::build(files.iter().map(|f| (f.relative.as_str(), &f.stream)), &ignores);
     scan.errors.extend(scan.flux_graph.errors().iter().cloned());
     mark_applied(&mut scan.dependencies, &scan.flux_graph, options.include_not_applied);
-    Ok(scan)
+    scan
 }
 
 /// The `.sourceignore` files as `(folder, text)`; an unreadable one is reported.
@@ -411,10 +459,31 @@ pub fn extract_files_with(
     passed_over: &mut Vec<FileError>,
     sources: &[helmrelease::ExternalSource],
 ) -> Findings {
-    let mut out = Findings::default();
     let layout = kustomize::layout(files.iter().map(|f| (f.relative.as_str(), &f.stream)));
-    let mut managers = extractors_with(sources);
+    let mut extraction = Extraction::new(sources);
     for file in files {
+        extraction.file(file, &layout);
+    }
+    let (findings, quiet) = extraction.finish();
+    passed_over.extend(quiet);
+    findings
+}
+
+/// The extractors part-way through the files: what one thread has found so far.
+pub(crate) struct Extraction {
+    out: Findings,
+    managers: Vec<Box<dyn Extractor>>,
+    /// Syntax errors in files that are not manifests: shown with `--verbose` only.
+    passed_over: Vec<FileError>,
+}
+
+impl Extraction {
+    fn new(sources: &[helmrelease::ExternalSource]) -> Self {
+        Extraction { out: Findings::default(), managers: extractors_with(sources), passed_over: Vec::new() }
+    }
+
+    /// Hand one file to every extractor.
+    fn file(&mut self, file: &SourceFile, layout: &kustomize::Layout) {
         if let Some(err) = &file.stream.error {
             let error = FileError {
                 file: file.relative.clone(),
@@ -422,21 +491,35 @@ pub fn extract_files_with(
                 column: Some(err.column),
                 message: format!("YAML syntax error: {}", err.message),
             };
-            if file.looks_like_manifest() { out.errors.push(error) } else { passed_over.push(error) }
+            if file.looks_like_manifest() { self.out.errors.push(error) } else { self.passed_over.push(error) }
         }
-        for manager in managers.iter_mut() {
-            manager.file(file, &mut out);
+        for manager in self.managers.iter_mut() {
+            manager.file(file, &mut self.out);
         }
         for doc in &file.stream.documents {
-            visit_document(file, doc, &layout, &mut managers, &mut out);
+            visit_document(file, doc, layout, &mut self.managers, &mut self.out);
         }
     }
-    for manager in managers.iter_mut() {
-        manager.finish(&mut out);
+
+    /// Take over what another thread found in the files after this one's.
+    fn merge(&mut self, later: Extraction) {
+        self.out.append(later.out);
+        self.passed_over.extend(later.passed_over);
+        for (manager, theirs) in self.managers.iter_mut().zip(later.managers) {
+            manager.merge(theirs);
+        }
     }
-    out.dependencies.sort_by(|a, b| (a.file(), a.line(), &a.id).cmp(&(b.file(), b.line(), &b.id)));
-    disambiguate_ids(&mut out.dependencies);
-    out
+
+    /// Link across files; the dependencies sorted, with unique ids.
+    fn finish(mut self) -> (Findings, Vec<FileError>) {
+        for manager in self.managers.iter_mut() {
+            manager.finish(&mut self.out);
+        }
+        let mut out = self.out;
+        out.dependencies.sort_by(|a, b| (a.file(), a.line(), &a.id).cmp(&(b.file(), b.line(), &b.id)));
+        disambiguate_ids(&mut out.dependencies);
+        (out, self.passed_over)
+    }
 }
 
 fn visit_document(
@@ -499,87 +582,6 @@ fn disambiguate_ids(deps: &mut [Dependency]) {
     for d in deps.iter_mut() {
         if counts[&d.id] > 1 {
             d.id = format!("{}#{}", d.id, d.manifest.line);
-        }
-    }
-}
-
-/// A file that could not be read as UTF-8 text.
-struct Unreadable {
-    error: FileError,
-    /// True when it does not look like a manifest upkeep manages.
-    quiet: bool,
-}
-
-/// Read and parse files on every core; order is kept.
-fn load_all(candidates: &[walk::Candidate], budget: std::time::Duration) -> Vec<Result<SourceFile, Unreadable>> {
-    let load = |c: &walk::Candidate| load(c, budget);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads <= 1 || candidates.len() < 64 {
-        return candidates.iter().map(load).collect();
-    }
-    let chunk = candidates.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            candidates.chunks(chunk).map(|part| s.spawn(move || part.iter().map(load).collect::<Vec<_>>())).collect();
-        handles
-            .into_iter()
-            .zip(candidates.chunks(chunk))
-            .flat_map(|(h, part)| {
-                h.join().unwrap_or_else(|_| {
-                    part.iter()
-                        .map(|c| {
-                            Err(Unreadable {
-                                error: FileError {
-                                    file: c.relative.clone(),
-                                    line: None,
-                                    column: None,
-                                    message: "internal error while parsing this file; please report it".into(),
-                                },
-                                quiet: false,
-                            })
-                        })
-                        .collect()
-                })
-            })
-            .collect()
-    })
-}
-
-fn load(candidate: &walk::Candidate, budget: std::time::Duration) -> Result<SourceFile, Unreadable> {
-    let fail = |message: String, quiet: bool| Unreadable {
-        error: FileError { file: candidate.relative.clone(), line: None, column: None, message },
-        quiet,
-    };
-    let bytes = std::fs::read(&candidate.path).map_err(|e| fail(format!("cannot read: {e}"), false))?;
-    let managed = mentions_managed_api(&bytes);
-    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
-        return Err(fail("UTF-16 text is not supported; save the file as UTF-8".into(), false));
-    }
-    match String::from_utf8(bytes) {
-        Ok(text) => {
-            let file = SourceFile::within(candidate.relative.clone(), text, budget);
-            match &file.stream.error {
-                // Not the file's fault, or not provably: said as what happened, never passed
-                // over quietly, and nothing from it is used.
-                Some(e) if file.stream.out_of_time => Err(Unreadable {
-                    error: FileError {
-                        file: candidate.relative.clone(),
-                        line: Some(e.line),
-                        column: Some(e.column),
-                        message: format!("not scanned: {} (stopped here); nothing in it was read", e.message),
-                    },
-                    quiet: false,
-                }),
-                _ => Ok(file),
-            }
-        }
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            let text = String::from_utf8_lossy(&e.as_bytes()[..at]);
-            let line = text.matches('\n').count() + 1;
-            let mut err = fail(format!("not UTF-8 (invalid byte at offset {at}); save the file as UTF-8"), !managed);
-            err.error.line = Some(line);
-            Err(err)
         }
     }
 }

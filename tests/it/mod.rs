@@ -23,6 +23,7 @@ mod registry;
 mod renovate_fixtures;
 mod run;
 mod run_scenarios;
+mod scan_streamed;
 mod servers;
 mod sources;
 mod util;
