@@ -203,13 +203,19 @@ impl IndexScanner {
 
     /// Whole lines (the last one may lack its line break at the end of the body).
     fn region(&mut self, bytes: &[u8]) -> Result<(), Bail> {
-        if bytes.iter().any(|&b| (b < 0x20 && b != b'\n') || b == 0x7f) {
-            return Err(self.bail("a tab, carriage return or control character"));
+        // One branch-free pass over the region decides the common case (printable ASCII and
+        // line breaks; the check vectorises), so only other text pays for the finer checks.
+        let unusual = bytes.iter().fold(false, |seen, &b| seen | ((b < 0x20 && b != b'\n') | (b >= 0x7f)));
+        if unusual {
+            if bytes.iter().any(|&b| (b < 0x20 && b != b'\n') || b == 0x7f) {
+                return Err(self.bail("a tab, carriage return or control character"));
+            }
+            let Ok(text) = std::str::from_utf8(bytes) else { return Err(self.bail("not UTF-8")) };
+            if text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{feff}') {
+                return Err(self.bail("a byte-order mark or C1 control character"));
+            }
         }
         let Ok(text) = std::str::from_utf8(bytes) else { return Err(self.bail("not UTF-8")) };
-        if !text.is_ascii() && text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{feff}') {
-            return Err(self.bail("a byte-order mark or C1 control character"));
-        }
         for line in text.split_terminator('\n') {
             self.one_line(line)?;
             self.line += 1;
