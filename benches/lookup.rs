@@ -57,7 +57,8 @@ fn child_scan(repo: &str, base: &str, cache: &str) {
         .filter(|p| p.datasource == Datasource::Helm)
         .collect();
     let lookup = Lookup::new(servers::context(&rewrites(base), Some(Path::new(cache)), servers::mirror_http()));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // As `upkeep scan` runs its lookups (`app::look_up_reporting`): on one thread.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let results = runtime.block_on(lookup.all(&packages));
     let elapsed = started.elapsed();
     let stats = &lookup.context().http.stats;
