@@ -13,8 +13,7 @@ use crate::git::GitHistory;
 use crate::lookup::cache::Cache;
 use crate::lookup::http::{Http, HttpConfig, HttpError};
 use crate::lookup::{Context, Lookup};
-use crate::model::Release;
-use crate::model::{LookupFailure, Package};
+use crate::model::{LookupFailure, Package, SharedReleases};
 use crate::progress::Progress;
 use crate::report::{self, Format, Report};
 
@@ -116,7 +115,7 @@ pub struct Versions {
     /// Failures by dependency.
     pub failures: Vec<LookupFailure>,
     /// Every release by dependency id, or why it is unknown: what the gate decides from.
-    pub releases: HashMap<String, Result<Vec<Release>, String>>,
+    pub releases: HashMap<String, Result<SharedReleases, String>>,
 }
 
 /// Finds the digest of a tag, for OCIRepositories that pin one next to their tag: `run` asks
@@ -201,6 +200,8 @@ pub fn look_up_reporting(scan: &Scan, lookup: &Lookup, progress: &dyn Progress) 
         .build()
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
     let results = runtime.block_on(lookup.all_reporting(wanted.iter().map(|(_, p, _)| *p), progress));
+    let results: HashMap<_, _> =
+        results.into_iter().map(|(package, found)| (package, found.map(SharedReleases::from))).collect();
     let mut versions = Versions::default();
     for (id, package, current) in wanted {
         match results.get(package) {

@@ -93,6 +93,14 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
 /// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree. An
 /// index that cannot be read is an error: the files git tracks are then unknown.
 fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
+    // libgit2 loads every system CA certificate when it starts (its TLS set-up): about 2 MiB
+    // of peak memory that a folder outside any work tree has no use for.
+    // Both spellings of the root: libgit2 looks from the real path, a symlink's may differ.
+    let spellings = [std::path::absolute(root).ok(), root.canonicalize().ok()];
+    let in_work_tree = spellings.iter().flatten().any(|path| path.ancestors().any(|dir| dir.join(".git").exists()));
+    if !in_work_tree {
+        return Ok(None);
+    }
     let Ok(repo) = git2::Repository::discover(root) else { return Ok(None) };
     let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };
     let Some(root) = root.canonicalize().ok() else { return Ok(None) };

@@ -66,7 +66,7 @@ fn looked_up<'a>(dep: &Dependency, input: &GateInput<'a>) -> Result<&'a [Release
     match input.releases.get(&dep.id) {
         None => Err(end(Action::Skip, "versions were not looked up")),
         Some(Err(e)) => Err(end(Action::Skip, format!("versions unknown: {e}"))),
-        Some(Ok(r)) => Ok(r),
+        Some(Ok(r)) => Ok(&r[..]),
     }
 }
 

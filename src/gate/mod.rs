@@ -21,7 +21,7 @@ use serde::Serialize;
 use self::history::{History, MemoryPolicy};
 use self::rules::Rule;
 use self::versioning::{UpdateType, Version};
-use crate::model::{Component, Dependency, Kind, PlanRole, Release};
+use crate::model::{Component, Dependency, Kind, PlanRole, SharedReleases};
 
 /// The repository's policy, checked.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +128,7 @@ pub struct GateInput<'a> {
     /// The scan's dependencies.
     pub dependencies: &'a [Dependency],
     /// Releases by dependency id; an error when the lookup failed; absent when not looked up.
-    pub releases: &'a HashMap<String, Result<Vec<Release>, String>>,
+    pub releases: &'a HashMap<String, Result<SharedReleases, String>>,
     /// apiVersions used in the repository, with the files using them.
     pub api_versions: &'a BTreeMap<String, BTreeSet<String>>,
     /// The clusters that apply each file (`Scan::flux_graph`); empty when the repository has no

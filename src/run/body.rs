@@ -34,7 +34,7 @@ pub(super) fn pr_body(
         let from = d.current.clone().unwrap_or_default();
         let to = x.target.clone().unwrap_or_default();
         let releases = match ctx.versions.releases.get(&d.id) {
-            Some(Ok(r)) => r.as_slice(),
+            Some(Ok(r)) => &r[..],
             _ => &[],
         };
         let between = releases_between(releases, &from, &to);

@@ -184,10 +184,10 @@ fn issue_9_k3s_plans_of_one_cluster_in_sibling_folders_share_one_pr() {
         ("k3s/agent/plan.yaml", plan("k3s-agent", "DoesNotExist", "v1.30.4+k3s1").as_bytes()),
     ]);
     let scan = scan_dir(dir.path());
-    let releases: HashMap<String, Result<Vec<Release>, String>> = scan
+    let releases: HashMap<String, Result<upkeep::model::SharedReleases, String>> = scan
         .dependencies
         .iter()
-        .map(|d| (d.id.clone(), Ok(vec![release("v1.30.4+k3s1"), release("v1.30.5+k3s1")])))
+        .map(|d| (d.id.clone(), Ok(vec![release("v1.30.4+k3s1"), release("v1.30.5+k3s1")].into())))
         .collect();
     let plan = decide(&GateInput {
         dependencies: &scan.dependencies,
@@ -220,8 +220,8 @@ fn issue_9_a_removed_api_in_a_file_no_cluster_applies_does_not_hold_flux() {
         .iter()
         .find(|d| d.kind == upkeep::model::Kind::FluxComponents)
         .unwrap_or_else(|| panic!("{:#?}", scan.dependencies));
-    let releases: HashMap<String, Result<Vec<Release>, String>> =
-        HashMap::from([(flux.id.clone(), Ok(vec![release("v2.6.0"), release("v2.7.0")]))]);
+    let releases: HashMap<String, Result<upkeep::model::SharedReleases, String>> =
+        HashMap::from([(flux.id.clone(), Ok(vec![release("v2.6.0"), release("v2.7.0")].into()))]);
     let decide_with = |file_clusters: &BTreeMap<String, std::collections::BTreeSet<String>>| {
         decide(&GateInput {
             dependencies: std::slice::from_ref(flux),

@@ -89,7 +89,7 @@ fn dep(id: &str, component: Component, current: &str) -> Dependency {
 
 struct Case {
     deps: Vec<Dependency>,
-    releases: HashMap<String, Result<Vec<Release>, String>>,
+    releases: HashMap<String, Result<upkeep::model::SharedReleases, String>>,
     api_versions: BTreeMap<String, BTreeSet<String>>,
     policy: Policy,
     history: History,
@@ -99,7 +99,7 @@ struct Case {
 
 impl Case {
     fn new(deps: Vec<(Dependency, Vec<Release>)>) -> Case {
-        let releases = deps.iter().map(|(d, r)| (d.id.clone(), Ok(r.clone()))).collect();
+        let releases = deps.iter().map(|(d, r)| (d.id.clone(), Ok(r.clone().into()))).collect();
         Case {
             deps: deps.into_iter().map(|(d, _)| d).collect(),
             releases,

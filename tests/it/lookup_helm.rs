@@ -257,7 +257,7 @@ async fn plan_gives_every_corpus_dependency_a_decision() {
             match &results[p] {
                 Ok(r) => {
                     versions.available.insert(d.id.clone(), available(d.current.as_deref().unwrap_or(""), r));
-                    versions.releases.insert(d.id.clone(), Ok(r.clone()));
+                    versions.releases.insert(d.id.clone(), Ok(r.clone().into()));
                 }
                 Err(e) => {
                     versions.releases.insert(d.id.clone(), Err(e.message.clone()));
