@@ -174,60 +174,38 @@ fn crosses_symlink(root: &Path, relative: &str, real_dirs: &mut std::collections
     })
 }
 
-/// Every file under `root`, honouring ignore files, walked on every core (a repository of
-/// 2,000 folders spent a fifth of its scan here, one folder at a time).
+/// Every file under `root`, honouring ignore files. One thread: walking on two saved 25 ms on a
+/// repository of 2,000 folders, but its threads cost about 3 MiB of peak memory on every scan.
 fn walk(root: &Path, max_size: u64) -> Listing {
-    let listing = std::sync::Mutex::new(Listing::default());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    ignore::WalkBuilder::new(root)
+    let mut listing = Listing::default();
+    let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
         .hidden(false)
         .require_git(false)
-        .threads(threads)
         .filter_entry(|e| e.file_name() != ".git")
-        .build_parallel()
-        .run(|| {
-            Box::new(|entry| {
-                let found = found(root, entry);
-                if let Some(found) = found
-                    && let Ok(mut listing) = listing.lock()
-                {
-                    match found {
-                        Found::File(path, relative, size) => push_sized(&mut listing, path, relative, size, max_size),
-                        Found::Error(warning) => listing.warnings.push(warning),
-                    }
-                }
-                ignore::WalkState::Continue
-            })
-        });
-    listing.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What the walk found at one entry.
-enum Found {
-    File(PathBuf, String, u64),
-    Error(FileError),
-}
-
-fn found(root: &Path, entry: Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
-    let entry = match entry {
-        Ok(e) => e,
-        Err(err) => {
-            return Some(Found::Error(FileError {
-                file: String::new(),
-                line: None,
-                column: None,
-                message: err.to_string(),
-            }));
+        .build();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                listing.warnings.push(FileError {
+                    file: String::new(),
+                    line: None,
+                    column: None,
+                    message: err.to_string(),
+                });
+                continue;
+            }
+        };
+        if !entry.file_type().is_some_and(|t| t.is_file()) || !is_listed(&entry.file_name().to_string_lossy()) {
+            continue;
         }
-    };
-    if !entry.file_type().is_some_and(|t| t.is_file()) || !is_listed(&entry.file_name().to_string_lossy()) {
-        return None;
+        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let relative = rel.to_string_lossy().replace('\\', "/");
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        push_sized(&mut listing, entry.path().to_path_buf(), relative, size, max_size);
     }
-    let rel = entry.path().strip_prefix(root).ok()?;
-    let relative = rel.to_string_lossy().replace('\\', "/");
-    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-    Some(Found::File(entry.path().to_path_buf(), relative, size))
+    listing
 }
 
 fn push_sized(listing: &mut Listing, path: PathBuf, relative: String, size: u64, max_size: u64) {
