@@ -32,8 +32,10 @@ pub(super) struct Read {
 
 /// One listed file on its way through the pass.
 enum Slot {
-    /// Read, not parsed yet.
-    Text(String),
+    /// Read once (it is UTF-8 text), and let go: read again when its turn comes, so the pass
+    /// never holds more than one file's text per thread. Reading a file twice costs a few
+    /// microseconds; holding every text cost the size of the repository in memory.
+    Unread,
     /// Parsed: early, because it may shape the layout, or once the layout was known.
     Parsed(SourceFile),
     /// Not readable or not parsable within its budget.
@@ -57,7 +59,7 @@ pub(super) fn read(candidates: &[walk::Candidate], options: &ScanOptions) -> Opt
         .map(|slot| match slot {
             Slot::Parsed(file) => Some(Ok(file)),
             Slot::Failed(why) => Some(Err(why)),
-            Slot::Text(_) => None,
+            Slot::Unread => None,
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Read { files, extraction })
@@ -69,7 +71,8 @@ fn may_shape_layout(relative: &str, text: &str) -> bool {
     kustomize::is_kustomization_file(relative) || text.contains("kustomize.toolkit.fluxcd.io")
 }
 
-/// Read every file on every core; parse the ones that may shape the layout.
+/// Read every file on every core (is it text, may it shape the layout?); parse the ones that
+/// may shape the layout.
 fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> Vec<Slot> {
     let look = |candidate: &walk::Candidate| match load::read_text(candidate) {
         Err(why) => Slot::Failed(why),
@@ -77,7 +80,7 @@ fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> V
             Ok(file) => Slot::Parsed(file),
             Err(why) => Slot::Failed(why),
         },
-        Ok(text) => Slot::Text(text),
+        Ok(_) => Slot::Unread,
     };
     let Some(chunk) = load::chunking(candidates.len()) else { return candidates.iter().map(look).collect() };
     std::thread::scope(|s| {
@@ -136,8 +139,8 @@ fn second_look(
     budget: std::time::Duration,
     extraction: &mut Extraction,
 ) -> bool {
-    let (file, late) = match std::mem::replace(slot, Slot::Text(String::new())) {
-        Slot::Text(text) => match load::parse(candidate, text, budget) {
+    let (file, late) = match std::mem::replace(slot, Slot::Unread) {
+        Slot::Unread => match load::read_text(candidate).and_then(|text| load::parse(candidate, text, budget)) {
             Ok(file) => {
                 let late = file.stream.documents.iter().any(|d| kustomize::shapes_layout(&file.relative, &d.root));
                 (file, late)
