@@ -38,15 +38,25 @@ pub(super) fn load_all(
     candidates: &[walk::Candidate],
     budget: std::time::Duration,
 ) -> Vec<Result<SourceFile, Unreadable>> {
-    let load = |c: &walk::Candidate| read_text(c).and_then(|text| parse(c, text, budget));
-    let Some(chunk) = chunking(candidates.len()) else { return candidates.iter().map(load).collect() };
+    on_threads(candidates, |c| read_text(c).and_then(|text| parse(c, text, budget)), |c| Err(internal_error(c)))
+}
+
+/// `look` at every file, a contiguous share of them per core, the answers in file order; a
+/// share whose thread panicked gets `failed` for each of its files.
+pub(super) fn on_threads<T: Send>(
+    candidates: &[walk::Candidate],
+    look: impl Fn(&walk::Candidate) -> T + Sync,
+    failed: impl Fn(&walk::Candidate) -> T,
+) -> Vec<T> {
+    let Some(chunk) = chunking(candidates.len()) else { return candidates.iter().map(look).collect() };
+    let look = &look;
     std::thread::scope(|s| {
         let handles: Vec<_> =
-            candidates.chunks(chunk).map(|part| s.spawn(move || part.iter().map(load).collect::<Vec<_>>())).collect();
+            candidates.chunks(chunk).map(|part| s.spawn(move || part.iter().map(look).collect::<Vec<_>>())).collect();
         handles
             .into_iter()
             .zip(candidates.chunks(chunk))
-            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(|c| Err(internal_error(c))).collect()))
+            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| part.iter().map(&failed).collect()))
             .collect()
     })
 }

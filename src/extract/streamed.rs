@@ -82,18 +82,7 @@ fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> V
         },
         Ok(_) => Slot::Unread,
     };
-    let Some(chunk) = load::chunking(candidates.len()) else { return candidates.iter().map(look).collect() };
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            candidates.chunks(chunk).map(|part| s.spawn(move || part.iter().map(look).collect::<Vec<_>>())).collect();
-        handles
-            .into_iter()
-            .zip(candidates.chunks(chunk))
-            .flat_map(|(h, part)| {
-                h.join().unwrap_or_else(|_| part.iter().map(|c| Slot::Failed(load::internal_error(c))).collect())
-            })
-            .collect()
-    })
+    load::on_threads(candidates, look, |c| Slot::Failed(load::internal_error(c)))
 }
 
 /// Parse what is left and hand every file to the extractors, a contiguous share of the files

@@ -7,15 +7,7 @@ use std::path::Path;
 use upkeep::extract::Scan;
 use upkeep::model::Kind;
 
-use super::util::{fixture, scan_dir};
-
-const REPOS: [&str; 5] = [
-    "billimek-k8s-gitops",
-    "bjw-s-home-ops",
-    "carpenike-k8s-gitops-2021",
-    "flux2-kustomize-helm-example",
-    "onedr0p-home-ops-2022",
-];
+use super::util::{REPOS, fixture, scan_dir};
 
 fn summary(scan: &Scan) -> String {
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();

@@ -12,15 +12,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::servers::{Mirror, context, mirror_http, once_then, raw_server, test_http};
-use super::util::{fixture, scan_dir};
-
-const REPOS: [&str; 5] = [
-    "billimek-k8s-gitops",
-    "bjw-s-home-ops",
-    "carpenike-k8s-gitops-2021",
-    "flux2-kustomize-helm-example",
-    "onedr0p-home-ops-2022",
-];
+use super::util::{REPOS, fixture, scan_dir};
 
 /// Rewrites from every upstream URL in the mirror's SOURCES.tsv to the loopback server.
 fn mirror_rewrites(base: &str) -> Vec<(String, String)> {

@@ -6,15 +6,7 @@
 use upkeep::extract::{Scan, ScanOptions, scan, scan_holding_all, walk};
 use upkeep::report;
 
-use super::util::{fixture, tree};
-
-const REPOS: [&str; 5] = [
-    "billimek-k8s-gitops",
-    "bjw-s-home-ops",
-    "carpenike-k8s-gitops-2021",
-    "flux2-kustomize-helm-example",
-    "onedr0p-home-ops-2022",
-];
+use super::util::{REPOS, fixture, tree};
 
 /// Everything a scan shows: the JSON report, the problems, and the Flux graph.
 fn everything(scan: &Scan) -> String {

@@ -9,6 +9,15 @@ pub(crate) fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
 }
 
+/// The five real repositories under `fixtures/corpus`.
+pub(crate) const REPOS: [&str; 5] = [
+    "billimek-k8s-gitops",
+    "bjw-s-home-ops",
+    "carpenike-k8s-gitops-2021",
+    "flux2-kustomize-helm-example",
+    "onedr0p-home-ops-2022",
+];
+
 /// Scan a directory with default options, panicking on a walk error.
 pub(crate) fn scan_dir(root: &Path) -> Scan {
     scan(root, &ScanOptions::default()).unwrap_or_else(|e| panic!("scan of {} failed: {e}", root.display()))
