@@ -50,12 +50,12 @@ fn release(n: usize) -> String {
     )
 }
 
-/// More than enough files for the threaded path, with: sources after the releases that use
-/// them, a YAML error, a file that is not UTF-8 listed as a resource, a flux-instance chart the
+/// More than enough files for the threaded path (a thousand), with: sources after the releases
+/// that use them, so linking crosses the threads' shares, a YAML error, a file that is not UTF-8 listed as a resource, a flux-instance chart the
 /// graph reads, duplicate keys, and a cluster entry point.
 fn awkward_repository() -> tempfile::TempDir {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for n in 0..150 {
+    for n in 0..520 {
         files.push((format!("apps/app-{n}/release.yaml"), release(n).into_bytes()));
         files.push((
             format!("apps/app-{n}/kustomization.yaml"),
@@ -97,6 +97,8 @@ fn an_awkward_repository_scans_the_same_streamed() {
     assert!(streamed.contains("YAML syntax error"), "{streamed}");
     assert!(streamed.contains("duplicate key `name`"), "{streamed}");
     assert!(streamed.contains("clusters/prod"), "{streamed}");
+    let files = streamed.split("\nfiles: ").nth(1).and_then(|rest| rest.split('\n').next()).unwrap_or_default();
+    assert_eq!(files, "1045", "the threaded path reads over a thousand files");
     assert_eq!(streamed, held);
 }
 
