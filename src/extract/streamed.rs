@@ -1,5 +1,6 @@
-//! The scan's reading pass: every file read, parsed and handed to the extractors on every
-//! core, its parsed tree dropped as soon as they have read it.
+//! The scan's reading pass: every file read, parsed and handed to the extractors (on every
+//! core, for a repository of a thousand files or more), its parsed tree dropped as soon as
+//! they have read it.
 //!
 //! Holding every file's tree until the end made a scan's memory grow with the repository: a
 //! tree is ten to forty times its text (136 MiB for a repository of 10,000 HelmReleases in
@@ -44,6 +45,10 @@ enum Slot {
 
 /// Read, parse and extract every file. `None` when a layout document turned up in a file the
 /// first look passed by: the caller then scans holding every tree.
+///
+/// The layout is worked out over the files that read as text. A file that then fails to parse
+/// within its budget is still among them, where the scan holding every tree would not count it;
+/// that changes only the namespace given to that file, which nothing reads.
 pub(super) fn read(candidates: &[walk::Candidate], options: &ScanOptions) -> Option<Read> {
     let mut slots = first_looks(candidates, options.file_budget);
     let layout = kustomize::layout_of(
@@ -71,7 +76,8 @@ fn may_shape_layout(relative: &str, text: &str) -> bool {
     kustomize::is_kustomization_file(relative) || text.contains("kustomize.toolkit.fluxcd.io")
 }
 
-/// Read every file on every core (is it text, may it shape the layout?); parse the ones that
+/// Read every file (on every core for a large repository: is it text, may it shape the
+/// layout?); parse the ones that
 /// may shape the layout.
 fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> Vec<Slot> {
     let look = |candidate: &walk::Candidate| match load::read_text(candidate) {
