@@ -76,9 +76,8 @@ fn may_shape_layout(relative: &str, text: &str) -> bool {
     kustomize::is_kustomization_file(relative) || text.contains("kustomize.toolkit.fluxcd.io")
 }
 
-/// Read every file (on every core for a large repository: is it text, may it shape the
-/// layout?); parse the ones that
-/// may shape the layout.
+/// Read every file, on every core for a large repository (is it text, may it shape the
+/// layout?), and parse the ones that may.
 fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> Vec<Slot> {
     let look = |candidate: &walk::Candidate| match load::read_text(candidate) {
         Err(why) => Slot::Failed(why),
