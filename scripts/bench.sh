@@ -3,6 +3,8 @@
 #
 #   scripts/bench.sh              # release build, then every measurement below
 #   UPKEEP=path/to/upkeep scripts/bench.sh   # measure a binary you already built
+#   # the shipped build (image, release binaries): cargo build --profile dist, then
+#   UPKEEP=target/dist/upkeep FAKE_CLUSTER=target/release/examples/fake_cluster scripts/bench.sh
 #
 # 1. `upkeep scan` with lookups over each ../shared/corpus/repos/* repository, the index
 #    mirror (fixtures/mirror) served on loopback by Python's http.server (Last-Modified, so
