@@ -93,6 +93,9 @@ impl Extractor for Flux {
         "flux"
     }
 
+    /// Nothing kept between documents: every finding goes straight to `Findings`.
+    fn merge(&mut self, _later: Box<dyn Extractor>) {}
+
     fn file(&mut self, file: &SourceFile, out: &mut Findings) {
         if !is_components_file(&file.relative) {
             return;

@@ -78,6 +78,9 @@ impl Extractor for Plans {
         "k3s"
     }
 
+    /// Nothing kept between documents: every finding goes straight to `Findings`.
+    fn merge(&mut self, _later: Box<dyn Extractor>) {}
+
     fn document(&mut self, doc: &ManifestDoc<'_>, out: &mut Findings) {
         if doc.kind != "Plan" || !doc.api_version.starts_with("upgrade.cattle.io/") {
             return;

@@ -331,9 +331,10 @@ pub trait Extractor: Any + Send {
     fn file(&mut self, _file: &SourceFile, _out: &mut Findings) {}
     /// Look at one Kubernetes document; keep what is needed for [`Extractor::finish`].
     fn document(&mut self, doc: &ManifestDoc<'_>, out: &mut Findings);
-    /// Take over what the same manager kept from the files after this one's. A manager that
-    /// keeps nothing between calls (it writes straight to [`Findings`]) has nothing to merge.
-    fn merge(&mut self, _later: Box<dyn Extractor>) {}
+    /// Take over what the same manager kept from the files after this one's. Required, so a
+    /// manager that starts keeping state cannot lose another thread's share by forgetting it;
+    /// one that writes straight to [`Findings`] has nothing to merge.
+    fn merge(&mut self, later: Box<dyn Extractor>);
     /// Called once after every file, to link across documents.
     fn finish(&mut self, _out: &mut Findings) {}
 }
