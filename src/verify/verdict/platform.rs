@@ -11,7 +11,7 @@
 
 use jiff::Timestamp;
 
-use super::{FAILURE_REASONS, ROLLBACK_REASONS, Row, is, not_rolled_out, row, same_version};
+use super::{FAILURE_REASONS, ROLLBACK_REASONS, Row, is, missing_row, not_rolled_out, row, same_version};
 use crate::verify::evidence::{Condition, Evidence, FluxObject, Workload};
 use crate::verify::platform::{Node, PlatformTarget, image_name, split_image};
 
@@ -112,13 +112,7 @@ fn k3s_plans(ev: &Evidence, version: &str, plans: &[(String, String)]) -> Vec<Ro
     for (namespace, name) in plans {
         let object = format!("Plan/{namespace}/{name}");
         let Some(plan) = ev.platform.plans.iter().find(|p| p.namespace == *namespace && p.name == *name) else {
-            rows.push(Row {
-                object,
-                type_: "Exists".into(),
-                status: "False".into(),
-                reason: "NotFound".into(),
-                message: "was not found in the cluster".into(),
-            });
+            rows.push(missing_row(&object, "Exists", "False", "was not found in the cluster"));
             continue;
         };
         let latest = plan.latest_version.clone().unwrap_or_else(|| "none".into());
@@ -184,13 +178,12 @@ fn longhorn_manager_rows(ev: &Evidence, namespace: &str, version: &str) -> Vec<R
     let managers: Vec<&Workload> =
         in_namespace(ev, namespace).filter(|w| w.images.iter().any(|i| image_name(i) == "longhorn-manager")).collect();
     if managers.is_empty() {
-        return vec![Row {
-            object: format!("DaemonSet/{namespace}/longhorn-manager"),
-            type_: "Exists".into(),
-            status: "False".into(),
-            reason: "NotFound".into(),
-            message: format!("no workload in {namespace} runs longhorn-manager"),
-        }];
+        return vec![missing_row(
+            &format!("DaemonSet/{namespace}/longhorn-manager"),
+            "Exists",
+            "False",
+            &format!("no workload in {namespace} runs longhorn-manager"),
+        )];
     }
     managers.iter().flat_map(|w| stale_images(w, "longhorn-manager", version)).collect()
 }
@@ -272,13 +265,12 @@ fn exact(version: &str) -> bool {
 fn flux_controllers(ev: &Evidence, namespace: &str, version: &str, images: &[String]) -> Vec<Row> {
     let controllers: Vec<Workload> = in_namespace(ev, namespace).cloned().collect();
     if controllers.is_empty() {
-        return vec![Row {
-            object: format!("Deployment/{namespace}/*"),
-            type_: "Exists".into(),
-            status: "False".into(),
-            reason: "NotFound".into(),
-            message: format!("no Flux controller Deployment found in {namespace}"),
-        }];
+        return vec![missing_row(
+            &format!("Deployment/{namespace}/*"),
+            "Exists",
+            "False",
+            &format!("no Flux controller Deployment found in {namespace}"),
+        )];
     }
     let mut rows = not_rolled_out(&controllers);
     for w in &controllers {
@@ -306,13 +298,12 @@ fn flux_controllers(ev: &Evidence, namespace: &str, version: &str, images: &[Str
     for want in images {
         let name = image_name(want);
         if !controllers.iter().any(|w| w.images.iter().any(|i| image_name(i) == name)) {
-            rows.push(Row {
-                object: format!("Deployment/{namespace}/{name}"),
-                type_: "Exists".into(),
-                status: "False".into(),
-                reason: "NotFound".into(),
-                message: format!("no Deployment runs {want}"),
-            });
+            rows.push(missing_row(
+                &format!("Deployment/{namespace}/{name}"),
+                "Exists",
+                "False",
+                &format!("no Deployment runs {want}"),
+            ));
         }
     }
     rows
