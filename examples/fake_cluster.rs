@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// What `kube_fake.rs` needs of the test helpers.
 mod util {
@@ -31,53 +31,24 @@ mod util {
 #[path = "../tests/it/kube_fake.rs"]
 mod kube_fake;
 
-use kube_fake::{Change, FakeKube, load};
+use kube_fake::{Change, FakeKube, flux_applies, flux_synced_at, retarget};
 
-/// A documented object, retargeted from `default/podinfo` to the example's ingress-nginx.
-fn retarget(fixture: &str, from: &str, to: &str) -> Value {
-    let text = load(fixture)
-        .to_string()
-        .replace("default/podinfo", "ingress-nginx/ingress-nginx")
-        .replace("\"namespace\":\"default\"", "\"namespace\":\"ingress-nginx\"")
-        .replace("fluxcd.io/namespace\":\"default\"", "fluxcd.io/namespace\":\"ingress-nginx\"")
-        .replace("podinfo", "ingress-nginx")
-        .replace("6.5.3", from)
-        .replace("6.5.4", to);
-    serde_json::from_str(&text).unwrap()
-}
+/// The example's release: ingress-nginx in its own namespace.
+const NS: &str = "ingress-nginx";
 
 fn before(fake: &FakeKube, old: &str, from: &str, to: &str) {
-    let mut git = load("gitrepository-v1-ready.json");
-    git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
-    git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old}"));
-    fake.apply(Change::Put(git));
-    let mut k = load("kustomization-v1-ready.json");
-    k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
-    k["spec"]["path"] = json!("./infrastructure");
-    k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
-    k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old}"));
-    fake.apply(Change::Put(k));
-    let mut hr = retarget("helmrelease-v2-test-succeeded.json", from, to);
+    flux_synced_at(fake, old);
+    let mut hr = retarget("helmrelease-v2-test-succeeded.json", NS, NS, from, to);
     hr["status"]["history"][0]["chartVersion"] = json!(from);
     fake.apply(Change::Put(hr));
-    fake.apply(Change::Put(retarget("deployment-podinfo-rolled-out.json", from, to)));
+    fake.apply(Change::Put(retarget("deployment-podinfo-rolled-out.json", NS, NS, from, to)));
 }
 
 fn timeline(fake: &FakeKube, merge: &str, from: &str, to: &str) {
-    let rev = format!("main@sha1:{merge}");
-    let at = Duration::from_secs(1);
-    fake.at(
-        at,
-        Change::merge(
-            "gitrepositories",
-            "flux-system",
-            "flux-system",
-            json!({"status": {"artifact": {"revision": rev}}}),
-        ),
-    );
-    let applied = json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}});
-    fake.at(at, Change::merge("kustomizations", "flux-system", "infrastructure", applied));
-    let mut failed = retarget("helmrelease-v2-upgrade-failed.json", from, to);
+    for change in flux_applies(merge, &["infrastructure"]) {
+        fake.at(Duration::from_secs(1), change);
+    }
+    let mut failed = retarget("helmrelease-v2-upgrade-failed.json", NS, NS, from, to);
     failed["status"]["observedGeneration"] = json!(2);
     fake.at(Duration::from_secs(2), Change::Put(failed));
 }

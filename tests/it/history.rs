@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::run::Sandbox;
 use super::verify_support::{local_pr, text, upkeep, upkeep_in};
+use super::verify_watch::merge_as;
 
 const CERT: &str = "upkeep/helmrelease-cert-manager-cert-manager";
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -19,17 +20,10 @@ const K3S: &str = "upkeep/k3s-clusters-home";
 /// Merge `branch` into main with a real three-way merge commit dated `when` (Unix seconds),
 /// and mark its local PR merged, as GitHub would.
 fn merge_pr(sb: &Sandbox, branch: &str, when: i64) -> git2::Oid {
-    let git = sb.git();
-    let side = git.find_commit(git.refname_to_id(&format!("refs/heads/{branch}")).unwrap()).unwrap();
-    let main = git.find_commit(sb.main_tip()).unwrap();
-    let mut index = git.merge_commits(&main, &side, None).unwrap();
-    assert!(!index.has_conflicts(), "{branch} merges cleanly");
-    let tree = git.find_tree(index.write_tree_to(&git).unwrap()).unwrap();
     let (number, mut pr) = local_pr(&sb.repo, branch);
     let sig = git2::Signature::new("Maintainer", "maintainer@example.com", &git2::Time::new(when, 0)).unwrap();
     let message = format!("Merge pull request #{number} from example/{branch}\n\n{}\n", pr["title"].as_str().unwrap());
-    let merged = git.commit(Some("refs/heads/main"), &sig, &sig, &message, &tree, &[&main, &side]).unwrap();
-    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+    let merged = merge_as(sb, branch, &sig, &message);
     pr["state"] = "merged".into();
     pr["merge_commit"] = merged.to_string().into();
     std::fs::write(sb.repo.join(format!(".upkeep/prs/{number}.json")), pr.to_string()).unwrap();

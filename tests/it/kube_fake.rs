@@ -443,6 +443,46 @@ pub(crate) fn load(name: &str) -> Value {
     value
 }
 
+/// A fixture object retargeted from the Flux docs' `default/podinfo` to the example's release.
+pub(crate) fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
+    let text = load(fixture).to_string();
+    let text = text
+        .replace("default/podinfo", &format!("{ns}/{name}"))
+        .replace("\"namespace\":\"default\"", &format!("\"namespace\":\"{ns}\""))
+        .replace("fluxcd.io/namespace\":\"default\"", &format!("fluxcd.io/namespace\":\"{ns}\""))
+        .replace("podinfo", name)
+        .replace("6.5.3", old)
+        .replace("6.5.4", new);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The example's Flux: the GitRepository and the `infrastructure` Kustomization, both at
+/// `old_commit` and Ready.
+pub(crate) fn flux_synced_at(fake: &FakeKube, old_commit: &str) {
+    let mut git = load("gitrepository-v1-ready.json");
+    git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
+    git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
+    fake.apply(Change::Put(git));
+    let mut k = load("kustomization-v1-ready.json");
+    k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
+    k["spec"]["path"] = json!("./infrastructure");
+    k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
+    k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
+    k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
+    fake.apply(Change::Put(k));
+}
+
+/// Flux fetches `commit` and each named Kustomization of `flux-system` applies it: the
+/// source's and the Kustomizations' statuses, in that order.
+pub(crate) fn flux_applies(commit: &str, kustomizations: &[&str]) -> Vec<Change> {
+    let rev = format!("main@sha1:{commit}");
+    let source = json!({"status": {"artifact": {"revision": rev}}});
+    let applied = json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}});
+    std::iter::once(Change::merge("gitrepositories", "flux-system", "flux-system", source))
+        .chain(kustomizations.iter().map(|name| Change::merge("kustomizations", "flux-system", name, applied.clone())))
+        .collect()
+}
+
 impl State {
     fn apply(&mut self, change: Change) -> u64 {
         if let Change::ExpireNextWatch { plural } = change {

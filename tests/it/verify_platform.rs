@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::kube_fake::{Change, FakeKube, load};
+use super::kube_fake::{Change, FakeKube, flux_applies, load};
 use super::run::{LONGHORN, Sandbox, commit_all};
 use super::verify_support::{MergeStyle, decision, merge, text, upkeep_in};
 
@@ -51,19 +51,8 @@ impl Cluster {
 
     /// At `at`, Flux fetched `commit` and every Kustomization applied it.
     fn applies(&self, at: Duration, commit: &str) {
-        let rev = format!("main@sha1:{commit}");
-        self.fake.at(
-            at,
-            Change::merge(
-                "gitrepositories",
-                "flux-system",
-                "flux-system",
-                json!({"status": {"artifact": {"revision": rev}}}),
-            ),
-        );
-        for (name, _) in KUSTOMIZATIONS {
-            let status = json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}});
-            self.fake.at(at, Change::merge("kustomizations", "flux-system", name, status));
+        for change in flux_applies(commit, &KUSTOMIZATIONS.map(|(name, _)| name)) {
+            self.fake.at(at, change);
         }
     }
 

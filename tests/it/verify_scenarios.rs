@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::kube_fake::{Change, FakeKube, load, unreachable_url, write_kubeconfig};
+use super::kube_fake::{
+    Change, FakeKube, flux_applies, flux_synced_at, load, retarget, unreachable_url, write_kubeconfig,
+};
 use super::run::Sandbox;
 use super::verify_support::{MergeStyle, decision, local_pr, merge, text, upkeep_in};
 
@@ -17,35 +19,6 @@ pub(crate) const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
 pub(crate) const NGINX_ID: &str = "helmrelease/ingress-nginx/ingress-nginx";
 const LONGHORN: &str = "upkeep/helmrelease-longhorn-system-longhorn";
 const OLD_NGINX: &str = "4.10.0";
-
-/// A fixture object retargeted from the Flux docs' `default/podinfo` to the example's release.
-pub(crate) fn retarget(fixture: &str, ns: &str, name: &str, old: &str, new: &str) -> Value {
-    let text = load(fixture).to_string();
-    let text = text
-        .replace("default/podinfo", &format!("{ns}/{name}"))
-        .replace("\"namespace\":\"default\"", &format!("\"namespace\":\"{ns}\""))
-        .replace("fluxcd.io/namespace\":\"default\"", &format!("fluxcd.io/namespace\":\"{ns}\""))
-        .replace("podinfo", name)
-        .replace("6.5.3", old)
-        .replace("6.5.4", new);
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The example's Flux: the GitRepository and the `infrastructure` Kustomization, both at
-/// `old_commit` and Ready.
-pub(crate) fn flux_synced_at(fake: &FakeKube, old_commit: &str) {
-    let mut git = load("gitrepository-v1-ready.json");
-    git["metadata"] = json!({"name": "flux-system", "namespace": "flux-system", "generation": 1});
-    git["status"]["artifact"]["revision"] = json!(format!("main@sha1:{old_commit}"));
-    fake.apply(Change::Put(git));
-    let mut k = load("kustomization-v1-ready.json");
-    k["metadata"] = json!({"name": "infrastructure", "namespace": "flux-system", "generation": 1});
-    k["spec"]["path"] = json!("./infrastructure");
-    k["spec"]["sourceRef"] = json!({"kind": "GitRepository", "name": "flux-system"});
-    k["status"]["lastAppliedRevision"] = json!(format!("main@sha1:{old_commit}"));
-    k["status"]["lastAttemptedRevision"] = json!(format!("main@sha1:{old_commit}"));
-    fake.apply(Change::Put(k));
-}
 
 /// The example's cluster before the merge: Flux at `old_commit`, ingress-nginx at 4.10.0.
 /// Shared with the whole-loop test (`whole_loop.rs`).
@@ -82,29 +55,9 @@ impl Cluster {
         self.fake.kubeconfig(self.dir.path())
     }
 
-    /// Flux fetches `commit` and the Kustomization applies it (the source and Kustomization
-    /// statuses only).
-    fn fetch_and_apply(commit: &str) -> [Change; 2] {
-        let rev = format!("main@sha1:{commit}");
-        [
-            Change::merge(
-                "gitrepositories",
-                "flux-system",
-                "flux-system",
-                json!({"status": {"artifact": {"revision": rev}}}),
-            ),
-            Change::merge(
-                "kustomizations",
-                "flux-system",
-                "infrastructure",
-                json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}}),
-            ),
-        ]
-    }
-
     /// Now, Flux has fetched and applied `commit`.
     pub(crate) fn fetched_and_applied(&self, commit: &str) {
-        for change in Cluster::fetch_and_apply(commit) {
+        for change in flux_applies(commit, &["infrastructure"]) {
             self.fake.apply(change);
         }
     }
@@ -112,7 +65,7 @@ impl Cluster {
     /// At `at`, Flux fetches `commit` and the Kustomization applies it (the HelmRelease gets
     /// its new generation).
     pub(crate) fn applies(&self, at: Duration, commit: &str) {
-        for change in Cluster::fetch_and_apply(commit) {
+        for change in flux_applies(commit, &["infrastructure"]) {
             self.fake.at(at, change);
         }
         self.fake.at(

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::deploy_rbac::assert_rbac_covers;
 use super::kube_fake::{Change, FakeKube, load};
+use super::kube_fake::{flux_applies, flux_synced_at, retarget};
 use super::run::Sandbox;
-use super::verify_scenarios::{flux_synced_at, retarget};
 use super::verify_support::{decision, text, upkeep_in};
 
 const NGINX: &str = "upkeep/helmrelease-ingress-nginx-ingress-nginx";
@@ -63,11 +63,9 @@ impl Flux {
 
     /// Flux fetched `commit` and the Kustomization applied it.
     pub(crate) fn fetched(&self, commit: git2::Oid) {
-        let rev = format!("main@sha1:{commit}");
-        let status = json!({"status": {"lastAppliedRevision": rev, "lastAttemptedRevision": rev}});
-        self.fake.apply(Change::merge("kustomizations", "flux-system", "infrastructure", status));
-        let artifact = json!({"status": {"artifact": {"revision": rev}}});
-        self.fake.apply(Change::merge("gitrepositories", "flux-system", "flux-system", artifact));
+        for change in flux_applies(&commit.to_string(), &["infrastructure"]) {
+            self.fake.apply(change);
+        }
     }
 
     /// helm-controller upgraded ingress-nginx to `new`, Ready.
@@ -90,15 +88,19 @@ impl Flux {
 /// Merge `branch` into main with a real merge commit (a three-way merge of the trees, so an
 /// earlier merge stays), as GitHub's "Create a merge commit" does.
 pub(crate) fn merge_branch(sb: &Sandbox, branch: &str) -> git2::Oid {
+    let sig = git2::Signature::now("Maintainer", "maintainer@example.com").unwrap();
+    merge_as(sb, branch, &sig, &format!("Merge pull request from example/{branch}"))
+}
+
+/// [`merge_branch`] with the merge commit's signature and message given.
+pub(crate) fn merge_as(sb: &Sandbox, branch: &str, sig: &git2::Signature<'_>, message: &str) -> git2::Oid {
     let git = sb.git();
     let side = git.find_commit(git.refname_to_id(&format!("refs/heads/{branch}")).unwrap()).unwrap();
     let main = git.find_commit(sb.main_tip()).unwrap();
     let mut index = git.merge_commits(&main, &side, None).unwrap();
     assert!(!index.has_conflicts(), "{branch} merges cleanly");
     let tree = git.find_tree(index.write_tree_to(&git).unwrap()).unwrap();
-    let sig = git2::Signature::now("Maintainer", "maintainer@example.com").unwrap();
-    let message = format!("Merge pull request from example/{branch}");
-    let merged = git.commit(Some("refs/heads/main"), &sig, &sig, &message, &tree, &[&main, &side]).unwrap();
+    let merged = git.commit(Some("refs/heads/main"), sig, sig, message, &tree, &[&main, &side]).unwrap();
     git.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
     merged
 }
