@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::{FAILURE_REASONS, ROLLBACK_REASONS, Row, is, missing_row, not_rolled_out, row, same_version};
 use crate::verify::evidence::{Condition, Evidence, FluxObject, Workload};
-use crate::verify::platform::{Node, PlatformTarget, image_name, split_image};
+use crate::verify::platform::{EngineImage, Node, PlatformTarget, image_name, split_image};
 
 /// Rows that keep the merge pending (and fail it after the timeout).
 pub(super) fn waiting(targets: &[PlatformTarget], ev: &Evidence, merged_at: Timestamp) -> Vec<Row> {
@@ -192,10 +192,7 @@ fn longhorn_waiting(ev: &Evidence, namespace: &str, version: &str) -> Vec<Row> {
     let workloads: Vec<Workload> = in_namespace(ev, namespace).cloned().collect();
     let mut rows = not_rolled_out(&workloads);
     rows.extend(longhorn_manager_rows(ev, namespace, version));
-    let engine = ev.platform.engine_images.iter().find(|e| {
-        image_name(&e.image) == "longhorn-engine" && split_image(&e.image).1.is_some_and(|t| same_version(t, version))
-    });
-    match engine {
+    match target_engines(ev, version).next() {
         None => rows.push(Row {
             object: format!("EngineImage/{namespace}/*"),
             type_: "Exists".into(),
@@ -212,37 +209,39 @@ fn longhorn_waiting(ev: &Evidence, namespace: &str, version: &str) -> Vec<Row> {
         }),
         Some(_) => {}
     }
-    for v in ev.platform.volumes.iter().filter(|v| v.robustness == "degraded") {
-        rows.push(Row {
-            object: format!("Volume/{}/{}", v.namespace, v.name),
-            type_: "Robustness".into(),
-            status: v.robustness.clone(),
-            reason: "Degraded".into(),
-            message: format!("is {} and degraded: a replica is missing or rebuilding", v.state),
-        });
-    }
+    rows.extend(volumes(ev, "degraded", "Degraded", "a replica is missing or rebuilding"));
     rows
+}
+
+/// The engine images of longhorn-engine at the target version.
+fn target_engines<'a>(ev: &'a Evidence, version: &'a str) -> impl Iterator<Item = &'a EngineImage> {
+    ev.platform.engine_images.iter().filter(move |e| {
+        image_name(&e.image) == "longhorn-engine" && split_image(&e.image).1.is_some_and(|t| same_version(t, version))
+    })
+}
+
+/// A row for each volume at `robustness`, saying what that means.
+fn volumes<'a>(
+    ev: &'a Evidence,
+    robustness: &'a str,
+    reason: &'a str,
+    means: &'a str,
+) -> impl Iterator<Item = Row> + 'a {
+    ev.platform.volumes.iter().filter(move |v| v.robustness == robustness).map(move |v| Row {
+        object: format!("Volume/{}/{}", v.namespace, v.name),
+        type_: "Robustness".into(),
+        status: v.robustness.clone(),
+        reason: reason.into(),
+        message: format!("is {} and {robustness}: {means}", v.state),
+    })
 }
 
 fn longhorn_failures(ev: &Evidence, namespace: &str, version: &str) -> Vec<Row> {
     if !longhorn_manager_rows(ev, namespace, version).is_empty() {
         return Vec::new();
     }
-    let mut rows = Vec::new();
-    for v in ev.platform.volumes.iter().filter(|v| v.robustness == "faulted") {
-        rows.push(Row {
-            object: format!("Volume/{}/{}", v.namespace, v.name),
-            type_: "Robustness".into(),
-            status: v.robustness.clone(),
-            reason: "Faulted".into(),
-            message: format!("is {} and faulted: no healthy replica is left", v.state),
-        });
-    }
-    let broken = ev.platform.engine_images.iter().filter(|e| {
-        image_name(&e.image) == "longhorn-engine"
-            && split_image(&e.image).1.is_some_and(|t| same_version(t, version))
-            && matches!(e.state.as_str(), "error" | "incompatible")
-    });
+    let mut rows: Vec<Row> = volumes(ev, "faulted", "Faulted", "no healthy replica is left").collect();
+    let broken = target_engines(ev, version).filter(|e| matches!(e.state.as_str(), "error" | "incompatible"));
     for e in broken {
         rows.push(Row {
             object: format!("EngineImage/{namespace}/{}", e.name),
