@@ -19,6 +19,8 @@ use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
+mod block;
+
 /// Deepest nesting of collections accepted. Kubernetes manifests rarely pass 30; the bound keeps
 /// a hostile `[[[[…` from exhausting the stack when the tree is walked or dropped.
 pub const MAX_DEPTH: usize = 256;
@@ -364,20 +366,29 @@ const EVENTS_PER_CLOCK_CHECK: usize = 1024;
 /// Parsing is linear in the text, so no file should come near a budget of seconds; the budget
 /// is the second line of defence, so that one file a parser handles badly costs that file and
 /// not the whole run.
+///
+/// Most manifests are read by a fast front end for the block YAML they are written in
+/// ([`parse_stream_fast`]); any other file, or one it stops short in, is read by saphyr-parser
+/// ([`parse_stream_general`]). The two build the same tree.
 pub fn parse_stream_within(text: &str, budget: Option<std::time::Duration>) -> Stream {
     let deadline = budget.map(|b| (b, std::time::Instant::now() + b));
-    let mut b = Builder {
-        text,
-        pos: Positions::new(text),
-        stack: Vec::new(),
-        pending: Vec::new(),
-        nodes: 0,
-        alias_bytes: 0,
-        doc_start: 0,
-        root: None,
-        duplicate_keys: Vec::new(),
-        scalar_anchors: std::collections::HashMap::new(),
-    };
+    block::parse(text, deadline.map(|(_, at)| at)).unwrap_or_else(|| general(text, deadline))
+}
+
+/// The fast front end alone: `None` when `text` uses anything it leaves to saphyr-parser.
+/// Public for the tests that hold it to [`parse_stream_general`].
+pub fn parse_stream_fast(text: &str) -> Option<Stream> {
+    block::parse(text, None)
+}
+
+/// saphyr-parser alone, never the fast front end: the reference the fast one is tested against.
+pub fn parse_stream_general(text: &str) -> Stream {
+    general(text, None)
+}
+
+/// Parse through saphyr-parser's events, within the deadline if one is given.
+fn general(text: &str, deadline: Option<(std::time::Duration, std::time::Instant)>) -> Stream {
+    let mut b = Builder::new(text);
     let mut documents = Vec::new();
     let mut parser = Parser::new_from_str(text);
     let mut events: usize = 0;
@@ -405,14 +416,8 @@ pub fn parse_stream_within(text: &str, budget: Option<std::time::Duration>) -> S
         events += 1;
         match b.on_event(event, span) {
             Ok(Some(doc_end)) => {
-                let root = b.root.take().unwrap_or_else(|| b.null_at(b.doc_start));
-                documents.push(Document {
-                    index: documents.len(),
-                    root,
-                    range: b.doc_start..doc_end.max(b.doc_start),
-                    duplicate_keys: std::mem::take(&mut b.duplicate_keys),
-                });
-                b.scalar_anchors.clear();
+                let document = b.end_document(documents.len(), doc_end);
+                documents.push(document);
             }
             Ok(None) => {}
             Err(error) => return Stream { documents, error: Some(error), out_of_time: false },
@@ -421,7 +426,40 @@ pub fn parse_stream_within(text: &str, budget: Option<std::time::Duration>) -> S
     Stream { documents, error: None, out_of_time: false }
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(text: &'a str) -> Self {
+        Builder {
+            text,
+            pos: Positions::new(text),
+            stack: Vec::new(),
+            pending: Vec::new(),
+            nodes: 0,
+            alias_bytes: 0,
+            doc_start: 0,
+            root: None,
+            duplicate_keys: Vec::new(),
+            scalar_anchors: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A document starts at `start` (its `---`, or its first node).
+    fn start_document(&mut self, start: usize) {
+        self.doc_start = start;
+        self.root = None;
+    }
+
+    /// The document that started last ends at `end`: it is taken out, numbered `index`.
+    fn end_document(&mut self, index: usize, end: usize) -> Document {
+        let root = self.root.take().unwrap_or_else(|| self.null_at(self.doc_start));
+        self.scalar_anchors.clear();
+        Document {
+            index,
+            root,
+            range: self.doc_start..end.max(self.doc_start),
+            duplicate_keys: std::mem::take(&mut self.duplicate_keys),
+        }
+    }
+
     fn error_at(&self, byte: usize, message: impl Into<String>) -> YamlError {
         let (line, column) = self.pos.line_col(byte);
         YamlError { line, column, message: message.into() }
@@ -456,8 +494,7 @@ impl Builder<'_> {
         match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => Ok(None),
             Event::DocumentStart(_) => {
-                self.doc_start = start;
-                self.root = None;
+                self.start_document(start);
                 Ok(None)
             }
             Event::DocumentEnd => Ok(Some(start)),
@@ -470,9 +507,7 @@ impl Builder<'_> {
                 Ok(None)
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some(node) = self.close() {
-                    self.push(node)?;
-                }
+                self.close_and_push()?;
                 Ok(None)
             }
             Event::Alias(id) => {
@@ -495,23 +530,37 @@ impl Builder<'_> {
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let end = self.pos.byte_of(span.end.index());
-                let scalar = self.locate_scalar(
-                    value.into_owned(),
-                    style.into(),
-                    start,
-                    end,
-                    anchor,
-                    tag.map(|t| t.to_string()),
-                );
-                let content_start = scalar.span.start;
-                if anchor != 0 {
-                    self.scalar_anchors.insert(anchor, scalar.clone());
-                }
-                // A scalar's line and column are those of its content, where an editor's cursor goes.
-                let node = self.node(NodeKind::Scalar(scalar), content_start);
-                self.push(node)?;
+                self.scalar(value.into_owned(), style.into(), start..end, anchor, tag.map(|t| t.to_string()))?;
                 Ok(None)
             }
+        }
+    }
+
+    /// A scalar event: `value` as YAML reads it, written at `event` (properties and quotes
+    /// included).
+    fn scalar(
+        &mut self,
+        value: String,
+        style: Style,
+        event: Range<usize>,
+        anchor: usize,
+        tag: Option<String>,
+    ) -> Result<(), YamlError> {
+        let scalar = self.locate_scalar(value, style, event.start, event.end, anchor, tag);
+        let content_start = scalar.span.start;
+        if anchor != 0 {
+            self.scalar_anchors.insert(anchor, scalar.clone());
+        }
+        // A scalar's line and column are those of its content, where an editor's cursor goes.
+        let node = self.node(NodeKind::Scalar(scalar), content_start);
+        self.push(node)
+    }
+
+    /// The innermost collection is complete: it becomes a node of its parent.
+    fn close_and_push(&mut self) -> Result<(), YamlError> {
+        match self.close() {
+            Some(node) => self.push(node),
+            None => Ok(()),
         }
     }
 

@@ -37,3 +37,4 @@ mod verify_support;
 mod verify_watch;
 mod walk;
 mod whole_loop;
+mod yaml_block;

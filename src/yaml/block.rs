@@ -1,0 +1,487 @@
+//! A fast front end for the YAML that manifests are written in.
+//!
+//! Nearly every manifest is the same small part of YAML: block mappings and sequences indented
+//! with spaces, plain and simply quoted scalars on one line, `[a, b]` and `{k: v}` on one line,
+//! comments and `---` between documents. saphyr-parser reads that at about 35 MB/s a core,
+//! character by character through a general scanner, and was most of a scan's time: 10,000
+//! HelmReleases took a quarter of a second.
+//!
+//! This reads that part a line at a time and drives the same [`Builder`] saphyr's events do,
+//! with the positions saphyr gives them, so the tree is the same to the byte. The moment it
+//! meets anything else (a block scalar, an anchor, a tag, an escape, a multi-line scalar, a
+//! tab, odd indentation, a syntax error) it gives up on the whole file and [`parse`] returns
+//! `None`: the file is then parsed by saphyr from the start. It never answers differently; it
+//! only answers less often. `tests/it/yaml_block.rs` checks both front ends against each other
+//! on every YAML file of the fixtures, on generated documents and on broken ones.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use super::{Builder, Document, Stream, Style};
+
+/// Lines read between two looks at the clock.
+const LINES_PER_CLOCK_CHECK: usize = 1024;
+
+/// Longest key read here; YAML caps implicit keys at 1024 characters, and saphyr says so.
+const MAX_KEY: usize = 1000;
+
+/// Parse `text` if it is written entirely in the part of YAML this front end reads; `None`
+/// otherwise, or when `deadline` passes first.
+pub(super) fn parse(text: &str, deadline: Option<Instant>) -> Option<Stream> {
+    if !plain_text(text) || deadline.is_some_and(|d| Instant::now() >= d) {
+        return None;
+    }
+    let mut reader =
+        Reader { b: text.as_bytes(), text, next: 0, peeked: None, lines: 0, deadline, builder: Builder::new(text) };
+    reader.stream().ok()
+}
+
+/// Bytes that YAML treats specially, or that saphyr may read differently from this front end:
+/// control characters (tabs and carriage returns among them), a byte-order mark, and the
+/// non-ASCII line breaks and non-characters.
+fn plain_text(text: &str) -> bool {
+    if text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
+        return false;
+    }
+    text.is_ascii()
+        || !text
+            .chars()
+            .any(|c| matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'))
+}
+
+/// Anything outside the part of YAML read here (the file goes to saphyr).
+#[derive(Debug)]
+struct Unsupported;
+
+type Fast<T> = Result<T, Unsupported>;
+
+impl From<super::YamlError> for Unsupported {
+    fn from(_: super::YamlError) -> Self {
+        Unsupported
+    }
+}
+
+/// A line holding something other than blanks and a comment.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    start: usize,
+    /// Spaces before its content.
+    indent: usize,
+    /// End of the line, before its `\n`.
+    end: usize,
+}
+
+impl Line {
+    fn content(&self) -> usize {
+        self.start + self.indent
+    }
+}
+
+/// A scalar as written: `event` from its first byte (a quote included) to its last, `value`
+/// the bytes that are its value (no escapes and no folding are read here, so it is a slice).
+#[derive(Debug, Clone)]
+struct Token {
+    event: Range<usize>,
+    value: Range<usize>,
+    style: Style,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    text: &'a str,
+    /// Where the next unread line starts.
+    next: usize,
+    /// The next content line, once looked at.
+    peeked: Option<Option<Line>>,
+    lines: usize,
+    deadline: Option<Instant>,
+    builder: Builder<'a>,
+}
+
+impl Reader<'_> {
+    /// Every document, as saphyr numbers and bounds them: a document starts at its `---` or at
+    /// its first node, and ends where the next `---` or the end of the text is.
+    fn stream(&mut self) -> Fast<Stream> {
+        let mut documents: Vec<Document> = Vec::new();
+        let mut marker: Option<usize> = None;
+        loop {
+            let line = self.peek()?;
+            match line {
+                Some(line) if self.is_document_marker(line)? => {
+                    if let Some(start) = marker {
+                        self.empty_document(&mut documents, start, line.start)?;
+                    }
+                    marker = Some(line.start);
+                    self.advance();
+                }
+                Some(line) => {
+                    if line.indent != 0 {
+                        return Err(Unsupported);
+                    }
+                    self.builder.start_document(marker.take().unwrap_or(line.start));
+                    self.node(line)?;
+                    let end = match self.peek()? {
+                        None => self.b.len(),
+                        Some(next) if self.is_document_marker(next)? => next.start,
+                        Some(_) => return Err(Unsupported),
+                    };
+                    documents.push(self.builder.end_document(documents.len(), end));
+                }
+                None => {
+                    if let Some(start) = marker {
+                        self.empty_document(&mut documents, start, self.b.len())?;
+                    }
+                    return Ok(Stream { documents, error: None, out_of_time: false });
+                }
+            }
+        }
+    }
+
+    /// `---` with nothing after it before `end`: a document holding one empty scalar.
+    fn empty_document(&mut self, documents: &mut Vec<Document>, start: usize, end: usize) -> Fast<()> {
+        self.builder.start_document(start);
+        self.builder.scalar(String::new(), Style::Plain, end..end, 0, None)?;
+        documents.push(self.builder.end_document(documents.len(), end));
+        Ok(())
+    }
+
+    /// Is this line `---` (with only a comment after it)? Any other line starting with `---`
+    /// or `...`, or a directive, is not read here.
+    fn is_document_marker(&self, line: Line) -> Fast<bool> {
+        if line.indent != 0 {
+            return Ok(false);
+        }
+        let rest = &self.b[line.start..line.end];
+        if rest.starts_with(b"%") || rest.starts_with(b"...") {
+            return Err(Unsupported);
+        }
+        if !rest.starts_with(b"---") {
+            return Ok(false);
+        }
+        match rest.get(3) {
+            None => Ok(true),
+            Some(b' ') if self.only_comment(line.start + 3, line.end) => Ok(true),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// The next line with content, skipping blank and comment lines; not consumed.
+    fn peek(&mut self) -> Fast<Option<Line>> {
+        if let Some(line) = self.peeked {
+            return Ok(line);
+        }
+        let found = loop {
+            if self.next >= self.b.len() {
+                break None;
+            }
+            self.lines += 1;
+            if self.lines.is_multiple_of(LINES_PER_CLOCK_CHECK) && self.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Unsupported);
+            }
+            let start = self.next;
+            let end = self.b[start..].iter().position(|&b| b == b'\n').map_or(self.b.len(), |i| start + i);
+            self.next = end + 1;
+            let indent = self.b[start..end].iter().take_while(|&&b| b == b' ').count();
+            match self.b.get(start + indent) {
+                None | Some(b'\n' | b'#') => continue,
+                Some(_) => {
+                    // Unread until `advance`: step back so the line is read again if asked.
+                    self.next = start;
+                    break Some(Line { start, indent, end });
+                }
+            }
+        };
+        self.peeked = Some(found);
+        Ok(found)
+    }
+
+    /// The peeked line is read.
+    fn advance(&mut self) {
+        if let Some(Some(line)) = self.peeked.take() {
+            self.next = line.end + 1;
+        }
+    }
+
+    /// A block node whose first line is `line` (more indented than its parent).
+    fn node(&mut self, line: Line) -> Fast<()> {
+        let at = line.content();
+        if self.is_entry(at, line.end) {
+            self.sequence(line, at)
+        } else if self.key(at, line.end)?.is_some() {
+            self.mapping(line.indent, at)
+        } else {
+            Err(Unsupported)
+        }
+    }
+
+    /// Is there a block sequence entry (`-` then a space or the end of the line) at `at`?
+    fn is_entry(&self, at: usize, end: usize) -> bool {
+        self.b.get(at) == Some(&b'-') && (at + 1 == end || self.b.get(at + 1) == Some(&b' '))
+    }
+
+    /// A block sequence whose first `-` is on `line`. saphyr starts it at that `-`, or, for a
+    /// sequence at its key's own indentation (`key:\n- a`), at the first entry's content:
+    /// `start` says which.
+    fn sequence(&mut self, line: Line, start: usize) -> Fast<()> {
+        let indentless = start != line.content();
+        self.builder.open(start, false)?;
+        let mut line = line;
+        loop {
+            self.entry(line)?;
+            match self.peek()? {
+                Some(next) if next.indent == line.indent && self.is_entry(next.content(), next.end) => line = next,
+                Some(next) if next.indent > line.indent => return Err(Unsupported),
+                Some(next) if next.indent == line.indent && !indentless && !self.is_document_marker(next)? => {
+                    return Err(Unsupported);
+                }
+                _ => break,
+            }
+        }
+        Ok(self.builder.close_and_push()?)
+    }
+
+    /// One `- …` entry of a sequence, its line not yet read.
+    fn entry(&mut self, line: Line) -> Fast<()> {
+        let at = self.skip_spaces(line.content() + 1, line.end);
+        if at == line.end || self.b[at] == b'#' {
+            self.advance();
+            return match self.peek()? {
+                Some(next) if next.indent > line.indent => self.node(next),
+                _ => Err(Unsupported),
+            };
+        }
+        if self.is_entry(at, line.end) {
+            return Err(Unsupported);
+        }
+        if self.key(at, line.end)?.is_some() {
+            return self.mapping(at - line.start, at);
+        }
+        self.inline_value(at, line.end)?;
+        self.advance();
+        Ok(())
+    }
+
+    /// A block mapping whose keys are `indent` spaces in, the first at `first`.
+    fn mapping(&mut self, indent: usize, first: usize) -> Fast<()> {
+        self.builder.open(first, true)?;
+        let mut key_at = first;
+        loop {
+            self.pair(indent, key_at)?;
+            match self.peek()? {
+                Some(next) if next.indent == indent && !self.is_document_marker(next)? => {
+                    if self.is_entry(next.content(), next.end) {
+                        return Err(Unsupported);
+                    }
+                    key_at = next.content();
+                }
+                Some(next) if next.indent > indent => return Err(Unsupported),
+                _ => break,
+            }
+        }
+        Ok(self.builder.close_and_push()?)
+    }
+
+    /// `key: value` at `at`, on the peeked line, the value on that line or nested below it.
+    fn pair(&mut self, indent: usize, at: usize) -> Fast<()> {
+        let Some(line) = self.peek()? else { return Err(Unsupported) };
+        let Some((key, colon)) = self.key(at, line.end)? else { return Err(Unsupported) };
+        self.scalar(&key)?;
+        let value = self.skip_spaces(colon + 1, line.end);
+        if value < line.end && self.b[value] != b'#' {
+            if self.is_entry(value, line.end) || self.key(value, line.end)?.is_some() {
+                return Err(Unsupported);
+            }
+            self.inline_value(value, line.end)?;
+            self.advance();
+            return Ok(());
+        }
+        self.advance();
+        match self.peek()? {
+            Some(next) if next.indent > indent => self.node(next),
+            Some(next) if next.indent == indent && self.is_entry(next.content(), next.end) => {
+                let first = self.skip_spaces(next.content() + 1, next.end);
+                if first == next.end || self.b[first] == b'#' {
+                    return Err(Unsupported);
+                }
+                self.sequence(next, first)
+            }
+            // Nothing under the key: a null, which saphyr places at the colon.
+            _ => Ok(self.builder.scalar(String::new(), Style::Plain, colon..colon, 0, None)?),
+        }
+    }
+
+    /// A key at `at` and the colon after it, if the line holds `key:` (followed by a space or
+    /// the end of the line) there.
+    fn key(&self, at: usize, end: usize) -> Fast<Option<(Token, usize)>> {
+        let token = match self.b.get(at) {
+            Some(b'"' | b'\'') => self.quoted(at, end)?,
+            Some(_) if self.plain_may_start(at, end, false) => self.plain(at, end, false)?,
+            _ => return Ok(None),
+        };
+        let colon = token.event.end;
+        let is_key = self.b.get(colon) == Some(&b':') && (colon + 1 == end || self.b.get(colon + 1) == Some(&b' '));
+        if is_key && token.event.len() > MAX_KEY {
+            return Err(Unsupported);
+        }
+        Ok(is_key.then_some((token, colon)))
+    }
+
+    /// A scalar or a flow collection as a block value, alone on the rest of its line.
+    fn inline_value(&mut self, at: usize, end: usize) -> Fast<()> {
+        let after = match self.b[at] {
+            b'[' | b'{' => self.flow(at, end)?,
+            b'"' | b'\'' => {
+                let token = self.quoted(at, end)?;
+                self.scalar(&token)?;
+                token.event.end
+            }
+            _ if self.plain_may_start(at, end, false) => {
+                let token = self.plain(at, end, false)?;
+                if self.b.get(token.event.end) == Some(&b':') {
+                    return Err(Unsupported);
+                }
+                self.scalar(&token)?;
+                token.event.end
+            }
+            _ => return Err(Unsupported),
+        };
+        match self.b.get(after) {
+            _ if after == end => Ok(()),
+            Some(b' ') if self.only_comment(after, end) => Ok(()),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// A `[…]` or `{…}` that closes on its line; returns where it ends.
+    fn flow(&mut self, at: usize, end: usize) -> Fast<usize> {
+        let map = self.b[at] == b'{';
+        let close = if map { b'}' } else { b']' };
+        self.builder.open(at, map)?;
+        let mut i = self.skip_spaces(at + 1, end);
+        if self.b.get(i) == Some(&close) {
+            self.builder.close_and_push()?;
+            return Ok(i + 1);
+        }
+        loop {
+            if map {
+                let key = self.flow_scalar(i, end)?;
+                if self.b.get(key.event.end) != Some(&b':') || self.b.get(key.event.end + 1) != Some(&b' ') {
+                    return Err(Unsupported);
+                }
+                self.scalar(&key)?;
+                i = self.skip_spaces(key.event.end + 1, end);
+            }
+            i = self.flow_node(i, end)?;
+            i = self.skip_spaces(i, end);
+            match self.b.get(i) {
+                Some(b',') if i < end => {
+                    i = self.skip_spaces(i + 1, end);
+                    if matches!(self.b.get(i), Some(b']' | b'}')) {
+                        return Err(Unsupported);
+                    }
+                }
+                Some(&c) if c == close && i < end => break,
+                _ => return Err(Unsupported),
+            }
+        }
+        self.builder.close_and_push()?;
+        Ok(i + 1)
+    }
+
+    /// A value inside a flow collection; returns where it ends.
+    fn flow_node(&mut self, at: usize, end: usize) -> Fast<usize> {
+        if matches!(self.b.get(at), Some(b'[' | b'{')) && at < end {
+            return self.flow(at, end);
+        }
+        let token = self.flow_scalar(at, end)?;
+        if self.b.get(token.event.end) == Some(&b':') {
+            return Err(Unsupported);
+        }
+        self.scalar(&token)?;
+        Ok(token.event.end)
+    }
+
+    fn flow_scalar(&self, at: usize, end: usize) -> Fast<Token> {
+        match self.b.get(at) {
+            Some(b'"' | b'\'') if at < end => self.quoted(at, end),
+            Some(_) if at < end && self.plain_may_start(at, end, true) => self.plain(at, end, true),
+            _ => Err(Unsupported),
+        }
+    }
+
+    /// May a plain scalar start at `at`? Not at an indicator, except `-`, `?` and `:` that a
+    /// character other than a space (or, in a flow collection, a flow indicator) follows.
+    fn plain_may_start(&self, at: usize, end: usize, flow: bool) -> bool {
+        match self.b[at] {
+            b',' | b'[' | b']' | b'{' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\'' | b'"' | b'%' | b'@'
+            | b'`' | b' ' => false,
+            b'-' | b'?' | b':' => {
+                at + 1 < end
+                    && self.b[at + 1] != b' '
+                    && !(flow && matches!(self.b[at + 1], b',' | b'[' | b']' | b'{' | b'}'))
+            }
+            _ => true,
+        }
+    }
+
+    /// A plain scalar on one line: up to a `: `, a ` #`, the end of the line, or in a flow
+    /// collection a flow indicator; trailing spaces are not part of it. A colon inside a flow
+    /// scalar, or a comment inside a flow collection, is left to saphyr.
+    fn plain(&self, at: usize, end: usize, flow: bool) -> Fast<Token> {
+        let mut i = at;
+        while i < end {
+            match self.b[i] {
+                b':' if i + 1 == end || self.b[i + 1] == b' ' => break,
+                b':' if flow => return Err(Unsupported),
+                b'#' if self.b[i - 1] == b' ' => {
+                    if flow {
+                        return Err(Unsupported);
+                    }
+                    break;
+                }
+                b',' | b'[' | b']' | b'{' | b'}' if flow => break,
+                _ => i += 1,
+            }
+        }
+        let mut last = i;
+        while last > at && self.b[last - 1] == b' ' {
+            last -= 1;
+        }
+        if i < end && self.b[i] == b':' && last != i {
+            // `key :` — a space before the colon; saphyr reads it, but rarely seen: left to it.
+            return Err(Unsupported);
+        }
+        Ok(Token { event: at..last, value: at..last, style: Style::Plain })
+    }
+
+    /// A quoted scalar that closes on its line, with no escapes (`\` or `''`) in it.
+    fn quoted(&self, at: usize, end: usize) -> Fast<Token> {
+        let quote = self.b[at];
+        let close = self.b[at + 1..end].iter().position(|&b| b == quote || b == b'\\').map(|i| at + 1 + i);
+        match close {
+            Some(close) if self.b[close] == quote && self.b.get(close + 1) != Some(&b'\'') => {
+                let style = if quote == b'"' { Style::DoubleQuoted } else { Style::SingleQuoted };
+                Ok(Token { event: at..close + 1, value: at + 1..close, style })
+            }
+            _ => Err(Unsupported),
+        }
+    }
+
+    fn scalar(&mut self, token: &Token) -> Fast<()> {
+        let value = self.text[token.value.clone()].to_string();
+        Ok(self.builder.scalar(value, token.style, token.event.clone(), 0, None)?)
+    }
+
+    fn skip_spaces(&self, mut at: usize, end: usize) -> usize {
+        while at < end && self.b[at] == b' ' {
+            at += 1;
+        }
+        at
+    }
+
+    /// Are `at..end` spaces, then nothing or a comment that a space precedes?
+    fn only_comment(&self, at: usize, end: usize) -> bool {
+        let first = self.skip_spaces(at, end);
+        first == end || (self.b[first] == b'#' && first > at)
+    }
+}
