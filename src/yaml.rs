@@ -511,21 +511,7 @@ impl<'a> Builder<'a> {
                 Ok(None)
             }
             Event::Alias(id) => {
-                let kind = match self.scalar_anchors.get(&id) {
-                    Some(scalar) => {
-                        self.alias_bytes = self.alias_bytes.saturating_add(scalar.value.len());
-                        if self.alias_bytes > MAX_ALIAS_BYTES {
-                            return Err(self.error_at(
-                                start,
-                                format!("aliases copy more than {} MiB of text in one file", MAX_ALIAS_BYTES >> 20),
-                            ));
-                        }
-                        NodeKind::Scalar(Scalar { alias: true, ..scalar.clone() })
-                    }
-                    None => NodeKind::Alias(id),
-                };
-                let node = self.node(kind, start);
-                self.push(node)?;
+                self.alias(id, start)?;
                 Ok(None)
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -553,6 +539,26 @@ impl<'a> Builder<'a> {
         }
         // A scalar's line and column are those of its content, where an editor's cursor goes.
         let node = self.node(NodeKind::Scalar(scalar), content_start);
+        self.push(node)
+    }
+
+    /// `*alias` of the node anchored as `id`, written at `start`: a copy of an anchored scalar,
+    /// or a reference to a collection (never expanded).
+    fn alias(&mut self, id: usize, start: usize) -> Result<(), YamlError> {
+        let kind = match self.scalar_anchors.get(&id) {
+            Some(scalar) => {
+                self.alias_bytes = self.alias_bytes.saturating_add(scalar.value.len());
+                if self.alias_bytes > MAX_ALIAS_BYTES {
+                    return Err(self.error_at(
+                        start,
+                        format!("aliases copy more than {} MiB of text in one file", MAX_ALIAS_BYTES >> 20),
+                    ));
+                }
+                NodeKind::Scalar(Scalar { alias: true, ..scalar.clone() })
+            }
+            None => NodeKind::Alias(id),
+        };
+        let node = self.node(kind, start);
         self.push(node)
     }
 

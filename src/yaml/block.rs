@@ -1,18 +1,19 @@
 //! A fast front end for the YAML that manifests are written in.
 //!
 //! Nearly every manifest is the same small part of YAML: block mappings and sequences indented
-//! with spaces, plain and simply quoted scalars on one line, `[a, b]` and `{k: v}` on one line,
-//! comments and `---` between documents. saphyr-parser reads that at about 35 MB/s a core,
-//! character by character through a general scanner, and was most of a scan's time: 10,000
-//! HelmReleases took a quarter of a second.
+//! with spaces; plain and simply quoted scalars on one line; `[a, b]` and `{k: v}` on one line;
+//! `|` and `>` block scalars; `&anchors` and `*aliases`; comments and `---` between documents.
+//! saphyr-parser reads that at about 35 MB/s a core, character by character through a general
+//! scanner, and was most of a scan's time: 10,000 HelmReleases took a quarter of a second.
 //!
 //! This reads that part a line at a time and drives the same [`Builder`] saphyr's events do,
 //! with the positions saphyr gives them, so the tree is the same to the byte. The moment it
-//! meets anything else (a block scalar, an anchor, a tag, an escape, a multi-line scalar, a
-//! tab, odd indentation, a syntax error) it gives up on the whole file and [`parse`] returns
-//! `None`: the file is then parsed by saphyr from the start. It never answers differently; it
-//! only answers less often. `tests/it/yaml_block.rs` checks both front ends against each other
-//! on every YAML file of the fixtures, on generated documents and on broken ones.
+//! meets anything else (a tag, an escape, a multi-line plain or quoted scalar, a tab, a
+//! carriage return, odd indentation, a syntax error) it gives up on the whole file and
+//! [`parse`] returns `None`: the file is then parsed by saphyr from the start. It never
+//! answers differently; it only answers less often. `tests/it/yaml_block.rs` holds the two
+//! front ends to each other on every YAML file of the fixtures (the fast one reads 97% of the
+//! corpus), on generated documents, and on mutated and truncated ones.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -31,8 +32,17 @@ pub(super) fn parse(text: &str, deadline: Option<Instant>) -> Option<Stream> {
     if !plain_text(text) || deadline.is_some_and(|d| Instant::now() >= d) {
         return None;
     }
-    let mut reader =
-        Reader { b: text.as_bytes(), text, next: 0, peeked: None, lines: 0, deadline, builder: Builder::new(text) };
+    let mut reader = Reader {
+        b: text.as_bytes(),
+        text,
+        next: 0,
+        peeked: None,
+        lines: 0,
+        deadline,
+        builder: Builder::new(text),
+        anchors: std::collections::HashMap::new(),
+        anchors_seen: 0,
+    };
     reader.stream().ok()
 }
 
@@ -96,9 +106,12 @@ struct Reader<'a> {
     lines: usize,
     deadline: Option<Instant>,
     builder: Builder<'a>,
+    /// This document's anchors by name, and how many the stream has had.
+    anchors: std::collections::HashMap<&'a str, usize>,
+    anchors_seen: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     /// Every document, as saphyr numbers and bounds them: a document starts at its `---` or at
     /// its first node, and ends where the next `---` or the end of the text is.
     fn stream(&mut self) -> Fast<Stream> {
@@ -119,7 +132,8 @@ impl Reader<'_> {
                         return Err(Unsupported);
                     }
                     self.builder.start_document(marker.take().unwrap_or(line.start));
-                    self.node(line)?;
+                    self.anchors.clear();
+                    self.node(line, None)?;
                     let end = match self.peek()? {
                         None => self.b.len(),
                         Some(next) if self.is_document_marker(next)? => next.start,
@@ -202,13 +216,14 @@ impl Reader<'_> {
         }
     }
 
-    /// A block node whose first line is `line` (more indented than its parent).
-    fn node(&mut self, line: Line) -> Fast<()> {
+    /// A block node whose first line is `line` (more indented than its parent), starting at
+    /// `props` when an anchor stands before it.
+    fn node(&mut self, line: Line, props: Option<usize>) -> Fast<()> {
         let at = line.content();
         if self.is_entry(at, line.end) {
-            self.sequence(line, at)
+            self.sequence(line, props.unwrap_or(at), false)
         } else if self.key(at, line.end)?.is_some() {
-            self.mapping(line.indent, at)
+            self.mapping(line.indent, at, props.unwrap_or(at))
         } else {
             Err(Unsupported)
         }
@@ -219,11 +234,10 @@ impl Reader<'_> {
         self.b.get(at) == Some(&b'-') && (at + 1 == end || self.b.get(at + 1) == Some(&b' '))
     }
 
-    /// A block sequence whose first `-` is on `line`. saphyr starts it at that `-`, or, for a
-    /// sequence at its key's own indentation (`key:\n- a`), at the first entry's content:
-    /// `start` says which.
-    fn sequence(&mut self, line: Line, start: usize) -> Fast<()> {
-        let indentless = start != line.content();
+    /// A block sequence whose first `-` is on `line`, starting at `start`. saphyr starts it at
+    /// that `-` or at its anchor, or, for a sequence at its key's own indentation
+    /// (`key:\n- a`, `indentless`) without an anchor, at the first entry's content.
+    fn sequence(&mut self, line: Line, start: usize, indentless: bool) -> Fast<()> {
         self.builder.open(start, false)?;
         let mut line = line;
         loop {
@@ -243,27 +257,16 @@ impl Reader<'_> {
     /// One `- …` entry of a sequence, its line not yet read.
     fn entry(&mut self, line: Line) -> Fast<()> {
         let at = self.skip_spaces(line.content() + 1, line.end);
-        if at == line.end || self.b[at] == b'#' {
-            self.advance();
-            return match self.peek()? {
-                Some(next) if next.indent > line.indent => self.node(next),
-                _ => Err(Unsupported),
-            };
+        if at < line.end && self.key(at, line.end)?.is_some() {
+            return self.mapping(at - line.start, at, at);
         }
-        if self.is_entry(at, line.end) {
-            return Err(Unsupported);
-        }
-        if self.key(at, line.end)?.is_some() {
-            return self.mapping(at - line.start, at);
-        }
-        self.inline_value(at, line.end)?;
-        self.advance();
-        Ok(())
+        self.value(line, at, line.indent, None)
     }
 
-    /// A block mapping whose keys are `indent` spaces in, the first at `first`.
-    fn mapping(&mut self, indent: usize, first: usize) -> Fast<()> {
-        self.builder.open(first, true)?;
+    /// A block mapping whose keys are `indent` spaces in, the first at `first`; it starts at
+    /// `start` (its anchor, or its first key).
+    fn mapping(&mut self, indent: usize, first: usize, start: usize) -> Fast<()> {
+        self.builder.open(start, true)?;
         let mut key_at = first;
         loop {
             self.pair(indent, key_at)?;
@@ -285,28 +288,64 @@ impl Reader<'_> {
     fn pair(&mut self, indent: usize, at: usize) -> Fast<()> {
         let Some(line) = self.peek()? else { return Err(Unsupported) };
         let Some((key, colon)) = self.key(at, line.end)? else { return Err(Unsupported) };
-        self.scalar(&key)?;
+        self.scalar(&key, None)?;
         let value = self.skip_spaces(colon + 1, line.end);
-        if value < line.end && self.b[value] != b'#' {
-            if self.is_entry(value, line.end) || self.key(value, line.end)?.is_some() {
-                return Err(Unsupported);
+        self.value(line, value, indent, Some(colon))
+    }
+
+    /// The value of a pair (whose colon is at `colon`) or of a sequence entry, from `at` on the
+    /// peeked `line`: on the line, or nested below it when the line ends there. `indent` is the
+    /// parent's: what is nested must be indented further.
+    fn value(&mut self, line: Line, at: usize, indent: usize, colon: Option<usize>) -> Fast<()> {
+        let (at, anchor) = match self.b.get(at) {
+            Some(b'&') if at < line.end => {
+                let (id, next) = self.anchor(at, line.end)?;
+                (next, Some((id, at)))
             }
-            self.inline_value(value, line.end)?;
+            _ => (at, None),
+        };
+        if at == line.end || self.b[at] == b'#' {
             self.advance();
-            return Ok(());
+            return self.nested(indent, colon, anchor.map(|(_, at)| at));
         }
-        self.advance();
-        match self.peek()? {
-            Some(next) if next.indent > indent => self.node(next),
-            Some(next) if next.indent == indent && self.is_entry(next.content(), next.end) => {
+        if self.is_entry(at, line.end) {
+            return Err(Unsupported);
+        }
+        match self.b[at] {
+            b'|' | b'>' if anchor.is_none() => self.block_scalar(line, at, indent),
+            b'*' if anchor.is_none() => {
+                let end = self.alias(at, line.end)?;
+                if !self.only_comment(end, line.end) {
+                    return Err(Unsupported);
+                }
+                self.advance();
+                Ok(())
+            }
+            _ => {
+                self.inline_value(at, line.end, anchor)?;
+                self.advance();
+                Ok(())
+            }
+        }
+    }
+
+    /// What a key or an entry holds when its line ends: a block node below it, more indented
+    /// (from `props`, its anchor, when it has one), an indentless sequence under a key, or
+    /// nothing: a null, which saphyr places at the key's colon.
+    fn nested(&mut self, indent: usize, colon: Option<usize>, props: Option<usize>) -> Fast<()> {
+        match (self.peek()?, colon) {
+            (Some(next), _) if next.indent > indent => self.node(next, props),
+            (Some(next), Some(_)) if next.indent == indent && self.is_entry(next.content(), next.end) => {
                 let first = self.skip_spaces(next.content() + 1, next.end);
                 if first == next.end || self.b[first] == b'#' {
                     return Err(Unsupported);
                 }
-                self.sequence(next, first)
+                self.sequence(next, props.unwrap_or(first), true)
             }
-            // Nothing under the key: a null, which saphyr places at the colon.
-            _ => Ok(self.builder.scalar(String::new(), Style::Plain, colon..colon, 0, None)?),
+            (_, Some(colon)) if props.is_none() => {
+                Ok(self.builder.scalar(String::new(), Style::Plain, colon..colon, 0, None)?)
+            }
+            _ => Err(Unsupported),
         }
     }
 
@@ -326,13 +365,48 @@ impl Reader<'_> {
         Ok(is_key.then_some((token, colon)))
     }
 
+    /// `&name` at `at`: a new anchor id (saphyr numbers anchors in the order they appear,
+    /// across the stream) and where the node it names starts.
+    fn anchor(&mut self, at: usize, end: usize) -> Fast<(usize, usize)> {
+        let name = self.name(at, end, false)?;
+        self.anchors_seen += 1;
+        self.anchors.insert(&self.text[name.clone()], self.anchors_seen);
+        if name.end < end && self.b[name.end] != b' ' {
+            return Err(Unsupported);
+        }
+        Ok((self.anchors_seen, self.skip_spaces(name.end, end)))
+    }
+
+    /// `*name` at `at`, of an anchor of this document; returns where it ends.
+    fn alias(&mut self, at: usize, end: usize) -> Fast<usize> {
+        let name = self.name(at, end, true)?;
+        let Some(&id) = self.anchors.get(&self.text[name.clone()]) else { return Err(Unsupported) };
+        self.builder.alias(id, at)?;
+        Ok(name.end)
+    }
+
+    /// The name after `&` or `*` at `at`: letters, digits, `_`, `-` and `.` only here, ending
+    /// at a space, the end of the line or (in a flow collection) a flow indicator.
+    fn name(&self, at: usize, end: usize, flow_ends: bool) -> Fast<Range<usize>> {
+        let from = at + 1;
+        let mut i = from;
+        while i < end && (self.b[i].is_ascii_alphanumeric() || matches!(self.b[i], b'_' | b'-' | b'.')) {
+            i += 1;
+        }
+        let ends = i == end || self.b[i] == b' ' || (flow_ends && matches!(self.b[i], b',' | b']' | b'}'));
+        if i == from || !ends {
+            return Err(Unsupported);
+        }
+        Ok(from..i)
+    }
+
     /// A scalar or a flow collection as a block value, alone on the rest of its line.
-    fn inline_value(&mut self, at: usize, end: usize) -> Fast<()> {
+    fn inline_value(&mut self, at: usize, end: usize, anchor: Option<(usize, usize)>) -> Fast<()> {
         let after = match self.b[at] {
-            b'[' | b'{' => self.flow(at, end)?,
+            b'[' | b'{' => self.flow(at, end, anchor.map_or(at, |(_, amp)| amp))?,
             b'"' | b'\'' => {
                 let token = self.quoted(at, end)?;
-                self.scalar(&token)?;
+                self.scalar(&token, anchor)?;
                 token.event.end
             }
             _ if self.plain_may_start(at, end, false) => {
@@ -340,7 +414,7 @@ impl Reader<'_> {
                 if self.b.get(token.event.end) == Some(&b':') {
                     return Err(Unsupported);
                 }
-                self.scalar(&token)?;
+                self.scalar(&token, anchor)?;
                 token.event.end
             }
             _ => return Err(Unsupported),
@@ -352,11 +426,52 @@ impl Reader<'_> {
         }
     }
 
-    /// A `[…]` or `{…}` that closes on its line; returns where it ends.
-    fn flow(&mut self, at: usize, end: usize) -> Fast<usize> {
+    /// A block scalar whose header (`|`, `>`, with `-` or `+`) is at `at`, its lines below,
+    /// indented further than `indent`. Only the plain cases are read here: no indentation
+    /// digit, no leading blank line, no blank line with spaces past the content's indentation,
+    /// and, folded, no more-indented line (where folding keeps line breaks).
+    fn block_scalar(&mut self, line: Line, at: usize, indent: usize) -> Fast<()> {
+        let folded = self.b[at] == b'>';
+        let (chomp, header_end) = match self.b.get(at + 1) {
+            Some(&c @ (b'-' | b'+')) if at + 1 < line.end => (c, at + 2),
+            _ => (b' ', at + 1),
+        };
+        if !self.only_comment(header_end, line.end) || (header_end < line.end && self.b[header_end] != b' ') {
+            return Err(Unsupported);
+        }
+        let block = block_lines(self.b, line.end + 1, indent, folded)?;
+        let mut value = String::with_capacity(block.end - block.content.start);
+        for (i, &(range, blanks_before)) in block.lines.iter().enumerate() {
+            if i > 0 {
+                // Folded, a line break becomes a space, or is dropped before blank lines (each
+                // of which is a line break); literal, every line break is kept.
+                match (folded, blanks_before) {
+                    (true, 0) => value.push(' '),
+                    (true, _) => {}
+                    (false, _) => value.push('\n'),
+                }
+                (0..blanks_before).for_each(|_| value.push('\n'));
+            }
+            value.push_str(&self.text[range.0..range.1]);
+        }
+        match chomp {
+            b'-' => {}
+            b'+' => (0..=block.trailing_blanks).for_each(|_| value.push('\n')),
+            _ => value.push('\n'),
+        }
+        let style = if folded { Style::Folded } else { Style::Literal };
+        self.builder.scalar(value, style, block.content.start..block.end, 0, None)?;
+        self.peeked = None;
+        self.next = block.end;
+        Ok(())
+    }
+
+    /// A `[…]` or `{…}` at `at` that closes on its line, starting at `start` (its anchor or
+    /// its bracket); returns where it ends.
+    fn flow(&mut self, at: usize, end: usize, start: usize) -> Fast<usize> {
         let map = self.b[at] == b'{';
         let close = if map { b'}' } else { b']' };
-        self.builder.open(at, map)?;
+        self.builder.open(start, map)?;
         let mut i = self.skip_spaces(at + 1, end);
         if self.b.get(i) == Some(&close) {
             self.builder.close_and_push()?;
@@ -368,7 +483,7 @@ impl Reader<'_> {
                 if self.b.get(key.event.end) != Some(&b':') || self.b.get(key.event.end + 1) != Some(&b' ') {
                     return Err(Unsupported);
                 }
-                self.scalar(&key)?;
+                self.scalar(&key, None)?;
                 i = self.skip_spaces(key.event.end + 1, end);
             }
             i = self.flow_node(i, end)?;
@@ -390,17 +505,18 @@ impl Reader<'_> {
 
     /// A value inside a flow collection; returns where it ends.
     fn flow_node(&mut self, at: usize, end: usize) -> Fast<usize> {
-        if matches!(self.b.get(at), Some(b'[' | b'{')) && at < end {
-            return self.flow(at, end);
+        match self.b.get(at) {
+            Some(b'[' | b'{') if at < end => return self.flow(at, end, at),
+            Some(b'*') if at < end => return self.alias(at, end),
+            _ => {}
         }
         let token = self.flow_scalar(at, end)?;
         if self.b.get(token.event.end) == Some(&b':') {
             return Err(Unsupported);
         }
-        self.scalar(&token)?;
+        self.scalar(&token, None)?;
         Ok(token.event.end)
     }
-
     fn flow_scalar(&self, at: usize, end: usize) -> Fast<Token> {
         match self.b.get(at) {
             Some(b'"' | b'\'') if at < end => self.quoted(at, end),
@@ -467,9 +583,11 @@ impl Reader<'_> {
         }
     }
 
-    fn scalar(&mut self, token: &Token) -> Fast<()> {
+    /// A scalar event, from its anchor when it has one (`(id, where its & is)`).
+    fn scalar(&mut self, token: &Token, anchor: Option<(usize, usize)>) -> Fast<()> {
         let value = self.text[token.value.clone()].to_string();
-        Ok(self.builder.scalar(value, token.style, token.event.clone(), 0, None)?)
+        let (id, start) = anchor.unwrap_or((0, token.event.start));
+        Ok(self.builder.scalar(value, token.style, start..token.event.end, id, None)?)
     }
 
     fn skip_spaces(&self, mut at: usize, end: usize) -> usize {
@@ -484,4 +602,59 @@ impl Reader<'_> {
         let first = self.skip_spaces(at, end);
         first == end || (self.b[first] == b'#' && first > at)
     }
+}
+
+/// The lines of a block scalar: each content line's bytes past the indentation, and the blank
+/// lines before it.
+#[derive(Debug)]
+struct BlockLines {
+    lines: Vec<((usize, usize), usize)>,
+    trailing_blanks: usize,
+    /// From the first content byte to the end of the last content line.
+    content: Range<usize>,
+    /// Where the line after the block scalar (and its trailing blank lines) starts.
+    end: usize,
+}
+
+/// The lines from `from` that belong to a block scalar under a parent `indent` spaces in.
+fn block_lines(b: &[u8], from: usize, indent: usize, folded: bool) -> Fast<BlockLines> {
+    let mut lines = Vec::new();
+    let (mut at, mut blanks, mut width) = (from, 0, None);
+    let mut content = from..from;
+    while at < b.len() {
+        let end = b[at..].iter().position(|&c| c == b'\n').map_or(b.len(), |i| at + i);
+        let spaces = b[at..end].iter().take_while(|&&c| c == b' ').count();
+        if at + spaces == end {
+            // A blank line: only between or after content lines, no wider than them, and with
+            // its line break (saphyr does not count the spaces ending a file as a line).
+            match width {
+                Some(w) if spaces <= w && end < b.len() => blanks += 1,
+                _ => return Err(Unsupported),
+            }
+            at = end + 1;
+            continue;
+        }
+        let w = match width {
+            None if spaces > indent => *width.insert(spaces),
+            None => return Err(Unsupported),
+            Some(w) if spaces < w => break,
+            Some(w) if folded && spaces > w => return Err(Unsupported),
+            Some(w) => w,
+        };
+        if end == b.len() {
+            // No line break after the last line: chomping reads differently; left to saphyr.
+            return Err(Unsupported);
+        }
+        if lines.is_empty() {
+            content.start = at + w;
+        }
+        content.end = end;
+        lines.push(((at + w, end), blanks));
+        blanks = 0;
+        at = end + 1;
+    }
+    if lines.is_empty() {
+        return Err(Unsupported);
+    }
+    Ok(BlockLines { lines, trailing_blanks: blanks, content, end: at.min(b.len()) })
 }
