@@ -16,6 +16,7 @@
 
 pub mod flux;
 pub mod flux_graph;
+pub mod git_index;
 pub mod helmrelease;
 pub mod k3s;
 pub mod kustomize;
@@ -360,13 +361,19 @@ pub fn extractors_with(sources: &[helmrelease::ExternalSource]) -> Vec<Box<dyn E
 /// file rather than the whole repository. When that pass finds the repository outside what it
 /// can do that way, the scan holds every tree instead ([`scan_holding_all`]): same answer.
 pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
+    let started = std::time::Instant::now();
     let listing = walk::list(root, options.max_file_size)?;
+    tracing::debug!("listed {} files in {:?}", listing.files.len(), started.elapsed());
     let Some(read) = streamed::read(&listing.files, options) else { return Ok(scan_holding_all(listing, options)) };
+    tracing::debug!("read, parsed and extracted them by {:?}", started.elapsed());
     let mut scan = Scan { errors: listing.warnings, ..Scan::default() };
     let files = sort_loaded(read.files, &mut scan);
     let (findings, passed_over) = read.extraction.finish();
+    tracing::debug!("resolved {} dependencies by {:?}", findings.dependencies.len(), started.elapsed());
     scan.passed_over.extend(passed_over);
-    Ok(finish_scan(scan, findings, &files, &listing.source_ignores, options))
+    let scan = finish_scan(scan, findings, &files, &listing.source_ignores, options);
+    tracing::debug!("built the Flux graph by {:?}", started.elapsed());
+    Ok(scan)
 }
 
 /// [`scan`] the simple way: every file parsed and held until the Flux graph is built. The

@@ -50,7 +50,9 @@ enum Slot {
 /// within its budget is still among them, where the scan holding every tree would not count it;
 /// that changes only the namespace given to that file, which nothing reads.
 pub(super) fn read(candidates: &[walk::Candidate], options: &ScanOptions) -> Option<Read> {
+    let started = std::time::Instant::now();
     let mut slots = first_looks(candidates, options.file_budget);
+    tracing::debug!("read every file and the layout files first in {:?}", started.elapsed());
     let layout = kustomize::layout_of(
         candidates.iter().zip(&slots).filter(|(_, s)| !matches!(s, Slot::Failed(_))).map(|(c, _)| c.relative.as_str()),
         slots.iter().filter_map(|s| match s {
