@@ -440,6 +440,17 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The top of the git work tree holding `root`. Found without libgit2 in the plain case: its
+/// start-up loads every CA certificate, which a scan has no use for (see `git_index`).
+fn work_tree(root: &Path) -> Option<PathBuf> {
+    use crate::extract::git_index::{WorkTree, find};
+    match find(&root.canonicalize().ok()?) {
+        WorkTree::Plain(dir) => Some(dir),
+        WorkTree::Outside => None,
+        WorkTree::Other => git2::Repository::discover(root).ok().and_then(|r| r.workdir().map(Path::to_path_buf)),
+    }
+}
+
 /// Load the config for the repository at `root` (or from `explicit`).
 ///
 /// The config is looked for in `root` (the scanned folder), then at the top of the git work
@@ -450,12 +461,7 @@ pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError>
     let find = |dir: &Path| CONFIG_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file());
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
-        None => find(root).or_else(|| {
-            git2::Repository::discover(root)
-                .ok()
-                .and_then(|r| r.workdir().map(Path::to_path_buf))
-                .and_then(|w| find(&w))
-        }),
+        None => find(root).or_else(|| find(&work_tree(root)?)),
     };
     let Some(path) = path else { return Ok(Config::default()) };
     let shown = path.display().to_string();

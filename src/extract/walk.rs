@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::git_index;
 use crate::model::FileError;
 
 /// Default size cap: the biggest real manifest (Flux's gotk-components.yaml) is under 1 MiB.
@@ -93,20 +94,25 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
 /// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree. An
 /// index that cannot be read is an error: the files git tracks are then unknown.
 fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
-    // libgit2 loads every system CA certificate when it starts (its TLS set-up): about 2 MiB
-    // of peak memory that a folder outside any work tree has no use for.
     // Both spellings of the root: libgit2 looks from the real path, a symlink's may differ.
     let spellings = [std::path::absolute(root).ok(), root.canonicalize().ok()];
     let in_work_tree = spellings.iter().flatten().any(|path| path.ancestors().any(|dir| dir.join(".git").exists()));
     if !in_work_tree {
         return Ok(None);
     }
-    let Ok(repo) = git2::Repository::discover(root) else { return Ok(None) };
-    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };
+    // The index read directly when it is the plain case; libgit2 for everything else. (Its
+    // start-up loads every system CA certificate: time and memory a list of paths has no use
+    // for; see `git_index`.)
     let Some(root) = root.canonicalize().ok() else { return Ok(None) };
-    let Ok(prefix) = root.strip_prefix(&workdir) else { return Ok(None) };
-    let prefix = prefix.to_string_lossy().replace('\\', "/");
-    let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    if let git_index::WorkTree::Plain(work_tree) = git_index::find(&root)
+        && let Some(entries) = git_index::read(&work_tree)
+        && let Some(prefix) = prefix_in(&root, &work_tree)
+    {
+        return Ok(Some(listed(entries.into_iter().map(|e| (e.mode, e.path)), &prefix)));
+    }
+    let Ok(repo) = git2::Repository::discover(&root) else { return Ok(None) };
+    let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };
+    let Some(prefix) = prefix_in(&root, &workdir) else { return Ok(None) };
     let index = repo.index().map_err(|e| {
         format!(
             "the git index of {} could not be read ({}): every file under the root was scanned instead, untracked ones included",
@@ -114,16 +120,26 @@ fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
             e.message()
         )
     })?;
+    Ok(Some(listed(index.iter().map(|e| (e.mode, e.path)), &prefix)))
+}
+
+/// `root`'s place in the work tree, as a path prefix (`apps/` or empty).
+fn prefix_in(root: &Path, work_tree: &Path) -> Option<String> {
+    let prefix = root.strip_prefix(work_tree).ok()?.to_string_lossy().replace('\\', "/");
+    Some(if prefix.is_empty() { String::new() } else { format!("{prefix}/") })
+}
+
+/// The index entries under `prefix` that upkeep reads, relative to it: files only (neither
+/// symlinks nor submodules), with UTF-8 names.
+fn listed(entries: impl Iterator<Item = (u32, Vec<u8>)>, prefix: &str) -> Vec<String> {
     const LINK: u32 = 0o120000;
     const GITLINK: u32 = 0o160000;
-    let paths = index
-        .iter()
-        .filter(|e| e.mode & 0o170000 != LINK && e.mode & 0o170000 != GITLINK)
-        .filter_map(|e| String::from_utf8(e.path).ok())
-        .filter_map(|p| p.strip_prefix(&prefix).map(str::to_string))
+    entries
+        .filter(|(mode, _)| mode & 0o170000 != LINK && mode & 0o170000 != GITLINK)
+        .filter_map(|(_, path)| String::from_utf8(path).ok())
+        .filter_map(|p| p.strip_prefix(prefix).map(str::to_string))
         .filter(|p| p.rsplit('/').next().is_some_and(is_listed))
-        .collect();
-    Ok(Some(paths))
+        .collect()
 }
 
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {

@@ -8,6 +8,7 @@ mod flux_graph;
 mod forge_github;
 mod fuzz;
 mod gate;
+mod git_index;
 mod github_fake;
 mod history;
 mod kube_fake;
