@@ -128,7 +128,7 @@ fn child_stream(base: &str) {
     let results = runtime.block_on(lookup.all([&package]));
     let elapsed = started.elapsed();
     let bytes = lookup.context().http.stats.bytes.load(Ordering::Relaxed);
-    let found = results.values().next().and_then(|r| r.as_ref().ok()).map_or(0, Vec::len);
+    let found = results.values().next().and_then(|r| r.as_ref().ok()).map_or(0, |r| r.len());
     println!(
         "{:.1} MB over HTTP, {found} versions of one chart: {elapsed:.1?} ({:.0} MB/s), peak RSS {:.1} MiB ({:+.1} MiB over the {before:.1} MiB before the lookup)",
         bytes as f64 / 1e6,

@@ -200,8 +200,6 @@ pub fn look_up_reporting(scan: &Scan, lookup: &Lookup, progress: &dyn Progress) 
         .build()
         .map_err(|e| AppError::Environment(format!("cannot start the async runtime: {e}")))?;
     let results = runtime.block_on(lookup.all_reporting(wanted.iter().map(|(_, p, _)| *p), progress));
-    let results: HashMap<_, _> =
-        results.into_iter().map(|(package, found)| (package, found.map(SharedReleases::from))).collect();
     let mut versions = Versions::default();
     for (id, package, current) in wanted {
         match results.get(package) {

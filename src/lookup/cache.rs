@@ -125,7 +125,12 @@ impl Cache {
             let dir = path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
             let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-            std::fs::write(&tmp, serde_json::to_vec(entry).map_err(std::io::Error::other)?)?;
+            // Written as it is serialised: an entry for a big index is hundreds of KB of JSON,
+            // which a buffer would add to the run's peak memory.
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            serde_json::to_writer(&mut out, entry).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut out)?;
+            drop(out);
             std::fs::rename(&tmp, &path)
         })();
         if let Err(e) = result {

@@ -141,7 +141,10 @@ impl Datasource for GithubReleases {
         "github-releases"
     }
 
-    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>> {
-        self.fetch(package).boxed()
+    fn releases<'a>(
+        &'a self,
+        package: &'a Package,
+    ) -> BoxFuture<'a, Result<crate::model::SharedReleases, LookupError>> {
+        async move { self.fetch(package).await.map(crate::model::SharedReleases::from) }.boxed()
     }
 }

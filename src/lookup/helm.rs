@@ -24,10 +24,13 @@ use super::http::{Body, BodySink, Flow, Request};
 use super::index_scan::{Bail, IndexScanner};
 use super::{Context, Datasource, LookupError, signals};
 use crate::gate::versioning::{Version, sort_newest_first};
-use crate::model::{Package, Release, Signal, SignalKind};
+use crate::model::{Package, Release, SharedReleases, Signal, SignalKind};
 
 type Charts = BTreeMap<String, Vec<Release>>;
-type IndexResult = Result<Arc<Charts>, LookupError>;
+/// An index's charts as lookups hand them out: each chart's releases shared, not copied per
+/// dependency.
+type SharedCharts = BTreeMap<String, SharedReleases>;
+type IndexResult = Result<Arc<SharedCharts>, LookupError>;
 
 /// Charts to distil from an index: `None` for all of them.
 pub type Scope = Option<BTreeSet<String>>;
@@ -85,7 +88,12 @@ impl HelmIndex {
         let ctx = self.ctx.clone();
         let auth = ctx.auth_for(repository);
         let wanted = scope.clone();
-        let future = async move { fetch_index(ctx, url, auth, wanted).await.map(Arc::new) }.boxed().shared();
+        let future = async move {
+            let charts = fetch_index(ctx, url, auth, wanted).await?;
+            Ok(Arc::new(charts.into_iter().map(|(name, releases)| (name, SharedReleases::from(releases))).collect()))
+        }
+        .boxed()
+        .shared();
         in_flight.insert(key, InFlight { scope, future: future.clone() });
         future
     }
@@ -96,7 +104,7 @@ impl Datasource for HelmIndex {
         "helm"
     }
 
-    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>> {
+    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<SharedReleases, LookupError>> {
         async move {
             let index = self.index(&package.registry, &package.name).await?;
             index.get(&package.name).cloned().ok_or_else(|| LookupError {
@@ -161,8 +169,7 @@ async fn fetch_index(
         },
         (status, _) => return Err(LookupError::status(&key, status, "Helm repository index")),
     };
-    ctx.cache.store(&Entry::new(&key, validators, charts.clone()).with_scope(scope));
-    Ok(charts)
+    Ok(stored(&ctx, Entry::new(&key, validators, charts).with_scope(scope)))
 }
 
 /// Fetch the index again, whole, and read it with the YAML parser: for the files the line
@@ -182,8 +189,14 @@ async fn general_path(ctx: &Context, request: Request, key: String, scope: Scope
     .await
     .map_err(|e| LookupError { url: key.clone(), message: format!("index parser crashed: {e}") })?
     .map_err(|message| LookupError { url: key.clone(), message })?;
-    ctx.cache.store(&Entry::new(&key, validators, parsed.clone()).with_scope(scope));
-    Ok(parsed)
+    Ok(stored(ctx, Entry::new(&key, validators, parsed).with_scope(scope)))
+}
+
+/// The entry's charts, once it is in the cache (moved out, not copied: an index's distilled
+/// charts can be a few hundred KB).
+fn stored(ctx: &Context, entry: Entry) -> Charts {
+    ctx.cache.store(&entry);
+    entry.packages
 }
 
 /// `charts` restricted to `wanted`.

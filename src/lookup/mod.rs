@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 
-use crate::model::{Datasource as DatasourceKind, Package, Release};
+use crate::model::{Datasource as DatasourceKind, Package, SharedReleases};
 use crate::progress::{Event, Progress};
 
 /// A lookup that failed, for one package.
@@ -122,8 +122,9 @@ impl Context {
 pub trait Datasource: Send + Sync {
     /// Short name.
     fn name(&self) -> &'static str;
-    /// Every release of `package`, newest first.
-    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>>;
+    /// Every release of `package`, newest first, shared: the dependencies on one package (and
+    /// the gate after them) read the one copy.
+    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<SharedReleases, LookupError>>;
 }
 
 /// All datasources of a run.
@@ -163,7 +164,7 @@ impl Lookup {
     pub async fn all(
         &self,
         packages: impl IntoIterator<Item = &Package>,
-    ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
+    ) -> HashMap<Package, Result<SharedReleases, LookupError>> {
         self.all_reporting(packages, &crate::progress::Silent).await
     }
 
@@ -172,7 +173,7 @@ impl Lookup {
         &self,
         packages: impl IntoIterator<Item = &Package>,
         progress: &dyn Progress,
-    ) -> HashMap<Package, Result<Vec<Release>, LookupError>> {
+    ) -> HashMap<Package, Result<SharedReleases, LookupError>> {
         let distinct: BTreeMap<(DatasourceKind, &str, &str), &Package> =
             packages.into_iter().map(|p| ((p.datasource, p.registry.as_str(), p.name.as_str()), p)).collect();
         self.helm.want(distinct.values().copied().filter(|p| p.datasource == DatasourceKind::Helm));

@@ -358,8 +358,11 @@ impl Datasource for OciRegistry {
         "oci"
     }
 
-    fn releases<'a>(&'a self, package: &'a Package) -> BoxFuture<'a, Result<Vec<Release>, LookupError>> {
-        self.tags(package).boxed()
+    fn releases<'a>(
+        &'a self,
+        package: &'a Package,
+    ) -> BoxFuture<'a, Result<crate::model::SharedReleases, LookupError>> {
+        async move { self.tags(package).await.map(crate::model::SharedReleases::from) }.boxed()
     }
 }
 

@@ -106,7 +106,7 @@ async fn serve(index: &'static str) -> MockServer {
 const INDEX: &str =
     "apiVersion: v1\nentries:\n  app:\n  - version: 1.1.0\n    created: \"2024-01-02T00:00:00Z\"\n  - version: 1.0.0\n";
 
-async fn lookup_one(base: &str, sub: &str) -> Result<Vec<upkeep::model::Release>, upkeep::lookup::LookupError> {
+async fn lookup_one(base: &str, sub: &str) -> Result<upkeep::model::SharedReleases, upkeep::lookup::LookupError> {
     let lookup = Lookup::new(context(&[], None, test_http()));
     let results = lookup.all([&helm(&format!("{base}/{sub}"), "app")]).await;
     results.into_values().next().unwrap_or_else(|| panic!("no result"))
@@ -249,7 +249,7 @@ async fn plan_gives_every_corpus_dependency_a_decision() {
             match &results[p] {
                 Ok(r) => {
                     versions.available.insert(d.id.clone(), available(d.current.as_deref().unwrap_or(""), r));
-                    versions.releases.insert(d.id.clone(), Ok(r.clone().into()));
+                    versions.releases.insert(d.id.clone(), Ok(r.clone()));
                 }
                 Err(e) => {
                     versions.releases.insert(d.id.clone(), Err(e.message.clone()));

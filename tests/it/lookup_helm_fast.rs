@@ -516,7 +516,7 @@ async fn a_cache_entry_answers_only_for_the_charts_it_was_distilled_for() {
             let lookup = Lookup::new(super::servers::context(&[], Some(&cache), super::servers::test_http()));
             let results = lookup.all(&packages).await;
             let not_modified = lookup.context().http.stats.not_modified.load(Ordering::Relaxed);
-            let versions: Vec<usize> = packages.iter().map(|p| results[p].as_ref().map_or(0, Vec::len)).collect();
+            let versions: Vec<usize> = packages.iter().map(|p| results[p].as_ref().map_or(0, |r| r.len())).collect();
             (versions, not_modified)
         }
     };

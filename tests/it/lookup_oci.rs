@@ -21,7 +21,7 @@ fn rewrites(base: &str) -> Vec<(String, String)> {
     vec![("oci://ghcr.io".into(), format!("{base}/ghcr.io"))]
 }
 
-fn versions(result: &Result<Vec<upkeep::model::Release>, upkeep::lookup::LookupError>) -> Vec<String> {
+fn versions(result: &Result<upkeep::model::SharedReleases, upkeep::lookup::LookupError>) -> Vec<String> {
     result.as_ref().unwrap_or_else(|e| panic!("{e}")).iter().map(|r| r.version.clone()).collect()
 }
 
