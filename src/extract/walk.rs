@@ -104,11 +104,15 @@ fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
     // start-up loads every system CA certificate: time and memory a list of paths has no use
     // for; see `git_index`.)
     let Some(root) = root.canonicalize().ok() else { return Ok(None) };
-    if let git_index::WorkTree::Plain(work_tree) = git_index::find(&root)
-        && let Some(entries) = git_index::read(&work_tree)
-        && let Some(prefix) = prefix_in(&root, &work_tree)
-    {
-        return Ok(Some(listed(entries.into_iter().map(|e| (e.mode, e.path)), &prefix)));
+    match git_index::find(&root) {
+        // A root spelt through `..` or a symlink from inside a work tree, but not in one.
+        git_index::WorkTree::Outside => return Ok(None),
+        git_index::WorkTree::Plain(work_tree) => {
+            if let (Some(entries), Some(prefix)) = (git_index::read(&work_tree), prefix_in(&root, &work_tree)) {
+                return Ok(Some(listed(entries.into_iter().map(|e| (e.mode, e.path)), &prefix)));
+            }
+        }
+        git_index::WorkTree::Other => {}
     }
     let Ok(repo) = git2::Repository::discover(&root) else { return Ok(None) };
     let Some(workdir) = repo.workdir().and_then(|w| w.canonicalize().ok()) else { return Ok(None) };

@@ -89,3 +89,19 @@ fn a_tracked_sourceignore_is_read_in_a_git_work_tree() {
     assert_eq!(reason("helmrelease/apps/kept"), None);
     assert_eq!(reason("helmrelease/apps/drafted"), Some("not-applied"));
 }
+
+/// A root spelt through `..` from inside a work tree but lying outside any: every file is
+/// listed (the folder is not in git), and neither the index reader nor libgit2 is asked.
+#[test]
+fn a_root_reached_through_dotdot_from_a_work_tree_is_walked() {
+    let repo = tree(&[("in-git.yaml", b"a: 1\n")]);
+    git2::Repository::init(repo.path()).unwrap_or_else(|e| panic!("{e}"));
+    let outside = tree(&[("apps/a.yaml", b"a: 1\n"), ("b.yml", b"b: 2\n")]);
+    let name = outside.path().file_name().unwrap_or_default();
+    let spelt = repo.path().join("..").join(name);
+    let listing = upkeep::extract::walk::list(&spelt, upkeep::extract::walk::DEFAULT_MAX_FILE_SIZE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let files: Vec<&str> = listing.files.iter().map(|c| c.relative.as_str()).collect();
+    assert_eq!(files, vec!["apps/a.yaml", "b.yml"]);
+    assert!(listing.warnings.is_empty(), "{:?}", listing.warnings);
+}
