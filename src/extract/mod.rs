@@ -21,6 +21,7 @@ pub mod helmrelease;
 pub mod k3s;
 pub mod kustomize;
 mod load;
+mod plain_walk;
 pub mod sourceignore;
 mod streamed;
 pub mod walk;
