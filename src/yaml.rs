@@ -238,6 +238,8 @@ pub struct Positions<'a> {
     /// move forward a little at a time, so the next lookup usually starts here instead of
     /// searching the index (a 10 MB line has 160,000 blocks).
     cursor: std::cell::Cell<(usize, usize)>,
+    /// The 1-based line [`Positions::line_col`] found last.
+    last_line: std::cell::Cell<usize>,
 }
 
 /// Does this byte start a character (is it not a UTF-8 continuation byte)?
@@ -268,6 +270,7 @@ impl<'a> Positions<'a> {
             line_starts,
             bom: text.starts_with('\u{feff}'),
             cursor: std::cell::Cell::new((0, 0)),
+            last_line: std::cell::Cell::new(1),
         }
     }
 
@@ -313,7 +316,22 @@ impl<'a> Positions<'a> {
 
     /// 1-based line and 1-based character column of a byte offset. A leading BOM is not counted.
     pub fn line_col(&self, byte: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&s| s <= byte);
+        // Parsers mostly ask about the line they asked about last, or the next one: try those
+        // before searching every line.
+        let last = self.last_line.get();
+        let on = |line: usize| {
+            line >= 1
+                && self.line_starts.get(line - 1).is_some_and(|&s| s <= byte)
+                && self.line_starts.get(line).is_none_or(|&next| byte < next)
+        };
+        let line = if on(last) {
+            last
+        } else if on(last + 1) {
+            last + 1
+        } else {
+            self.line_starts.partition_point(|&s| s <= byte)
+        };
+        self.last_line.set(line);
         let start = self.line_starts[line - 1];
         let mut column = self.chars_before(byte) - self.chars_before(start) + 1;
         if line == 1 && self.bom && byte > 0 {
@@ -322,6 +340,9 @@ impl<'a> Positions<'a> {
         (line, column)
     }
 }
+
+/// Mappings up to this many keys are checked for duplicates pairwise, bigger ones with a table.
+const SMALL_MAPPING: usize = 16;
 
 /// An open collection. Its children so far sit at `children..` of [`Builder::pending`]: one
 /// stack shared by every open collection, so a collection's `Vec` is allocated once, at its
@@ -617,6 +638,16 @@ impl<'a> Builder<'a> {
         if keys.len() < 2 {
             return;
         }
+        // Most mappings have a handful of keys, where comparing each with the ones before it
+        // is cheaper than hashing them all (it was 3% of a scan); a big one gets the table.
+        if keys.len() <= SMALL_MAPPING {
+            for (i, &(key, line)) in keys.iter().enumerate() {
+                if let Some(&(_, first_line)) = keys[..i].iter().find(|(k, _)| *k == key) {
+                    self.duplicate_keys.push(DuplicateKey { key: key.to_string(), first_line, line });
+                }
+            }
+            return;
+        }
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(keys.len());
         for (key, line) in keys {
             if let Some(&first_line) = seen.get(key) {
@@ -848,6 +879,19 @@ mod tests {
         let doc = &parse_stream("a: 1\nb: 2\na: 3\n").documents[0];
         assert_eq!(doc.duplicate_keys, vec![DuplicateKey { key: "a".into(), first_line: 1, line: 3 }]);
         assert_eq!(doc.root.str_at(&["a"]), Some("3"));
+        // Small and big mappings (pairwise and table checks) report the same way: each repeat
+        // against the key's first line, in order.
+        for size in [3, SMALL_MAPPING, SMALL_MAPPING + 1, 40] {
+            let mut text: String = (0..size).map(|i| format!("k{i}: {i}\n")).collect();
+            text.push_str("k1: again\nk0: again\nk1: thrice\n");
+            let doc = &parse_stream(&text).documents[0];
+            let want = vec![
+                DuplicateKey { key: "k1".into(), first_line: 2, line: size + 1 },
+                DuplicateKey { key: "k0".into(), first_line: 1, line: size + 2 },
+                DuplicateKey { key: "k1".into(), first_line: 2, line: size + 3 },
+            ];
+            assert_eq!(doc.duplicate_keys, want, "{size} keys");
+        }
     }
 
     #[test]
