@@ -194,15 +194,11 @@ impl<'a> Reader<'a> {
             }
             let start = self.next;
             let end = self.b[start..].iter().position(|&b| b == b'\n').map_or(self.b.len(), |i| start + i);
-            self.next = end + 1;
             let indent = self.b[start..end].iter().take_while(|&&b| b == b' ').count();
             match self.b.get(start + indent) {
-                None | Some(b'\n' | b'#') => continue,
-                Some(_) => {
-                    // Unread until `advance`: step back so the line is read again if asked.
-                    self.next = start;
-                    break Some(Line { start, indent, end });
-                }
+                None | Some(b'\n' | b'#') => self.next = end + 1,
+                // Unread until `advance`.
+                Some(_) => break Some(Line { start, indent, end }),
             }
         };
         self.peeked = Some(found);
@@ -222,8 +218,8 @@ impl<'a> Reader<'a> {
         let at = line.content();
         if self.is_entry(at, line.end) {
             self.sequence(line, props.unwrap_or(at), false)
-        } else if self.key(at, line.end)?.is_some() {
-            self.mapping(line.indent, at, props.unwrap_or(at))
+        } else if let Some(key) = self.key(at, line.end)? {
+            self.mapping(line.indent, key, props.unwrap_or(at))
         } else {
             Err(Unsupported)
         }
@@ -257,25 +253,25 @@ impl<'a> Reader<'a> {
     /// One `- …` entry of a sequence, its line not yet read.
     fn entry(&mut self, line: Line) -> Fast<()> {
         let at = self.skip_spaces(line.content() + 1, line.end);
-        if at < line.end && self.key(at, line.end)?.is_some() {
-            return self.mapping(at - line.start, at, at);
+        if at < line.end
+            && let Some(key) = self.key(at, line.end)?
+        {
+            return self.mapping(at - line.start, key, at);
         }
         self.value(line, at, line.indent, None)
     }
 
-    /// A block mapping whose keys are `indent` spaces in, the first at `first`; it starts at
-    /// `start` (its anchor, or its first key).
-    fn mapping(&mut self, indent: usize, first: usize, start: usize) -> Fast<()> {
+    /// A block mapping whose keys are `indent` spaces in, the first one `first` (with its
+    /// colon); it starts at `start` (its anchor, or its first key).
+    fn mapping(&mut self, indent: usize, first: (Token, usize), start: usize) -> Fast<()> {
         self.builder.open(start, true)?;
-        let mut key_at = first;
+        let mut key = first;
         loop {
-            self.pair(indent, key_at)?;
+            self.pair(indent, key)?;
             match self.peek()? {
                 Some(next) if next.indent == indent && !self.is_document_marker(next)? => {
-                    if self.is_entry(next.content(), next.end) {
-                        return Err(Unsupported);
-                    }
-                    key_at = next.content();
+                    // Anything but a key here (a `- ` entry among them) is left to saphyr.
+                    key = self.key(next.content(), next.end)?.ok_or(Unsupported)?;
                 }
                 Some(next) if next.indent > indent => return Err(Unsupported),
                 _ => break,
@@ -284,10 +280,10 @@ impl<'a> Reader<'a> {
         Ok(self.builder.close_and_push()?)
     }
 
-    /// `key: value` at `at`, on the peeked line, the value on that line or nested below it.
-    fn pair(&mut self, indent: usize, at: usize) -> Fast<()> {
+    /// `key: value` on the peeked line, the key read already, the value on that line or
+    /// nested below it.
+    fn pair(&mut self, indent: usize, (key, colon): (Token, usize)) -> Fast<()> {
         let Some(line) = self.peek()? else { return Err(Unsupported) };
-        let Some((key, colon)) = self.key(at, line.end)? else { return Err(Unsupported) };
         self.scalar(&key, None)?;
         let value = self.skip_spaces(colon + 1, line.end);
         self.value(line, value, indent, Some(colon))
@@ -371,9 +367,6 @@ impl<'a> Reader<'a> {
         let name = self.name(at, end, false)?;
         self.anchors_seen += 1;
         self.anchors.insert(&self.text[name.clone()], self.anchors_seen);
-        if name.end < end && self.b[name.end] != b' ' {
-            return Err(Unsupported);
-        }
         Ok((self.anchors_seen, self.skip_spaces(name.end, end)))
     }
 
@@ -436,11 +429,11 @@ impl<'a> Reader<'a> {
             Some(&c @ (b'-' | b'+')) if at + 1 < line.end => (c, at + 2),
             _ => (b' ', at + 1),
         };
-        if !self.only_comment(header_end, line.end) || (header_end < line.end && self.b[header_end] != b' ') {
+        if !self.only_comment(header_end, line.end) {
             return Err(Unsupported);
         }
         let block = block_lines(self.b, line.end + 1, indent, folded)?;
-        let mut value = String::with_capacity(block.end - block.content.start);
+        let mut value = String::with_capacity(block.end - block.start);
         for (i, &(range, blanks_before)) in block.lines.iter().enumerate() {
             if i > 0 {
                 // Folded, a line break becomes a space, or is dropped before blank lines (each
@@ -460,7 +453,7 @@ impl<'a> Reader<'a> {
             _ => value.push('\n'),
         }
         let style = if folded { Style::Folded } else { Style::Literal };
-        self.builder.scalar(value, style, block.content.start..block.end, 0, None)?;
+        self.builder.scalar(value, style, block.start..block.end, 0, None)?;
         self.peeked = None;
         self.next = block.end;
         Ok(())
@@ -517,6 +510,8 @@ impl<'a> Reader<'a> {
         self.scalar(&token, None)?;
         Ok(token.event.end)
     }
+
+    /// A scalar inside a flow collection, quoted or plain.
     fn flow_scalar(&self, at: usize, end: usize) -> Fast<Token> {
         match self.b.get(at) {
             Some(b'"' | b'\'') if at < end => self.quoted(at, end),
@@ -610,8 +605,8 @@ impl<'a> Reader<'a> {
 struct BlockLines {
     lines: Vec<((usize, usize), usize)>,
     trailing_blanks: usize,
-    /// From the first content byte to the end of the last content line.
-    content: Range<usize>,
+    /// The first content byte.
+    start: usize,
     /// Where the line after the block scalar (and its trailing blank lines) starts.
     end: usize,
 }
@@ -620,7 +615,7 @@ struct BlockLines {
 fn block_lines(b: &[u8], from: usize, indent: usize, folded: bool) -> Fast<BlockLines> {
     let mut lines = Vec::new();
     let (mut at, mut blanks, mut width) = (from, 0, None);
-    let mut content = from..from;
+    let mut start = from;
     while at < b.len() {
         let end = b[at..].iter().position(|&c| c == b'\n').map_or(b.len(), |i| at + i);
         let spaces = b[at..end].iter().take_while(|&&c| c == b' ').count();
@@ -646,9 +641,8 @@ fn block_lines(b: &[u8], from: usize, indent: usize, folded: bool) -> Fast<Block
             return Err(Unsupported);
         }
         if lines.is_empty() {
-            content.start = at + w;
+            start = at + w;
         }
-        content.end = end;
         lines.push(((at + w, end), blanks));
         blanks = 0;
         at = end + 1;
@@ -656,5 +650,5 @@ fn block_lines(b: &[u8], from: usize, indent: usize, folded: bool) -> Fast<Block
     if lines.is_empty() {
         return Err(Unsupported);
     }
-    Ok(BlockLines { lines, trailing_blanks: blanks, content, end: at.min(b.len()) })
+    Ok(BlockLines { lines, trailing_blanks: blanks, start, end: at.min(b.len()) })
 }
