@@ -94,18 +94,12 @@ pub fn list(root: &Path, max_size: u64) -> Result<Listing, WalkError> {
 /// Relative paths git tracks under `root`, or `None` when `root` is not in a work tree. An
 /// index that cannot be read is an error: the files git tracks are then unknown.
 fn tracked(root: &Path) -> Result<Option<Vec<String>>, String> {
-    // Both spellings of the root: libgit2 looks from the real path, a symlink's may differ.
-    let spellings = [std::path::absolute(root).ok(), root.canonicalize().ok()];
-    let in_work_tree = spellings.iter().flatten().any(|path| path.ancestors().any(|dir| dir.join(".git").exists()));
-    if !in_work_tree {
-        return Ok(None);
-    }
     // The index read directly when it is the plain case; libgit2 for everything else. (Its
     // start-up loads every system CA certificate: time and memory a list of paths has no use
-    // for; see `git_index`.)
+    // for; see `git_index`.) Both look from the real path: a root spelt through `..` or a
+    // symlink from inside a work tree, but not in one, is outside.
     let Some(root) = root.canonicalize().ok() else { return Ok(None) };
     match git_index::find(&root) {
-        // A root spelt through `..` or a symlink from inside a work tree, but not in one.
         git_index::WorkTree::Outside => return Ok(None),
         git_index::WorkTree::Plain(work_tree) => {
             if let (Some(entries), Some(prefix)) = (git_index::read(&work_tree), prefix_in(&root, &work_tree)) {
