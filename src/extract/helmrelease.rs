@@ -129,11 +129,21 @@ impl Release {
 /// The HelmRelease manager.
 #[derive(Debug, Default)]
 pub struct HelmReleases {
-    sources: HashMap<(&'static str, String), Vec<Source>>,
-    releases: Vec<Release>,
+    /// By kind, then name: looked up without building a key.
+    sources: HashMap<&'static str, HashMap<String, Vec<Source>>>,
+    /// In file order, one share per thread that read files: joined by moving the shares, not
+    /// the releases, and resolved a share per thread.
+    releases: Vec<Vec<Release>>,
     unparsable: Vec<Dependency>,
     external: Vec<ExternalSource>,
 }
+
+/// The files of patches that set a release's version, by its namespace and name.
+type VersionedPatches = HashMap<(Option<String>, String), Vec<String>>;
+
+/// The sources releases point at, by kind, file, namespace and name: the others are
+/// dependencies of their own.
+type Referenced = HashSet<(&'static str, String, Option<String>, String)>;
 
 const HELM_REPOSITORY: &str = "HelmRepository";
 const OCI_REPOSITORY: &str = "OCIRepository";
@@ -186,8 +196,11 @@ impl Extractor for HelmReleases {
         let later: Box<dyn std::any::Any> = later;
         let Ok(later) = later.downcast::<HelmReleases>() else { return };
         let HelmReleases { sources, releases, unparsable, external: _ } = *later;
-        for (key, found) in sources {
-            self.sources.entry(key).or_default().extend(found);
+        for (kind, by_name) in sources {
+            let mine = self.sources.entry(kind).or_default();
+            for (name, found) in by_name {
+                mine.entry(name).or_default().extend(found);
+            }
         }
         self.releases.extend(releases);
         self.unparsable.extend(unparsable);
@@ -200,7 +213,12 @@ impl Extractor for HelmReleases {
                 if doc.api_version.starts_with("helm.toolkit.fluxcd.io/")
                     || doc.api_version.starts_with("helm.fluxcd.io/") =>
             {
-                self.releases.push(read_release(doc));
+                if self.releases.is_empty() {
+                    self.releases.push(Vec::new());
+                }
+                if let Some(share) = self.releases.last_mut() {
+                    share.push(read_release(doc));
+                }
             }
             HELM_REPOSITORY if flux_source => {
                 self.add_source(HELM_REPOSITORY, doc, read_helm_repository(doc), &[&["spec"]])
@@ -217,15 +235,10 @@ impl Extractor for HelmReleases {
 
     fn finish(&mut self, out: &mut Findings) {
         out.dependencies.append(&mut self.unparsable);
-        let mut referenced: HashSet<(&'static str, String, Option<String>, String)> = HashSet::new();
-        let versioned_patches = self.versioned_patches();
-        for release in &self.releases {
-            let dep = self.resolve_release(release, &versioned_patches, &mut referenced);
-            out.dependencies.push(dep);
-        }
+        let referenced = self.resolve_all(&self.versioned_patches(), &mut out.dependencies);
         // Sources no release points at are versioned things of their own.
         for kind in [OCI_REPOSITORY, HELM_CHART] {
-            for sources in self.sources.iter().filter(|((k, _), _)| *k == kind).map(|(_, v)| v) {
+            for sources in self.sources.get(kind).into_iter().flat_map(HashMap::values) {
                 for source in sources {
                     let key = (kind, source.file.clone(), source.namespace.clone(), source.name.clone());
                     if !referenced.contains(&key) {
@@ -245,7 +258,7 @@ impl HelmReleases {
 
     fn add_source(&mut self, kind: &'static str, doc: &ManifestDoc<'_>, detail: SourceDetail, maps: &[&[&str]]) {
         let Some(name) = doc.name else { return };
-        self.sources.entry((kind, name.to_string())).or_default().push(Source {
+        self.sources.entry(kind).or_default().entry(name.to_string()).or_default().push(Source {
             namespace: doc.namespace.map(str::to_string),
             name: name.to_string(),
             file: doc.file.relative.clone(),
@@ -255,10 +268,49 @@ impl HelmReleases {
         });
     }
 
+    /// Every release resolved, in order, onto `deps`; returns the sources they point at. Each
+    /// release is resolved on its own, so the shares read on several threads are resolved on
+    /// as many.
+    fn resolve_all(&self, versioned_patches: &VersionedPatches, deps: &mut Vec<Dependency>) -> Referenced {
+        let resolve = |releases: &[Release], deps: &mut Vec<Dependency>| {
+            let mut referenced = Referenced::new();
+            deps.extend(releases.iter().map(|r| self.resolve_release(r, versioned_patches, &mut referenced)));
+            referenced
+        };
+        deps.reserve(self.releases.iter().map(Vec::len).sum());
+        let mut referenced = Referenced::new();
+        let [first, later @ ..] = self.releases.as_slice() else { return referenced };
+        if later.is_empty() {
+            return resolve(first, deps);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = later
+                .iter()
+                .map(|share| {
+                    s.spawn(move || {
+                        let mut deps = Vec::with_capacity(share.len());
+                        let referenced = resolve(share, &mut deps);
+                        (deps, referenced)
+                    })
+                })
+                .collect();
+            referenced = resolve(first, deps);
+            for handle in handles {
+                // A panic is a bug, raised on this thread as it would have been without threads.
+                let (theirs, found) = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                deps.extend(theirs);
+                referenced.extend(found);
+            }
+        });
+        referenced
+    }
+
     /// Find a source by kind, name and namespace. Several candidates (the same repository
     /// declared per cluster) resolve to the one nearest the referring file.
     fn find(&self, kind: &'static str, name: &str, namespace: Option<&str>, from_file: &str) -> Found<'_> {
-        let Some(candidates) = self.sources.get(&(kind, name.to_string())) else { return Found::Missing };
+        let Some(candidates) = self.sources.get(kind).and_then(|by_name| by_name.get(name)) else {
+            return Found::Missing;
+        };
         let exact: Vec<&Source> =
             candidates.iter().filter(|s| namespace.is_some() && s.namespace.as_deref() == namespace).collect();
         let pool: Vec<&Source> = if !exact.is_empty() {
@@ -288,7 +340,7 @@ impl HelmReleases {
             loose
         };
         pool.into_iter()
-            .max_by_key(|s| (common_prefix(&s.file, from_file), std::cmp::Reverse(s.file.clone())))
+            .max_by_key(|&s: &&Source| (common_prefix(&s.file, from_file), std::cmp::Reverse(s.file.as_str())))
             .map_or(Found::Missing, Found::One)
     }
 
@@ -323,9 +375,9 @@ impl HelmReleases {
     }
 
     /// Files of patches that set a version, by the release they patch.
-    fn versioned_patches(&self) -> HashMap<(Option<String>, String), Vec<String>> {
+    fn versioned_patches(&self) -> VersionedPatches {
         let mut map: HashMap<(Option<String>, String), Vec<String>> = HashMap::new();
-        for r in &self.releases {
+        for r in self.releases.iter().flatten() {
             if let ChartSource::None { version } | ChartSource::Spec { chart: None, version, .. } = &r.chart
                 && let Some(v) = version.value()
             {
@@ -341,6 +393,7 @@ impl HelmReleases {
     fn base_of(&self, patch: &Release) -> Option<&Release> {
         self.releases
             .iter()
+            .flatten()
             .filter(|r| r.name == patch.name && r.namespace == patch.namespace)
             .filter(|r| matches!(r.chart, ChartSource::Spec { chart: Some(_), .. } | ChartSource::Ref(_)))
             .max_by_key(|r| common_prefix(&r.manifest.file, &patch.manifest.file))
@@ -349,8 +402,8 @@ impl HelmReleases {
     fn resolve_release(
         &self,
         release: &Release,
-        versioned_patches: &HashMap<(Option<String>, String), Vec<String>>,
-        referenced: &mut HashSet<(&'static str, String, Option<String>, String)>,
+        versioned_patches: &VersionedPatches,
+        referenced: &mut Referenced,
     ) -> Dependency {
         let mut dep = Dependency {
             id: format!("helmrelease/{}/{}", release.namespace.as_deref().unwrap_or("-"), release.name),
@@ -396,13 +449,11 @@ impl HelmReleases {
                     dep.location = version.location().cloned();
                     return dep;
                 };
-                (chart.clone(), version.clone(), source.clone())
+                (chart, version, source.as_ref())
             }
-            ChartSource::Spec { chart: Some(chart), version, source } => {
-                (chart.clone(), version.clone(), source.clone())
-            }
+            ChartSource::Spec { chart: Some(chart), version, source } => (chart, version, source.as_ref()),
         };
-        self.resolve_chart(dep, release, &chart, &version, source, versioned_patches)
+        self.resolve_chart(dep, release, chart, version, source, versioned_patches)
     }
 
     /// A release's chart, version and HelmRepository, once the version's document is known.
@@ -412,8 +463,8 @@ impl HelmReleases {
         release: &Release,
         chart: &str,
         version: &VersionValue,
-        source: Option<SourceRef>,
-        versioned_patches: &HashMap<(Option<String>, String), Vec<String>>,
+        source: Option<&SourceRef>,
+        versioned_patches: &VersionedPatches,
     ) -> Dependency {
         dep.current = version.value().map(str::to_string);
         dep.location = version.location().cloned();
@@ -437,7 +488,7 @@ impl HelmReleases {
             return dep;
         };
         if source.kind != HELM_REPOSITORY {
-            dep.skip = Some(unsupported_chart_source(&source));
+            dep.skip = Some(unsupported_chart_source(source));
             return dep;
         }
         if chart.contains("${") || source.name.contains("${") {
@@ -448,8 +499,13 @@ impl HelmReleases {
             return dep;
         }
         let ns = source.namespace.as_deref().or(release.namespace.as_deref());
-        let package = self.helm_package(chart, &source.name, ns, &release.manifest.file);
-        dep.package = package.as_ref().ok().cloned();
+        let unlinked = match self.helm_package(chart, &source.name, ns, &release.manifest.file) {
+            Ok(package) => {
+                dep.package = Some(package);
+                None
+            }
+            Err(skip) => Some(skip),
+        };
         if let Some(mut skip) = version.problem("spec.chart.spec.version") {
             if *version == VersionValue::Missing
                 && let Some(patches) = versioned_patches.get(&(release.namespace.clone(), release.name.clone()))
@@ -460,7 +516,7 @@ impl HelmReleases {
             dep.skip = Some(skip);
             return dep;
         }
-        dep.skip = package.err();
+        dep.skip = unlinked;
         dep
     }
 
@@ -469,7 +525,7 @@ impl HelmReleases {
         mut dep: Dependency,
         release: &Release,
         chart_ref: &SourceRef,
-        referenced: &mut HashSet<(&'static str, String, Option<String>, String)>,
+        referenced: &mut Referenced,
     ) -> Dependency {
         let kind = match chart_ref.kind.as_str() {
             OCI_REPOSITORY => OCI_REPOSITORY,

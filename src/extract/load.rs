@@ -25,6 +25,16 @@ pub(super) fn chunking(files: usize) -> Option<usize> {
     (threads > 1 && files >= THREADED_FROM).then(|| files.div_ceil(threads))
 }
 
+/// Let go of `value` on a thread of its own when it holds `items` of a large repository's
+/// things, so nothing waits for it: freeing what the extractors kept of 10,000 releases (some
+/// 100,000 small allocations) took 3.5 ms, on the scan's serial path.
+pub(super) fn drop_in_background<T: Send + 'static>(value: T, items: usize) {
+    if chunking(items).is_some() {
+        // Were no thread to be had, the value goes with the error, here and now.
+        let _ = std::thread::Builder::new().name("upkeep-free".into()).spawn(move || drop(value));
+    }
+}
+
 /// The error a chunk's files get when its thread panicked: said, never passed over.
 pub(super) fn internal_error(candidate: &walk::Candidate) -> Unreadable {
     Unreadable {

@@ -374,6 +374,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Scan, WalkError> {
     scan.passed_over.extend(passed_over);
     let scan = finish_scan(scan, findings, &files, &listing.source_ignores, options);
     tracing::debug!("built the Flux graph by {:?}", started.elapsed());
+    load::drop_in_background((files, listing.files), scan.files_scanned);
     Ok(scan)
 }
 
@@ -524,11 +525,24 @@ impl Extraction {
         for manager in self.managers.iter_mut() {
             manager.finish(&mut self.out);
         }
-        let mut out = self.out;
-        out.dependencies.sort_by(|a, b| (a.file(), a.line(), &a.id).cmp(&(b.file(), b.line(), &b.id)));
-        disambiguate_ids(&mut out.dependencies);
-        (out, self.passed_over)
+        let Extraction { mut out, managers, passed_over } = self;
+        let order = |deps: &mut Vec<Dependency>| {
+            // Usually in order already (the extractors run in file order), and a stable sort of
+            // 10,000 dependencies of 368 bytes takes a 3.7 MB scratch buffer first.
+            if !deps.is_sorted_by(|a, b| key(a) <= key(b)) {
+                deps.sort_by(|a, b| key(a).cmp(&key(b)));
+            }
+            disambiguate_ids(deps);
+        };
+        load::drop_in_background(managers, out.dependencies.len());
+        order(&mut out.dependencies);
+        (out, passed_over)
     }
+}
+
+/// The order of a scan's dependencies: by file, line and id.
+fn key(d: &Dependency) -> (&str, usize, &str) {
+    (d.file(), d.line(), d.id.as_str())
 }
 
 fn visit_document(
@@ -575,24 +589,30 @@ fn visit_document(
 /// Ids are `<kind>/<namespace>/<name>`; when two dependencies share one (the same release in
 /// two clusters' folders), each gets `@<file>` appended, and `#<line>` if that is not enough.
 fn disambiguate_ids(deps: &mut [Dependency]) {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for d in deps.iter() {
-        *counts.entry(d.id.clone()).or_default() += 1;
+    let shared = shared_ids(deps);
+    if !shared.contains(&true) {
+        return;
     }
-    for d in deps.iter_mut() {
-        if counts[&d.id] > 1 {
+    for (d, shared) in deps.iter_mut().zip(shared) {
+        if shared {
             d.id = format!("{}@{}", d.id, d.manifest.file);
         }
     }
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for d in deps.iter() {
-        *counts.entry(d.id.clone()).or_default() += 1;
-    }
-    for d in deps.iter_mut() {
-        if counts[&d.id] > 1 {
+    let shared = shared_ids(deps);
+    for (d, shared) in deps.iter_mut().zip(shared) {
+        if shared {
             d.id = format!("{}#{}", d.id, d.manifest.line);
         }
     }
+}
+
+/// For each dependency, does another have the same id?
+fn shared_ids(deps: &[Dependency]) -> Vec<bool> {
+    let mut counts: HashMap<&str, usize> = HashMap::with_capacity(deps.len());
+    for d in deps {
+        *counts.entry(d.id.as_str()).or_default() += 1;
+    }
+    deps.iter().map(|d| counts[d.id.as_str()] > 1).collect()
 }
 
 #[cfg(test)]

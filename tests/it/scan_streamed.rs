@@ -50,13 +50,19 @@ fn release(n: usize) -> String {
     )
 }
 
-/// More than enough files for the threaded path (a thousand), with: sources after the releases
-/// that use them, so linking crosses the threads' shares, a YAML error, a file that is not UTF-8 listed as a resource, a flux-instance chart the
-/// graph reads, duplicate keys, and a cluster entry point.
+/// More than enough files and releases for the threaded paths (a thousand of each), with:
+/// sources after the releases that use them, so linking crosses the threads' shares, a YAML
+/// error, a file that is not UTF-8 listed as a resource, a flux-instance chart the graph reads,
+/// duplicate keys, and a cluster entry point.
 fn awkward_repository() -> tempfile::TempDir {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for n in 0..520 {
-        files.push((format!("apps/app-{n}/release.yaml"), release(n).into_bytes()));
+    for n in 0..1_010 {
+        let mut text = release(n);
+        if n % 250 == 0 {
+            // A release whose chart is an OCIRepository's, in both threads' shares.
+            text.push_str(&format!("---\napiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: oci-app-{n}\nspec:\n  chartRef:\n    kind: OCIRepository\n    name: oci-{n}\n    namespace: flux-system\n"));
+        }
+        files.push((format!("apps/app-{n}/release.yaml"), text.into_bytes()));
         files.push((
             format!("apps/app-{n}/kustomization.yaml"),
             format!("namespace: team-{}\nresources: [release.yaml, broken.yaml]\n", n % 3).into_bytes(),
@@ -75,6 +81,11 @@ fn awkward_repository() -> tempfile::TempDir {
         .map(|m| format!("---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: charts-{m}\n  namespace: flux-system\nspec:\n  url: https://charts-{m}.example.com\n"))
         .collect();
     files.push(("zz/sources.yaml".into(), sources.into_bytes()));
+    let oci: String = ["0", "250", "500", "750", "1000", "lonely"]
+        .iter()
+        .map(|n| format!("---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: OCIRepository\nmetadata:\n  name: oci-{n}\n  namespace: flux-system\nspec:\n  url: oci://ghcr.io/example/{n}\n  ref:\n    tag: 1.0.0\n"))
+        .collect();
+    files.push(("zz/oci.yaml".into(), oci.into_bytes()));
     files.push((
         "zz/flux-operator.yaml".into(),
         b"apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: flux\n  namespace: flux-system\nspec:\n  chart:\n    spec:\n      chart: flux-instance\n      version: 0.20.0\n      sourceRef: {kind: HelmRepository, name: charts-0, namespace: flux-system}\n  values:\n    instance:\n      sync:\n        kind: GitRepository\n        url: https://github.com/example/fleet\n        path: clusters/prod\n".to_vec(),
@@ -98,7 +109,14 @@ fn an_awkward_repository_scans_the_same_streamed() {
     assert!(streamed.contains("duplicate key `name`"), "{streamed}");
     assert!(streamed.contains("clusters/prod"), "{streamed}");
     let files = streamed.split("\nfiles: ").nth(1).and_then(|rest| rest.split('\n').next()).unwrap_or_default();
-    assert_eq!(files, "1045", "the threaded path reads over a thousand files");
+    assert_eq!(files, "2026", "the threaded paths read over a thousand files and resolve over a thousand releases");
+    // Sources are linked from every share of the releases: only the one no release points at
+    // is a dependency of its own.
+    assert!(streamed.contains("\"ocirepository/flux-system/oci-lonely\""), "{streamed}");
+    for n in [0, 250, 500, 750, 1000] {
+        assert!(streamed.contains(&format!("helmrelease/team-{}/oci-app-{n}", n % 3)), "{streamed}");
+        assert!(!streamed.contains(&format!("\"ocirepository/flux-system/oci-{n}\"")), "oci-{n} linked");
+    }
     assert_eq!(streamed, held);
 }
 
