@@ -328,6 +328,38 @@ mod tests {
         assert_eq!(walk_with_ignore(root, 10).warnings.len(), 1);
     }
 
+    /// Over a thousand files in folders of several depths: what is left after the first
+    /// thousand is listed on every core.
+    fn large_tree(root: &Path) {
+        for n in 0..1_300 {
+            let folder = root.join(format!("team-{}/app-{n}", n % 13));
+            let deeper = if n % 5 == 0 { folder.join("overlays/prod") } else { folder.clone() };
+            std::fs::create_dir_all(&deeper).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(folder.join("release.yaml"), format!("name: app-{n}\n")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(deeper.join("values.yml"), "x: 1\n").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(folder.join("README.md"), "not listed\n").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn a_large_tree_listed_on_every_core_lists_the_same() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        large_tree(dir.path());
+        assert_eq!(same_as_ignore(dir.path(), DEFAULT_MAX_FILE_SIZE), 2_600);
+        // Once more with a cap every release is over, so sizes from every thread count.
+        assert_eq!(same_as_ignore(dir.path(), 8), 1_300, "the values files only");
+    }
+
+    #[test]
+    fn an_ignore_file_deep_in_a_large_tree_hands_the_walk_to_the_ignore_crate() {
+        for ignore_file in ["team-0/app-0/.gitignore", "team-12/app-25/overlays/.ignore", "team-6/app-1293/.git"] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            large_tree(dir.path());
+            std::fs::write(dir.path().join(ignore_file), "values.yml\n").unwrap_or_else(|e| panic!("{e}"));
+            assert!(plain_walk::files(dir.path(), is_listed, false).is_none(), "{ignore_file}");
+        }
+    }
+
     #[test]
     fn an_ignore_file_anywhere_in_the_tree_hands_the_walk_to_the_ignore_crate() {
         for ignore_file in [".gitignore", "sub/.ignore", "nested/.git/HEAD"] {
