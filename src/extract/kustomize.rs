@@ -113,7 +113,7 @@ pub fn layout_of<'a>(
 ) -> Layout {
     let mut kustomizations: BTreeMap<String, Kustomization> = BTreeMap::new();
     let mut flux_roots: Vec<(String, Option<String>)> = Vec::new();
-    let all_files: BTreeSet<String> = all_files.into_iter().map(str::to_string).collect();
+    let all_files: BTreeSet<&str> = all_files.into_iter().collect();
 
     for (relative, stream) in shaping {
         for doc in &stream.documents {
@@ -192,7 +192,7 @@ pub(crate) fn read_kustomization(dir: &str, root: &Node) -> Kustomization {
 
 struct Walker<'a> {
     kustomizations: &'a BTreeMap<String, Kustomization>,
-    all_files: &'a BTreeSet<String>,
+    all_files: &'a BTreeSet<&'a str>,
     assigned: &'a mut HashMap<String, BTreeSet<Option<String>>>,
     patches: &'a mut HashMap<String, String>,
     /// `(path, namespace carried in)` already walked: the same folder reached again through
@@ -232,10 +232,10 @@ impl Walker<'_> {
             // A folder without kustomization.yaml: Flux generates one that takes every manifest
             // below it, recursively.
             let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-            let files: Vec<String> =
-                self.all_files.range(prefix.clone()..).take_while(|f| f.starts_with(&prefix)).cloned().collect();
-            for file in files {
-                self.assign(&file, carry);
+            let all_files = self.all_files;
+            let below = (std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded);
+            for file in all_files.range::<str, _>(below).take_while(|f| f.starts_with(&prefix)) {
+                self.assign(file, carry);
             }
         }
     }
