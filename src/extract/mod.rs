@@ -555,7 +555,17 @@ fn visit_document(
     let root = &doc.root;
     let (Some(api_version), Some(kind)) = (root.str_at(&["apiVersion"]), root.str_at(&["kind"])) else { return };
     if api_version.contains(".toolkit.fluxcd.io/") {
-        out.api_versions.entry(api_version.to_string()).or_default().insert(file.relative.clone());
+        // Looked up before anything is copied: most documents add nothing new (a file's second
+        // HelmRelease, the thousandth file of one apiVersion).
+        match out.api_versions.get_mut(api_version) {
+            Some(files) if files.contains(&file.relative) => {}
+            Some(files) => {
+                files.insert(file.relative.clone());
+            }
+            None => {
+                out.api_versions.insert(api_version.to_string(), [file.relative.clone()].into());
+            }
+        }
     }
     let invalid = (!doc.duplicate_keys.is_empty() && mentions_managed_api(api_version.as_bytes())).then(|| {
         let d = &doc.duplicate_keys[0];

@@ -50,7 +50,10 @@ pub(super) fn parse(text: &str, deadline: Option<Instant>) -> Option<Stream> {
 /// control characters (tabs and carriage returns among them), a byte-order mark, and the
 /// non-ASCII line breaks and non-characters.
 fn plain_text(text: &str) -> bool {
-    if text.bytes().any(|b| (b < 0x20 && b != b'\n') || b == 0x7f) {
+    // A chunk at a time, without stopping at the first hit inside one, so the compiler can
+    // test many bytes in one instruction: a byte at a time, this was a percent of a scan.
+    let control = |b: u8| (b < 0x20 && b != b'\n') | (b == 0x7f);
+    if text.as_bytes().chunks(64).any(|chunk| chunk.iter().fold(false, |found, &b| found | control(b))) {
         return false;
     }
     text.is_ascii()
