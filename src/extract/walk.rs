@@ -140,22 +140,43 @@ fn listed(entries: impl Iterator<Item = (u32, Vec<u8>)>, prefix: &str) -> Vec<St
         .collect()
 }
 
+/// The tracked files as candidates, each looked at on disk: on every core for a large
+/// repository (4,000 files and their 2,000 folders took 22-26 ms on one). The index lists
+/// paths in order, so each share is whole folders, and its own cache of real folders serves.
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
+    let Some(chunk) = super::load::chunking(paths.len()) else { return looked_at(root, &paths, max_size) };
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            paths.chunks(chunk).map(|part| s.spawn(move || looked_at(root, part, max_size))).collect();
+        let mut listing = Listing::default();
+        for handle in handles {
+            // A panic is a bug, raised on this thread as it would have been without threads.
+            let part = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            listing.files.extend(part.files);
+            listing.warnings.extend(part.warnings);
+            listing.source_ignores.extend(part.source_ignores);
+        }
+        listing
+    })
+}
+
+/// [`from_paths`] for one share of the paths.
+fn looked_at(root: &Path, paths: &[String], max_size: u64) -> Listing {
     let mut listing = Listing::default();
     let mut real_dirs = std::collections::HashSet::new();
     for relative in paths {
-        let path = root.join(&relative);
+        let path = root.join(relative);
         // A tracked file may be deleted in the work tree, or sit under a directory that is a
         // symlink; symlink_metadata on each component is what keeps the scan inside the root.
-        if crosses_symlink(root, &relative, &mut real_dirs) {
+        if crosses_symlink(root, relative, &mut real_dirs) {
             continue;
         }
         match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => push_sized(&mut listing, path, relative, m.len(), max_size),
+            Ok(m) if m.is_file() => push_sized(&mut listing, path, relative.clone(), m.len(), max_size),
             // Tracked but not on disk (a sparse checkout, a local delete): what it holds is
             // unknown, which is an error, not an absence: nothing may be closed for lack of it.
             Err(_) => listing.warnings.push(FileError {
-                file: relative,
+                file: relative.clone(),
                 line: None,
                 column: None,
                 message: "tracked by git but missing from the work tree (sparse checkout, or deleted and not committed): not scanned".into(),
@@ -348,6 +369,37 @@ mod tests {
         assert_eq!(same_as_ignore(dir.path(), DEFAULT_MAX_FILE_SIZE), 2_600);
         // Once more with a cap every release is over, so sizes from every thread count.
         assert_eq!(same_as_ignore(dir.path(), 8), 1_300, "the values files only");
+    }
+
+    /// A large work tree whose tracked files are looked at on every core gives what one core
+    /// gives: a file deleted since, a folder swapped for a symlink, an oversized file.
+    #[cfg(unix)]
+    #[test]
+    fn tracked_files_of_a_large_tree_are_looked_at_the_same_on_every_core() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path();
+        large_tree(root);
+        std::fs::write(root.join("team-4/app-4/big.yaml"), "x".repeat(64)).unwrap_or_else(|e| panic!("{e}"));
+        let repo = git2::Repository::init(root).unwrap_or_else(|e| panic!("{e}"));
+        let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap_or_else(|e| panic!("{e}"));
+        index.write().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_file(root.join("team-7/app-7/release.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        // app-1000 holds a release and, in overlays/prod, a values file.
+        std::fs::rename(root.join("team-12/app-1000"), root.join("moved")).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(root.join("moved"), root.join("team-12/app-1000")).unwrap_or_else(|e| panic!("{e}"));
+        let paths = match tracked(root) {
+            Ok(Some(paths)) => paths,
+            other => panic!("not tracked: {other:?}"),
+        };
+        assert!(super::super::load::chunking(paths.len()).is_some(), "{} paths: one core", paths.len());
+        let shared = sorted(from_paths(root, paths.clone(), 32));
+        let alone = sorted(looked_at(root, &paths, 32));
+        assert_eq!(shared.files, alone.files);
+        assert_eq!(shared.warnings, alone.warnings);
+        assert_eq!(shared.files.len(), 2_600 - 3, "the deleted file and the two behind the symlink");
+        let warned: Vec<&str> = shared.warnings.iter().map(|w| w.file.as_str()).collect();
+        assert_eq!(warned, ["team-4/app-4/big.yaml", "team-7/app-7/release.yaml"]);
     }
 
     #[test]
