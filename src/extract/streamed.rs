@@ -33,9 +33,9 @@ pub(super) struct Read {
 
 /// One listed file on its way through the pass.
 enum Slot {
-    /// Read once (it is UTF-8 text), and let go: read again when its turn comes, so the pass
-    /// never holds more than one file's text per thread. Reading a file twice costs a few
-    /// microseconds; holding every text cost the size of the repository in memory.
+    /// Read once (it is UTF-8 text), and let go: read again when its turn comes, so a small
+    /// repository's pass never holds more than one file's text. Reading a file twice costs a
+    /// few microseconds; holding every text costs the size of the repository in memory.
     Unread,
     /// Read once, and held for its turn: see [`HELD_TEXT`].
     Held(String),
