@@ -277,11 +277,17 @@ impl HelmReleases {
             deps.extend(releases.iter().map(|r| self.resolve_release(r, versioned_patches, &mut referenced)));
             referenced
         };
-        deps.reserve(self.releases.iter().map(Vec::len).sum());
+        let total = self.releases.iter().map(Vec::len).sum();
+        deps.reserve(total);
         let mut referenced = Referenced::new();
         let [first, later @ ..] = self.releases.as_slice() else { return referenced };
-        if later.is_empty() {
-            return resolve(first, deps);
+        // A thread per share only when there are releases enough to earn one (a large
+        // repository of few releases still reads in several shares).
+        if later.is_empty() || super::load::chunking(total).is_none() {
+            for share in &self.releases {
+                referenced.extend(resolve(share, deps));
+            }
+            return referenced;
         }
         std::thread::scope(|s| {
             let handles: Vec<_> = later

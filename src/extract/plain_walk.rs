@@ -30,10 +30,21 @@ type Folder = (PathBuf, String);
 /// the tests hold the listing to the `ignore` walker's on any machine. The files come in no
 /// particular order.
 pub(super) fn files(root: &Path, wanted: impl Fn(&str) -> bool + Sync, global_rules: bool) -> Option<Vec<Found>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    files_on(root, wanted, global_rules, threads)
+}
+
+/// [`files`] on at most `threads` threads, this one included (the tests ask for several
+/// whatever the machine has).
+pub(super) fn files_on(
+    root: &Path,
+    wanted: impl Fn(&str) -> bool + Sync,
+    global_rules: bool,
+    threads: usize,
+) -> Option<Vec<Found>> {
     if global_rules || rules_above(root) {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let mut found = Vec::new();
     let mut folders = vec![(root.to_path_buf(), String::new())];
     // Alone until the repository shows itself large and there is work to share.
@@ -42,27 +53,46 @@ pub(super) fn files(root: &Path, wanted: impl Fn(&str) -> bool + Sync, global_ru
         list_folder(folder, &wanted, &mut folders, &mut found)?;
     }
     // Dealt out in turn: the stack holds the folders beside and above the one just listed,
-    // siblings of alike size next to each other.
+    // siblings of alike size next to each other. This thread walks the first share.
     let mut shares: Vec<Vec<Folder>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, folder) in folders.into_iter().enumerate() {
         shares[i % threads].push(folder);
     }
-    let wanted = &wanted;
-    let rest: Vec<Option<Vec<Found>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = shares.into_iter().map(|share| s.spawn(move || walk_all(share, wanted))).collect();
-        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    let mut shares = shares.into_iter();
+    let mine = shares.next().unwrap_or_default();
+    // Set by the first share to give up, so the others stop too: the `ignore` walker lists
+    // the tree again anyway.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (wanted, stop) = (&wanted, &stop);
+    let (mine, theirs) = std::thread::scope(|s| {
+        let handles: Vec<_> = shares.map(|share| s.spawn(move || walk_all(share, wanted, stop))).collect();
+        let mine = walk_all(mine, wanted, stop);
+        // A panic is a bug, raised on this thread as it would have been without threads.
+        let theirs: Vec<_> =
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect();
+        (mine, theirs)
     });
-    for part in rest {
+    found.extend(mine?);
+    for part in theirs {
         found.extend(part?);
     }
     Some(found)
 }
 
-/// Every file under these folders.
-fn walk_all(mut folders: Vec<Folder>, wanted: &impl Fn(&str) -> bool) -> Option<Vec<Found>> {
+/// Every file under these folders; `None`, and `stop` set, when one cannot be listed plainly
+/// or another share has given up.
+fn walk_all(
+    mut folders: Vec<Folder>,
+    wanted: &impl Fn(&str) -> bool,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<Vec<Found>> {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut found = Vec::new();
     while let Some(folder) = folders.pop() {
-        list_folder(folder, wanted, &mut folders, &mut found)?;
+        if stop.load(Relaxed) || list_folder(folder, wanted, &mut folders, &mut found).is_none() {
+            stop.store(true, Relaxed);
+            return None;
+        }
     }
     Some(found)
 }

@@ -144,15 +144,22 @@ fn listed(entries: impl Iterator<Item = (u32, Vec<u8>)>, prefix: &str) -> Vec<St
 /// repository (4,000 files and their 2,000 folders took 22-26 ms on one). The index lists
 /// paths in order, so each share is whole folders, and its own cache of real folders serves.
 fn from_paths(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
-    shared_out(root, &paths, max_size, super::load::chunking(paths.len()))
+    let chunk = super::load::chunking(paths.len());
+    shared_out(root, paths, max_size, chunk)
 }
 
-/// [`from_paths`] with `chunk` paths a thread, or all of them on this one.
-fn shared_out(root: &Path, paths: &[String], max_size: u64, chunk: Option<usize>) -> Listing {
-    let Some(chunk) = chunk else { return looked_at(root, paths, max_size) };
+/// [`from_paths`] with `chunk` paths a thread, or all of them on this one. The paths are
+/// handed over, not copied: each share's are its candidates' names.
+fn shared_out(root: &Path, mut paths: Vec<String>, max_size: u64, chunk: Option<usize>) -> Listing {
+    let Some(chunk) = chunk.filter(|&c| c > 0) else { return looked_at(root, paths, max_size) };
+    let mut parts = Vec::new();
+    while paths.len() > chunk {
+        let rest = paths.split_off(chunk);
+        parts.push(std::mem::replace(&mut paths, rest));
+    }
+    parts.push(paths);
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            paths.chunks(chunk).map(|part| s.spawn(move || looked_at(root, part, max_size))).collect();
+        let handles: Vec<_> = parts.into_iter().map(|part| s.spawn(move || looked_at(root, part, max_size))).collect();
         let mut listing = Listing::default();
         for handle in handles {
             // A panic is a bug, raised on this thread as it would have been without threads.
@@ -166,22 +173,22 @@ fn shared_out(root: &Path, paths: &[String], max_size: u64, chunk: Option<usize>
 }
 
 /// [`from_paths`] for one share of the paths.
-fn looked_at(root: &Path, paths: &[String], max_size: u64) -> Listing {
+fn looked_at(root: &Path, paths: Vec<String>, max_size: u64) -> Listing {
     let mut listing = Listing::default();
     let mut real_dirs = std::collections::HashSet::new();
     for relative in paths {
-        let path = root.join(relative);
+        let path = root.join(&relative);
         // A tracked file may be deleted in the work tree, or sit under a directory that is a
         // symlink; symlink_metadata on each component is what keeps the scan inside the root.
-        if crosses_symlink(root, relative, &mut real_dirs) {
+        if crosses_symlink(root, &relative, &mut real_dirs) {
             continue;
         }
         match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => push_sized(&mut listing, path, relative.clone(), m.len(), max_size),
+            Ok(m) if m.is_file() => push_sized(&mut listing, path, relative, m.len(), max_size),
             // Tracked but not on disk (a sparse checkout, a local delete): what it holds is
             // unknown, which is an error, not an absence: nothing may be closed for lack of it.
             Err(_) => listing.warnings.push(FileError {
-                file: relative.clone(),
+                file: relative,
                 line: None,
                 column: None,
                 message: "tracked by git but missing from the work tree (sparse checkout, or deleted and not committed): not scanned".into(),
@@ -301,7 +308,8 @@ mod tests {
 
     /// The plain listing took place (no fallback) and equals the `ignore` walker's.
     fn same_as_ignore(root: &Path, max_size: u64) -> usize {
-        let found = plain_walk::files(root, is_listed, false);
+        // Three threads past the first thousand files, whatever the machine's cores.
+        let found = plain_walk::files_on(root, is_listed, false, 3);
         let found = found.unwrap_or_else(|| panic!("{} fell back to the ignore walker", root.display()));
         let mut plain = Listing::default();
         for (path, relative, size) in found {
@@ -398,8 +406,8 @@ mod tests {
             other => panic!("not tracked: {other:?}"),
         };
         // Shared out in three, whatever the machine's cores.
-        let shared = sorted(shared_out(root, &paths, 32, Some(paths.len().div_ceil(3))));
-        let alone = sorted(looked_at(root, &paths, 32));
+        let shared = sorted(shared_out(root, paths.clone(), 32, Some(paths.len().div_ceil(3))));
+        let alone = sorted(looked_at(root, paths, 32));
         assert_eq!(shared.files, alone.files);
         assert_eq!(shared.warnings, alone.warnings);
         assert_eq!(shared.files.len(), 2_600 - 3, "the deleted file and the two behind the symlink");
@@ -413,7 +421,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             large_tree(dir.path());
             std::fs::write(dir.path().join(ignore_file), "values.yml\n").unwrap_or_else(|e| panic!("{e}"));
-            assert!(plain_walk::files(dir.path(), is_listed, false).is_none(), "{ignore_file}");
+            assert!(plain_walk::files_on(dir.path(), is_listed, false, 3).is_none(), "{ignore_file}");
         }
     }
 
