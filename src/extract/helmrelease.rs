@@ -213,11 +213,10 @@ impl Extractor for HelmReleases {
                 if doc.api_version.starts_with("helm.toolkit.fluxcd.io/")
                     || doc.api_version.starts_with("helm.fluxcd.io/") =>
             {
-                if self.releases.is_empty() {
-                    self.releases.push(Vec::new());
-                }
-                if let Some(share) = self.releases.last_mut() {
-                    share.push(read_release(doc));
+                let release = read_release(doc);
+                match self.releases.last_mut() {
+                    Some(share) => share.push(release),
+                    None => self.releases.push(vec![release]),
                 }
             }
             HELM_REPOSITORY if flux_source => {
@@ -272,38 +271,35 @@ impl HelmReleases {
     /// release is resolved on its own, so the shares read on several threads are resolved on
     /// as many.
     fn resolve_all(&self, versioned_patches: &VersionedPatches, deps: &mut Vec<Dependency>) -> Referenced {
-        let resolve = |releases: &[Release], deps: &mut Vec<Dependency>| {
-            let mut referenced = Referenced::new();
-            deps.extend(releases.iter().map(|r| self.resolve_release(r, versioned_patches, &mut referenced)));
-            referenced
+        let resolve = |releases: &[Release], deps: &mut Vec<Dependency>, referenced: &mut Referenced| {
+            deps.extend(releases.iter().map(|r| self.resolve_release(r, versioned_patches, referenced)));
         };
         let total = self.releases.iter().map(Vec::len).sum();
         deps.reserve(total);
         let mut referenced = Referenced::new();
-        let [first, later @ ..] = self.releases.as_slice() else { return referenced };
         // A thread per share only when there are releases enough to earn one (a large
         // repository of few releases still reads in several shares).
-        if later.is_empty() || super::load::chunking(total).is_none() {
+        let threaded = self.releases.len() > 1 && super::load::chunking(total).is_some();
+        let Some((first, later)) = self.releases.split_first().filter(|_| threaded) else {
             for share in &self.releases {
-                referenced.extend(resolve(share, deps));
+                resolve(share, deps, &mut referenced);
             }
             return referenced;
-        }
+        };
         std::thread::scope(|s| {
             let handles: Vec<_> = later
                 .iter()
                 .map(|share| {
                     s.spawn(move || {
-                        let mut deps = Vec::with_capacity(share.len());
-                        let referenced = resolve(share, &mut deps);
+                        let (mut deps, mut referenced) = (Vec::with_capacity(share.len()), Referenced::new());
+                        resolve(share, &mut deps, &mut referenced);
                         (deps, referenced)
                     })
                 })
                 .collect();
-            referenced = resolve(first, deps);
+            resolve(first, deps, &mut referenced);
             for handle in handles {
-                // A panic is a bug, raised on this thread as it would have been without threads.
-                let (theirs, found) = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                let (theirs, found) = super::load::joined(handle);
                 deps.extend(theirs);
                 referenced.extend(found);
             }
@@ -382,7 +378,7 @@ impl HelmReleases {
 
     /// Files of patches that set a version, by the release they patch.
     fn versioned_patches(&self) -> VersionedPatches {
-        let mut map: HashMap<(Option<String>, String), Vec<String>> = HashMap::new();
+        let mut map = VersionedPatches::new();
         for r in self.releases.iter().flatten() {
             if let ChartSource::None { version } | ChartSource::Spec { chart: None, version, .. } = &r.chart
                 && let Some(v) = version.value()

@@ -25,6 +25,12 @@ pub(super) fn chunking(files: usize) -> Option<usize> {
     (threads > 1 && files >= THREADED_FROM).then(|| files.div_ceil(threads))
 }
 
+/// A scoped thread's answer. Its panic is a bug, raised on this thread as it would have been
+/// had the work not been shared out.
+pub(super) fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Let go of `value` on a thread of its own when it holds `items` of a large repository's
 /// things, so nothing waits for it: freeing what the extractors kept of 10,000 releases (some
 /// 100,000 small allocations) took 3.5 ms, on the scan's serial path.

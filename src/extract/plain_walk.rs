@@ -67,9 +67,7 @@ pub(super) fn files_on(
     let (mine, theirs) = std::thread::scope(|s| {
         let handles: Vec<_> = shares.map(|share| s.spawn(move || walk_all(share, wanted, stop))).collect();
         let mine = walk_all(mine, wanted, stop);
-        // A panic is a bug, raised on this thread as it would have been without threads.
-        let theirs: Vec<_> =
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect();
+        let theirs: Vec<_> = handles.into_iter().map(super::load::joined).collect();
         (mine, theirs)
     });
     found.extend(mine?);

@@ -97,8 +97,8 @@ fn first_looks(candidates: &[walk::Candidate], budget: std::time::Duration) -> V
     let held = std::sync::atomic::AtomicUsize::new(0);
     let hold = |text: String| {
         let size = text.len();
-        let total = held.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size;
-        if threaded && total <= HELD_TEXT { Slot::Held(text) } else { Slot::Unread }
+        let fits = threaded && held.fetch_add(size, std::sync::atomic::Ordering::Relaxed) + size <= HELD_TEXT;
+        if fits { Slot::Held(text) } else { Slot::Unread }
     };
     let look = |candidate: &walk::Candidate| match load::read_text(candidate) {
         Err(why) => Slot::Failed(why),

@@ -162,8 +162,7 @@ fn shared_out(root: &Path, mut paths: Vec<String>, max_size: u64, chunk: Option<
         let handles: Vec<_> = parts.into_iter().map(|part| s.spawn(move || looked_at(root, part, max_size))).collect();
         let mut listing = Listing::default();
         for handle in handles {
-            // A panic is a bug, raised on this thread as it would have been without threads.
-            let part = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let part = super::load::joined(handle);
             listing.files.extend(part.files);
             listing.warnings.extend(part.warnings);
             listing.source_ignores.extend(part.source_ignores);
@@ -224,9 +223,14 @@ fn crosses_symlink(root: &Path, relative: &str, real_dirs: &mut std::collections
 /// Every file under `root`, honouring ignore files: listed plainly when none can apply (see
 /// `plain_walk`), else by the `ignore` crate.
 fn walk(root: &Path, max_size: u64) -> Listing {
-    let Some(found) = plain_walk::files(root, is_listed, plain_walk::global_rules()) else {
-        return walk_with_ignore(root, max_size);
-    };
+    match plain_walk::files(root, is_listed, plain_walk::global_rules()) {
+        Some(found) => sized(found, max_size),
+        None => walk_with_ignore(root, max_size),
+    }
+}
+
+/// The plain walk's files as a listing: each under the size cap a candidate, the others warned.
+fn sized(found: Vec<plain_walk::Found>, max_size: u64) -> Listing {
     let mut listing = Listing::default();
     for (path, relative, size) in found {
         push_sized(&mut listing, path, relative, size, max_size);
@@ -311,11 +315,7 @@ mod tests {
         // Three threads past the first thousand files, whatever the machine's cores.
         let found = plain_walk::files_on(root, is_listed, false, 3);
         let found = found.unwrap_or_else(|| panic!("{} fell back to the ignore walker", root.display()));
-        let mut plain = Listing::default();
-        for (path, relative, size) in found {
-            push_sized(&mut plain, path, relative, size, max_size);
-        }
-        let plain = sorted(plain);
+        let plain = sorted(sized(found, max_size));
         let ignore = sorted(walk_with_ignore(root, max_size));
         assert_eq!(plain.files, ignore.files, "{}", root.display());
         assert_eq!(plain.source_ignores, ignore.source_ignores);
